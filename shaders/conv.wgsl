@@ -1,0 +1,357 @@
+// Convolution as an implicit GEMM, C[m][n] = sum_k A[m][k] * B[k][n], where A and B are
+// gathered from the tensors on the fly: no im2col buffer is ever written.
+//
+// The X side is a tensor [batch, cin, hin, win], the Y side [batch, cout, hout, wout],
+// the weight [cout, cin, kh, kw] (PyTorch's Conv2d layout, and ConvTranspose2d's with
+// X and Y swapped). MODE picks the product:
+//   0  conv forward:         m = co, n = (b, oy, ox),          k = (ci, ky, kx)   Y = W * X
+//   1  conv input gradient:  m = ci, n = (b, y, x) of phase z, k = (co, ty, tx)   X = W^T * Y
+//      (also the transposed conv's forward). Output rows y = ry + s*yy of one stride
+//      phase (ry, rx) only meet taps ky = ky0 + s*ty, so each phase is its own GEMM
+//      and no multiply is spent on taps that fall between input pixels.
+//   2  conv weight gradient: m = co, n = (ci, ky, kx),         k = (b, oy, ox)    dW = Y * X^T
+//      split along k into `splits` chunks whose partial sums a second pass adds in a
+//      fixed order (deterministic, no atomics).
+//
+// Each thread owns a TM x TN register tile of C. `main_reg` reads its operands straight
+// from memory (best on CPU drivers such as lavapipe, where barriers are dear);
+// `main_shared` stages BK-deep slices of A and B in workgroup memory (best on GPUs).
+
+override MODE: u32 = 0u;
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+override HAS_BIAS: bool = false;
+// max(0, v) applied when loading the X side, the Y side, or storing the result.
+override RELU_X: bool = false;
+override RELU_Y: bool = false;
+override RELU_OUT: bool = false;
+
+const TM: u32 = 4u;
+const TN: u32 = 4u;
+const BK: u32 = 16u;
+
+struct Params {
+    batch: u32, cin: u32, hin: u32, win: u32,
+    cout: u32, hout: u32, wout: u32, kh: u32,
+    kw: u32, stride: u32, pad: u32, zcount: u32,
+    m: u32, n: u32, k: u32, tiles_n: u32,
+    tiles_m: u32, k_chunk: u32, _pad0: u32, _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
+@group(0) @binding(3) var<storage, read> ys: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+// The part of the problem that workgroup z solves.
+struct Job {
+    n: u32,        // columns
+    k_begin: u32,
+    k_end: u32,
+    ry: u32, rx: u32,   // MODE 1: the output phase
+    ky0: u32, kx0: u32, // MODE 1: its first tap
+    nty: u32, ntx: u32, // MODE 1: its taps per axis
+    hy: u32, wx: u32,   // MODE 1: its rows and columns
+}
+
+fn ceil_div(a: u32, b: u32) -> u32 {
+    return (a + b - 1u) / b;
+}
+
+fn taps(first: u32, size: u32) -> u32 {
+    return select(0u, ceil_div(size - first, p.stride), first < size);
+}
+
+fn job_of(z: u32) -> Job {
+    var j: Job;
+    j.k_begin = 0u;
+    j.k_end = p.k;
+    j.n = p.n;
+    if (MODE == 1u) {
+        let s = p.stride;
+        j.ry = z / s;
+        j.rx = z % s;
+        j.ky0 = (j.ry + p.pad) % s;
+        j.kx0 = (j.rx + p.pad) % s;
+        j.nty = taps(j.ky0, p.kh);
+        j.ntx = taps(j.kx0, p.kw);
+        j.hy = taps(j.ry, p.hin);
+        j.wx = taps(j.rx, p.win);
+        j.n = p.batch * j.hy * j.wx;
+        j.k_end = p.cout * j.nty * j.ntx;
+    } else if (MODE == 2u) {
+        j.k_begin = min(z * p.k_chunk, p.k);
+        j.k_end = min(j.k_begin + p.k_chunk, p.k);
+    }
+    return j;
+}
+
+// The dimensions of the k coordinate (outer, mid, inner).
+fn k_dims(j: Job) -> vec3<u32> {
+    if (MODE == 0u) {
+        return vec3<u32>(p.cin, p.kh, p.kw);
+    } else if (MODE == 1u) {
+        return vec3<u32>(p.cout, j.nty, j.ntx);
+    }
+    return vec3<u32>(p.batch, p.hout, p.wout);
+}
+
+fn k_coord(k: u32, d: vec3<u32>) -> vec3<u32> {
+    return vec3<u32>(k / (d.y * d.z), (k / d.z) % d.y, k % d.z);
+}
+
+// Steps a k coordinate by one without dividing.
+fn k_next(c: vec3<u32>, d: vec3<u32>) -> vec3<u32> {
+    var r = c;
+    r.z += 1u;
+    if (r.z == d.z) {
+        r.z = 0u;
+        r.y += 1u;
+        if (r.y == d.y) {
+            r.y = 0u;
+            r.x += 1u;
+        }
+    }
+    return r;
+}
+
+// What a column needs, decoded once: a base offset, two signed coordinates and where
+// its outputs go.
+struct Col {
+    base: u32,
+    y: i32,
+    x: i32,
+    out: u32,
+}
+
+fn col_of(n_in: u32, j: Job) -> Col {
+    let n = min(n_in, max(j.n, 1u) - 1u);
+    var c: Col;
+    let s = i32(p.stride);
+    if (MODE == 0u) {
+        let ox = n % p.wout;
+        let oy = (n / p.wout) % p.hout;
+        let b = n / (p.wout * p.hout);
+        c.base = b * p.cin * p.hin * p.win;
+        c.y = i32(oy) * s - i32(p.pad);
+        c.x = i32(ox) * s - i32(p.pad);
+        c.out = b * p.cout * p.hout * p.wout + oy * p.wout + ox;
+    } else if (MODE == 1u) {
+        let xx = n % j.wx;
+        let yy = (n / j.wx) % j.hy;
+        let b = n / (j.wx * j.hy);
+        let y = j.ry + p.stride * yy;
+        let x = j.rx + p.stride * xx;
+        c.base = b * p.cout * p.hout * p.wout;
+        c.y = i32(y + p.pad);
+        c.x = i32(x + p.pad);
+        c.out = b * p.cin * p.hin * p.win + y * p.win + x;
+    } else {
+        let kx = n % p.kw;
+        let ky = (n / p.kw) % p.kh;
+        let ci = n / (p.kw * p.kh);
+        c.base = ci * p.hin * p.win;
+        c.y = i32(ky) - i32(p.pad);
+        c.x = i32(kx) - i32(p.pad);
+        c.out = n;
+    }
+    return c;
+}
+
+fn relu_if(v: f32, on: bool) -> f32 {
+    return select(v, max(v, 0.0), on);
+}
+
+fn load_a(m_in: u32, kc: vec3<u32>, j: Job) -> f32 {
+    let m = min(m_in, p.m - 1u);
+    if (MODE == 0u) {
+        return wt[((m * p.cin + kc.x) * p.kh + kc.y) * p.kw + kc.z];
+    } else if (MODE == 1u) {
+        let ky = j.ky0 + p.stride * kc.y;
+        let kx = j.kx0 + p.stride * kc.z;
+        return wt[((kc.x * p.cin + m) * p.kh + ky) * p.kw + kx];
+    }
+    return relu_if(ys[((kc.x * p.cout + m) * p.hout + kc.y) * p.wout + kc.z], RELU_Y);
+}
+
+fn load_b(kc: vec3<u32>, c: Col, j: Job) -> f32 {
+    let s = i32(p.stride);
+    if (MODE == 0u) {
+        let iy = c.y + i32(kc.y);
+        let ix = c.x + i32(kc.z);
+        if (iy < 0 || ix < 0 || iy >= i32(p.hin) || ix >= i32(p.win)) {
+            return 0.0;
+        }
+        let v = xs[c.base + (kc.x * p.hin + u32(iy)) * p.win + u32(ix)];
+        return relu_if(v, RELU_X);
+    } else if (MODE == 1u) {
+        // (y + pad - ky) is a multiple of the stride by the choice of phase.
+        let ty = c.y - i32(j.ky0 + p.stride * kc.y);
+        let tx = c.x - i32(j.kx0 + p.stride * kc.z);
+        if (ty < 0 || tx < 0) {
+            return 0.0;
+        }
+        let iy = u32(ty) / p.stride;
+        let ix = u32(tx) / p.stride;
+        if (iy >= p.hout || ix >= p.wout) {
+            return 0.0;
+        }
+        let v = ys[c.base + (kc.x * p.hout + iy) * p.wout + ix];
+        return relu_if(v, RELU_Y);
+    }
+    let iy = i32(kc.y) * s + c.y;
+    let ix = i32(kc.z) * s + c.x;
+    if (iy < 0 || ix < 0 || iy >= i32(p.hin) || ix >= i32(p.win)) {
+        return 0.0;
+    }
+    let v = xs[kc.x * p.cin * p.hin * p.win + c.base + u32(iy) * p.win + u32(ix)];
+    return relu_if(v, RELU_X);
+}
+
+fn store(m: u32, n: u32, c: Col, j: Job, z: u32, acc: f32) {
+    if (m >= p.m || n >= j.n) {
+        return;
+    }
+    if (MODE == 2u) {
+        out[(z * p.m + m) * p.n + n] = acc;
+        return;
+    }
+    var v = acc;
+    if (HAS_BIAS) {
+        v += bias[m];
+    }
+    v = relu_if(v, RELU_OUT);
+    if (MODE == 0u) {
+        out[c.out + m * p.hout * p.wout] = v;
+    } else {
+        out[c.out + m * p.hin * p.win] = v;
+    }
+}
+
+// Workgroups are numbered linearly over all three grid dimensions, so a problem with
+// more tiles than one grid dimension allows still runs in one dispatch.
+struct Tile {
+    tn: u32,
+    tm: u32,
+    z: u32,
+}
+
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
+    let g = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    var t: Tile;
+    t.tn = g % p.tiles_n;
+    t.tm = (g / p.tiles_n) % p.tiles_m;
+    t.z = g / (p.tiles_n * p.tiles_m);
+    return t;
+}
+
+fn finish(t: Tile, j: Job, lx: u32, ly: u32, acc: array<array<f32, TN>, TM>) {
+    for (var jj = 0u; jj < TN; jj++) {
+        let n = t.tn * TN * WG_X + lx + jj * WG_X;
+        let c = col_of(n, j);
+        for (var i = 0u; i < TM; i++) {
+            store(t.tm * TM * WG_Y + ly + i * WG_Y, n, c, j, t.z, acc[i][jj]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn main_reg(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let t = tile_of(wid, nwg);
+    if (t.z >= p.zcount) {
+        return;
+    }
+    let j = job_of(t.z);
+    var ms: array<u32, TM>;
+    for (var i = 0u; i < TM; i++) {
+        ms[i] = t.tm * TM * WG_Y + lid.y + i * WG_Y;
+    }
+    var cols: array<Col, TN>;
+    for (var jj = 0u; jj < TN; jj++) {
+        cols[jj] = col_of(t.tn * TN * WG_X + lid.x + jj * WG_X, j);
+    }
+    var acc: array<array<f32, TN>, TM>;
+    let d = k_dims(j);
+    var kc = k_coord(j.k_begin, d);
+    for (var k = j.k_begin; k < j.k_end; k++) {
+        var a: array<f32, TM>;
+        var b: array<f32, TN>;
+        for (var i = 0u; i < TM; i++) {
+            a[i] = load_a(ms[i], kc, j);
+        }
+        for (var jj = 0u; jj < TN; jj++) {
+            b[jj] = load_b(kc, cols[jj], j);
+        }
+        for (var i = 0u; i < TM; i++) {
+            for (var jj = 0u; jj < TN; jj++) {
+                acc[i][jj] = fma(a[i], b[jj], acc[i][jj]);
+            }
+        }
+        kc = k_next(kc, d);
+    }
+    finish(t, j, lid.x, lid.y, acc);
+}
+
+var<workgroup> a_tile: array<f32, BK * TM * WG_Y>;
+var<workgroup> b_tile: array<f32, BK * TN * WG_X>;
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn main_shared(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let t = tile_of(wid, nwg);
+    if (t.z >= p.zcount) {
+        return;
+    }
+    let j = job_of(t.z);
+    let d = k_dims(j);
+    let threads = WG_X * WG_Y;
+    let tid = lid.y * WG_X + lid.x;
+    let bm = TM * WG_Y;
+    let bn = TN * WG_X;
+    var acc: array<array<f32, TN>, TM>;
+    for (var k0 = j.k_begin; k0 < j.k_end; k0 += BK) {
+        for (var e = tid; e < BK * bm; e += threads) {
+            let k = k0 + e / bm;
+            var v = 0.0;
+            if (k < j.k_end) {
+                v = load_a(t.tm * bm + e % bm, k_coord(k, d), j);
+            }
+            a_tile[e] = v;
+        }
+        for (var e = tid; e < BK * bn; e += threads) {
+            let k = k0 + e / bn;
+            var v = 0.0;
+            if (k < j.k_end) {
+                v = load_b(k_coord(k, d), col_of(t.tn * bn + e % bn, j), j);
+            }
+            b_tile[e] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            var a: array<f32, TM>;
+            var b: array<f32, TN>;
+            for (var i = 0u; i < TM; i++) {
+                a[i] = a_tile[kk * bm + lid.y + i * WG_Y];
+            }
+            for (var jj = 0u; jj < TN; jj++) {
+                b[jj] = b_tile[kk * bn + lid.x + jj * WG_X];
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var jj = 0u; jj < TN; jj++) {
+                    acc[i][jj] = fma(a[i], b[jj], acc[i][jj]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    finish(t, j, lid.x, lid.y, acc);
+}

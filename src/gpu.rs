@@ -1,0 +1,304 @@
+//! Opening a GPU (or adopting a caller's device), running recorded work on it, and
+//! turning wgpu's errors into [`Error`]s.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::launch::{Launch, PipelineCache, Tuning};
+
+/// How to pick an adapter. wgpu's environment variables (`WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`) override these fields when set.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Backends to search.
+    pub backends: wgpu::Backends,
+    /// A case-insensitive substring of the adapter's name.
+    pub adapter_name: Option<String>,
+    /// Which kind of hardware adapter to prefer.
+    pub power: wgpu::PowerPreference,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions {
+            backends: wgpu::Backends::all(),
+            adapter_name: None,
+            power: wgpu::PowerPreference::HighPerformance,
+        }
+    }
+}
+
+impl GpuOptions {
+    /// These options with wgpu's environment variables applied on top.
+    pub fn with_env(mut self) -> Self {
+        self.backends = self.backends.with_env();
+        if let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") {
+            self.adapter_name = Some(name);
+        }
+        if let Some(power) = wgpu::PowerPreference::from_env() {
+            self.power = power;
+        }
+        self
+    }
+}
+
+const NO_ADAPTER_HINT: &str = "Install a GPU driver with Vulkan, Metal or DX12 support. On Linux \
+without a GPU, Mesa's software Vulkan driver works: `apt-get install mesa-vulkan-drivers libvulkan1`.";
+
+/// An open GPU: device, queue, what the adapter is, and the kernels compiled for it.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    tuning: Tuning,
+    pub(crate) pipelines: PipelineCache,
+    /// Buffers bound where a kernel variant ignores a binding, one per binding index:
+    /// wgpu forbids one buffer in two bindings of a dispatch when either is writable.
+    pub(crate) placeholders: Vec<wgpu::Buffer>,
+    /// Errors that escaped every error scope (only on devices this crate opened).
+    uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+/// Lists the adapters on the given backends, best first by this crate's preference.
+pub fn adapters(options: &GpuOptions) -> Vec<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: options.backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let mut found = pollster::block_on(instance.enumerate_adapters(options.backends));
+    found.sort_by_key(|a| rank(&a.get_info(), options.power));
+    found
+}
+
+/// Sort key: hardware GPUs first (in the order the power preference asks), then the
+/// rest; native APIs before GL.
+fn rank(info: &wgpu::AdapterInfo, power: wgpu::PowerPreference) -> (u8, u8) {
+    use wgpu::DeviceType::*;
+    let kind = match (info.device_type, power) {
+        (IntegratedGpu, wgpu::PowerPreference::LowPower) => 0,
+        (DiscreteGpu, _) => 1,
+        (IntegratedGpu, _) => 2,
+        (VirtualGpu, _) => 3,
+        (Other, _) => 4,
+        (Cpu, _) => 5,
+    };
+    let backend = u8::from(info.backend == wgpu::Backend::Gl);
+    (kind, backend)
+}
+
+impl Gpu {
+    /// Opens the best adapter following wgpu's environment conventions.
+    pub fn open() -> Result<Gpu> {
+        Gpu::open_with(&GpuOptions::default().with_env())
+    }
+
+    /// Opens the best adapter matching `options` (environment variables not applied;
+    /// use [`GpuOptions::with_env`] for that).
+    pub fn open_with(options: &GpuOptions) -> Result<Gpu> {
+        let mut found = adapters(options);
+        if let Some(name) = &options.adapter_name {
+            let want = name.to_lowercase();
+            let names: Vec<String> = found.iter().map(|a| describe(&a.get_info())).collect();
+            found.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+            if found.is_empty() {
+                return Err(Error::NoAdapter {
+                    request: format!(" named like '{name}' (found: {})", list_or_none(&names)),
+                    hint: "Set WGPU_ADAPTER_NAME to part of one of the names found.",
+                });
+            }
+        }
+        let adapter = found.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            request: format!(" on backends {:?}", options.backends),
+            hint: NO_ADAPTER_HINT,
+        })?;
+        Gpu::from_adapter(&adapter)
+    }
+
+    /// Opens a device on `adapter` with the adapter's own limits and the optional
+    /// features this crate can use (timestamp queries).
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("vqvae-wgpu"),
+            required_features: adapter.features() & wanted,
+            required_limits: adapter.limits(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                Error::RequestDevice {
+                    adapter: info.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        Ok(Gpu::build(device, queue, info, uncaptured))
+    }
+
+    /// Adopts a caller's device and queue. The caller keeps its own uncaptured-error
+    /// handler; errors in this crate's work are still caught by error scopes.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
+        let info = device.adapter_info();
+        Gpu::build(device, queue, info, Arc::new(Mutex::new(None)))
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        uncaptured: Arc<Mutex<Option<String>>>,
+    ) -> Gpu {
+        let placeholders = (0..8)
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("unused binding"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        Gpu {
+            limits: device.limits(),
+            tuning: Tuning::for_adapter(&info),
+            pipelines: PipelineCache::default(),
+            device,
+            queue,
+            info,
+            placeholders,
+            uncaptured,
+        }
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// What the adapter is: name, vendor, backend, driver.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The device's limits (the adapter's own, for devices this crate opened).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The kernel variants and tile shapes in use.
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
+    }
+
+    /// Replaces the kernel variants and tile shapes for launches built from now on.
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning;
+    }
+
+    /// Runs `f` inside error scopes for validation, out-of-memory and internal errors,
+    /// and returns the first error any of them caught.
+    pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [validation.pop(), memory.pop(), internal.pop()].map(pollster::block_on);
+        if let Some(e) = errors.into_iter().flatten().next() {
+            return Err(Error::Gpu {
+                context: context.to_string(),
+                message: e.to_string(),
+            });
+        }
+        self.check_uncaptured(context)?;
+        Ok(value)
+    }
+
+    fn check_uncaptured(&self, context: &str) -> Result<()> {
+        let mut slot = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some(message) => Err(Error::Gpu {
+                context: context.to_string(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `launches` into one compute pass, submits it and waits for the GPU.
+    pub fn run(&self, launches: &[&Launch]) -> Result<()> {
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            for launch in launches {
+                launch.record(&mut pass);
+            }
+        }
+        self.submit(encoder, "run")
+    }
+
+    /// Submits a finished encoder and waits for the GPU to finish it.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder, context: &str) -> Result<()> {
+        let index = self.scoped(context, || self.queue.submit([encoder.finish()]))?;
+        self.wait(Some(index), context)
+    }
+
+    /// Waits for `index` (or all work) to finish on the GPU.
+    pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, context: &str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map_err(|e| Error::DeviceLost {
+                context: context.to_string(),
+                message: e.to_string(),
+            })?;
+        self.check_uncaptured(context)
+    }
+}
+
+/// One line about an adapter: name, type, backend, driver.
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    let driver = [info.driver.as_str(), info.driver_info.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "{} ({:?}, {:?}{})",
+        info.name,
+        info.device_type,
+        info.backend,
+        if driver.is_empty() {
+            String::new()
+        } else {
+            format!(", {driver}")
+        }
+    )
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join("; ")
+    }
+}

@@ -1,0 +1,533 @@
+//! Launchers for `shaders/conv.wgsl`: 2-D convolution and transposed convolution,
+//! forward and gradients, as implicit GEMMs.
+
+use crate::error::{Error, Result, ensure};
+use crate::gpu::Gpu;
+use crate::kernels::reduce;
+use crate::launch::{Bind, Launch};
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+/// The geometry of a 2-D convolution (PyTorch's `Conv2d`, square stride and padding).
+///
+/// A transposed convolution is described by the convolution whose input gradient it
+/// is: see [`ConvShape::transposed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Input height.
+    pub hin: usize,
+    /// Input width.
+    pub win: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride along both axes.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl ConvShape {
+    /// The convolution whose input gradient is `ConvTranspose2d(cin_t, cout_t, k,
+    /// stride, pad)` applied to a `[batch, cin_t, h, w]` input. Its X side is the
+    /// transposed convolution's output, its Y side the transposed convolution's input,
+    /// and its weight layout `[cin_t, cout_t, k, k]` is `ConvTranspose2d`'s.
+    pub fn transposed(
+        batch: usize,
+        cin_t: usize,
+        cout_t: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<ConvShape> {
+        let out = |n: usize| (n.saturating_sub(1) * stride + k).checked_sub(2 * pad);
+        let (Some(hin), Some(win)) = (out(h), out(w)) else {
+            return Err(Error::shape(
+                "conv_transpose2d",
+                format!("padding {pad} is too large for kernel {k} on a {h}x{w} input"),
+            ));
+        };
+        let s = ConvShape {
+            batch,
+            cin: cout_t,
+            cout: cin_t,
+            hin,
+            win,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
+        s.validate("conv_transpose2d")?;
+        Ok(s)
+    }
+
+    /// Output height.
+    pub fn hout(&self) -> usize {
+        (self.hin + 2 * self.pad - self.kh) / self.stride + 1
+    }
+
+    /// Output width.
+    pub fn wout(&self) -> usize {
+        (self.win + 2 * self.pad - self.kw) / self.stride + 1
+    }
+
+    /// `[batch, cin, hin, win]`.
+    pub fn x_shape(&self) -> [usize; 4] {
+        [self.batch, self.cin, self.hin, self.win]
+    }
+
+    /// `[batch, cout, hout, wout]`.
+    pub fn y_shape(&self) -> [usize; 4] {
+        [self.batch, self.cout, self.hout(), self.wout()]
+    }
+
+    /// `[cout, cin, kh, kw]`.
+    pub fn w_shape(&self) -> [usize; 4] {
+        [self.cout, self.cin, self.kh, self.kw]
+    }
+
+    /// Multiply-adds times two of the forward convolution (each gradient costs the same).
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.cout * self.hout() * self.wout() * self.cin * self.kh * self.kw)
+            as f64
+    }
+
+    /// Checks that the sizes are positive and the kernel fits the padded input.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        let sizes = [
+            self.batch,
+            self.cin,
+            self.cout,
+            self.hin,
+            self.win,
+            self.kh,
+            self.kw,
+            self.stride,
+        ];
+        ensure(!sizes.contains(&0), op, || format!("zero size in {self:?}"))?;
+        ensure(
+            self.kh <= self.hin + 2 * self.pad && self.kw <= self.win + 2 * self.pad,
+            op,
+            || {
+                format!(
+                    "kernel {}x{} is larger than the padded input in {self:?}",
+                    self.kh, self.kw
+                )
+            },
+        )?;
+        ensure(self.pad < self.kh && self.pad < self.kw, op, || {
+            format!(
+                "padding {} must be smaller than the kernel in {self:?}",
+                self.pad
+            )
+        })
+    }
+}
+
+/// Which products `conv.wgsl` computes (its `MODE`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward = 0,
+    InputGrad = 1,
+    WeightGrad = 2,
+}
+
+/// Element-wise work fused into a convolution kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fuse {
+    relu_x: bool,
+    relu_y: bool,
+    relu_out: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    cin: u32,
+    hin: u32,
+    win: u32,
+    cout: u32,
+    hout: u32,
+    wout: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    zcount: u32,
+    m: u32,
+    n: u32,
+    k: u32,
+    tiles_n: u32,
+    tiles_m: u32,
+    k_chunk: u32,
+    _pad: [u32; 2],
+}
+
+const TILE: usize = 4;
+const BK: u32 = 16;
+
+/// The operands of one implicit GEMM; `None` binds nothing there.
+struct Operands<'a> {
+    w: Option<&'a Tensor>,
+    x: Option<&'a Tensor>,
+    y: Option<&'a Tensor>,
+    bias: Option<&'a Tensor>,
+    out: &'a Tensor,
+}
+
+fn check(op: &'static str, name: &str, t: &Tensor, want: &[usize]) -> Result<()> {
+    t.expect_dtype(op, DType::F32)?;
+    ensure(t.shape() == want, op, || {
+        format!("{name} has shape {:?}, expected {want:?}", t.shape())
+    })
+}
+
+fn gemm(
+    gpu: &Gpu,
+    op: &'static str,
+    mode: Mode,
+    s: &ConvShape,
+    fuse: Fuse,
+    ops: Operands<'_>,
+) -> Result<Launch> {
+    s.validate(op)?;
+    let tuning = gpu.tuning();
+    let [wg_x, wg_y] = tuning.conv_workgroup;
+    let shared_bytes = if tuning.shared_memory {
+        BK * 4 * TILE as u32 * (wg_x + wg_y)
+    } else {
+        0
+    };
+    gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes)?;
+    let (bm, bn) = (TILE * wg_y as usize, TILE * wg_x as usize);
+    let (m, n, k, zcount) = match mode {
+        Mode::Forward => (
+            s.cout,
+            s.batch * s.hout() * s.wout(),
+            s.cin * s.kh * s.kw,
+            1,
+        ),
+        // Columns and depth of the largest stride phase; the kernel derives each phase's.
+        Mode::InputGrad => (
+            s.cin,
+            s.batch * s.hin.div_ceil(s.stride) * s.win.div_ceil(s.stride),
+            0,
+            s.stride * s.stride,
+        ),
+        Mode::WeightGrad => (
+            s.cout,
+            s.cin * s.kh * s.kw,
+            s.batch * s.hout() * s.wout(),
+            1,
+        ),
+    };
+    let tiles = m.div_ceil(bm) * n.div_ceil(bn);
+    let (splits, k_chunk) = if mode == Mode::WeightGrad {
+        // Split the long reduction until the grid fills the device, keeping chunks long.
+        let want = (tuning.parallel_groups as usize).div_ceil(tiles);
+        let splits = want.clamp(1, k.div_ceil(256).max(1));
+        (splits, k.div_ceil(splits))
+    } else {
+        (zcount, 0)
+    };
+    let fits = |v: usize| {
+        u32::try_from(v).map_err(|_| Error::Limit {
+            op,
+            what: "elements along one GEMM axis",
+            needed: v as u64,
+            limit: u64::from(u32::MAX),
+        })
+    };
+    let params = Params {
+        batch: fits(s.batch)?,
+        cin: fits(s.cin)?,
+        hin: fits(s.hin)?,
+        win: fits(s.win)?,
+        cout: fits(s.cout)?,
+        hout: fits(s.hout())?,
+        wout: fits(s.wout())?,
+        kh: fits(s.kh)?,
+        kw: fits(s.kw)?,
+        stride: fits(s.stride)?,
+        pad: fits(s.pad)?,
+        zcount: fits(splits)?,
+        m: fits(m)?,
+        n: fits(n)?,
+        k: fits(k)?,
+        tiles_n: fits(n.div_ceil(bn))?,
+        tiles_m: fits(m.div_ceil(bm))?,
+        k_chunk: fits(k_chunk)?,
+        _pad: [0; 2],
+    };
+    let kernel = gpu.kernel(
+        &shaders::CONV,
+        if tuning.shared_memory {
+            "main_shared"
+        } else {
+            "main_reg"
+        },
+        &[
+            ("MODE", mode as u32 as f64),
+            ("WG_X", f64::from(wg_x)),
+            ("WG_Y", f64::from(wg_y)),
+            ("HAS_BIAS", f64::from(u8::from(ops.bias.is_some()))),
+            ("RELU_X", f64::from(u8::from(fuse.relu_x))),
+            ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
+            ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
+        ],
+        &[
+            Bind::Uniform,
+            Bind::Read,
+            Bind::Read,
+            Bind::Read,
+            Bind::Read,
+            Bind::Write,
+        ],
+    )?;
+    let partial;
+    let target = if splits > 1 {
+        partial = Tensor::zeros(gpu, &[splits, m, n], DType::F32)?;
+        &partial
+    } else {
+        ops.out
+    };
+    let uniform = gpu.uniform(&params);
+    let main = gpu.dispatch(
+        op,
+        &kernel,
+        &[
+            uniform.as_entire_binding(),
+            gpu.optional(ops.w, 1),
+            gpu.optional(ops.x, 2),
+            gpu.optional(ops.y, 3),
+            gpu.optional(ops.bias, 4),
+            target.binding(),
+        ],
+        (tiles * splits) as u64,
+    )?;
+    let launch = Launch::from(main);
+    if splits > 1 {
+        Ok(launch.then(reduce::sum_splits(gpu, target, splits, ops.out)?))
+    } else {
+        Ok(launch)
+    }
+}
+
+/// `y = conv2d(relu_in ? relu(x) : x, w) + bias`, then ReLU if `relu_out`.
+/// Shapes: x `[b, cin, hin, win]`, w `[cout, cin, kh, kw]`, bias `[cout]`, y `[b, cout, hout, wout]`.
+pub fn conv2d(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    y: &Tensor,
+    relu_in: bool,
+    relu_out: bool,
+) -> Result<Launch> {
+    let op = "conv2d";
+    s.validate(op)?;
+    check(op, "input", x, &s.x_shape())?;
+    check(op, "weight", w, &s.w_shape())?;
+    check(op, "bias", bias, &[s.cout])?;
+    check(op, "output", y, &s.y_shape())?;
+    let fuse = Fuse {
+        relu_x: relu_in,
+        relu_out,
+        ..Fuse::default()
+    };
+    gemm(
+        gpu,
+        op,
+        Mode::Forward,
+        s,
+        fuse,
+        Operands {
+            w: Some(w),
+            x: Some(x),
+            y: None,
+            bias: Some(bias),
+            out: y,
+        },
+    )
+}
+
+/// The input gradient of [`conv2d`] (before any fused ReLU): `dx = conv2d^T(dy, w)`.
+pub fn conv2d_input_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = "conv2d_input_grad";
+    s.validate(op)?;
+    check(op, "output gradient", dy, &s.y_shape())?;
+    check(op, "weight", w, &s.w_shape())?;
+    check(op, "input gradient", dx, &s.x_shape())?;
+    gemm(
+        gpu,
+        op,
+        Mode::InputGrad,
+        s,
+        Fuse::default(),
+        Operands {
+            w: Some(w),
+            x: None,
+            y: Some(dy),
+            bias: None,
+            out: dx,
+        },
+    )
+}
+
+/// The weight gradient of [`conv2d`]: `dw = dy * x^T` summed over the batch, with `x`
+/// passed through ReLU first when `relu_in` (as the forward pass saw it).
+pub fn conv2d_weight_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    relu_in: bool,
+) -> Result<Launch> {
+    let op = "conv2d_weight_grad";
+    s.validate(op)?;
+    check(op, "input", x, &s.x_shape())?;
+    check(op, "output gradient", dy, &s.y_shape())?;
+    check(op, "weight gradient", dw, &s.w_shape())?;
+    let fuse = Fuse {
+        relu_x: relu_in,
+        ..Fuse::default()
+    };
+    gemm(
+        gpu,
+        op,
+        Mode::WeightGrad,
+        s,
+        fuse,
+        Operands {
+            w: None,
+            x: Some(x),
+            y: Some(dy),
+            bias: None,
+            out: dw,
+        },
+    )
+}
+
+/// `out = conv_transpose2d(relu_in ? relu(x) : x, w) + bias`, then ReLU if `relu_out`,
+/// for `s` = [`ConvShape::transposed`]. Shapes: x `[b, cout, hout, wout]` (the Y side),
+/// w `[cout, cin, kh, kw]` (`ConvTranspose2d`'s `[in, out, kh, kw]`), bias `[cin]`,
+/// out `[b, cin, hin, win]` (the X side).
+pub fn conv_transpose2d(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+    relu_in: bool,
+    relu_out: bool,
+) -> Result<Launch> {
+    let op = "conv_transpose2d";
+    s.validate(op)?;
+    check(op, "input", x, &s.y_shape())?;
+    check(op, "weight", w, &s.w_shape())?;
+    check(op, "bias", bias, &[s.cin])?;
+    check(op, "output", out, &s.x_shape())?;
+    let fuse = Fuse {
+        relu_y: relu_in,
+        relu_out,
+        ..Fuse::default()
+    };
+    gemm(
+        gpu,
+        op,
+        Mode::InputGrad,
+        s,
+        fuse,
+        Operands {
+            w: Some(w),
+            x: None,
+            y: Some(x),
+            bias: Some(bias),
+            out,
+        },
+    )
+}
+
+/// The input gradient of [`conv_transpose2d`]: a plain convolution of `dout` by `w`.
+pub fn conv_transpose2d_input_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    dout: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+) -> Result<Launch> {
+    let op = "conv_transpose2d_input_grad";
+    s.validate(op)?;
+    check(op, "output gradient", dout, &s.x_shape())?;
+    check(op, "weight", w, &s.w_shape())?;
+    check(op, "input gradient", dx, &s.y_shape())?;
+    gemm(
+        gpu,
+        op,
+        Mode::Forward,
+        s,
+        Fuse::default(),
+        Operands {
+            w: Some(w),
+            x: Some(dout),
+            y: None,
+            bias: None,
+            out: dx,
+        },
+    )
+}
+
+/// The weight gradient of [`conv_transpose2d`], with `x` passed through ReLU first
+/// when `relu_in`.
+pub fn conv_transpose2d_weight_grad(
+    gpu: &Gpu,
+    s: &ConvShape,
+    x: &Tensor,
+    dout: &Tensor,
+    dw: &Tensor,
+    relu_in: bool,
+) -> Result<Launch> {
+    let op = "conv_transpose2d_weight_grad";
+    s.validate(op)?;
+    check(op, "input", x, &s.y_shape())?;
+    check(op, "output gradient", dout, &s.x_shape())?;
+    check(op, "weight gradient", dw, &s.w_shape())?;
+    let fuse = Fuse {
+        relu_y: relu_in,
+        ..Fuse::default()
+    };
+    gemm(
+        gpu,
+        op,
+        Mode::WeightGrad,
+        s,
+        fuse,
+        Operands {
+            w: None,
+            x: Some(dout),
+            y: Some(x),
+            bias: None,
+            out: dw,
+        },
+    )
+}

@@ -1,0 +1,232 @@
+//! Launchers for `shaders/quantize.wgsl`: the fused nearest-code quantiser.
+
+use crate::error::{Error, Result, ensure};
+use crate::gpu::Gpu;
+use crate::launch::{Bind, Launch};
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+/// Rows per thread in the nearest-code kernels.
+const ROWS_PER_THREAD: usize = 4;
+/// Codes x dimensions staged per tile by the shared variant.
+const SHARED_TILE_BYTES: u32 = 16 * 16 * 4;
+
+/// How the vectors to quantise lie in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rows {
+    /// Number of vectors.
+    pub n: usize,
+    /// Their dimension.
+    pub dim: usize,
+    /// Elements between consecutive dimensions of one vector: 1 for a row-major
+    /// `[n, dim]` matrix, `h * w` for a channels-first `[batch, dim, h, w]` map.
+    pub plane: usize,
+}
+
+impl Rows {
+    /// The layout of `z`: `[n, dim]` rows or a `[batch, dim, h, w]` feature map.
+    pub fn of(op: &'static str, z: &Tensor) -> Result<Rows> {
+        match *z.shape() {
+            [n, dim] => Ok(Rows { n, dim, plane: 1 }),
+            [b, dim, h, w] => Ok(Rows {
+                n: b * h * w,
+                dim,
+                plane: h * w,
+            }),
+            _ => Err(Error::shape(
+                op,
+                format!(
+                    "vectors have shape {:?}, expected [n, dim] or [batch, dim, h, w]",
+                    z.shape()
+                ),
+            )),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    dim: u32,
+    codes: u32,
+    plane: u32,
+}
+
+const BINDINGS: [Bind; 7] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+];
+
+fn codebook_shape(op: &'static str, codebook: &Tensor, dim: usize) -> Result<usize> {
+    codebook.expect_dtype(op, DType::F32)?;
+    match *codebook.shape() {
+        [k, d] if d == dim => Ok(k),
+        _ => Err(Error::shape(
+            op,
+            format!(
+                "codebook has shape {:?}, expected [codes, {dim}]",
+                codebook.shape()
+            ),
+        )),
+    }
+}
+
+fn params(op: &'static str, rows: Rows, codes: usize) -> Result<Params> {
+    let fits = |v: usize| {
+        u32::try_from(v).map_err(|_| Error::Limit {
+            op,
+            what: "rows, codes or dimensions",
+            needed: v as u64,
+            limit: u64::from(u32::MAX),
+        })
+    };
+    Ok(Params {
+        n: fits(rows.n)?,
+        dim: fits(rows.dim)?,
+        codes: fits(codes)?,
+        plane: fits(rows.plane)?,
+    })
+}
+
+/// Finds each vector's nearest code (ties to the lowest index) without storing the
+/// N x K distance matrix. Writes `indices` `[n]` (u32), and where given the squared
+/// distances `dist` `[n]` and the quantised vectors `zq` (the shape of `z`).
+///
+/// `z` is `[n, dim]` or `[batch, dim, h, w]`; `codebook` is `[codes, dim]`.
+pub fn quantize(
+    gpu: &Gpu,
+    z: &Tensor,
+    codebook: &Tensor,
+    indices: &Tensor,
+    dist: Option<&Tensor>,
+    zq: Option<&Tensor>,
+) -> Result<Launch> {
+    let op = "quantize";
+    z.expect_dtype(op, DType::F32)?;
+    let rows = Rows::of(op, z)?;
+    let codes = codebook_shape(op, codebook, rows.dim)?;
+    indices.expect_dtype(op, DType::U32)?;
+    ensure(indices.len() == rows.n, op, || {
+        format!(
+            "indices have shape {:?}, expected {} elements for vectors {:?}",
+            indices.shape(),
+            rows.n,
+            z.shape()
+        )
+    })?;
+    if let Some(d) = dist {
+        d.expect_dtype(op, DType::F32)?;
+        ensure(d.len() == rows.n, op, || {
+            format!(
+                "distances have shape {:?}, expected {} elements",
+                d.shape(),
+                rows.n
+            )
+        })?;
+    }
+    if let Some(q) = zq {
+        q.expect_dtype(op, DType::F32)?;
+        ensure(q.shape() == z.shape(), op, || {
+            format!(
+                "quantised vectors have shape {:?}, expected {:?}",
+                q.shape(),
+                z.shape()
+            )
+        })?;
+    }
+    let tuning = gpu.tuning();
+    let wg = tuning.quantize_workgroup;
+    let shared = if tuning.shared_memory {
+        SHARED_TILE_BYTES
+    } else {
+        0
+    };
+    gpu.check_workgroup(op, [wg, 1], shared)?;
+    let constants = [
+        ("WG", f64::from(wg)),
+        ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
+        ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
+    ];
+    let norms_kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", &constants, &BINDINGS[..4])?;
+    let entry = if tuning.shared_memory {
+        "nearest_shared"
+    } else {
+        "nearest_reg"
+    };
+    let nearest = gpu.kernel(&shaders::QUANTIZE, entry, &constants, &BINDINGS)?;
+    let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
+    let uniform = gpu.uniform(&params(op, rows, codes)?);
+    let first = gpu.dispatch(
+        op,
+        &norms_kernel,
+        &[
+            uniform.as_entire_binding(),
+            gpu.unused(1),
+            codebook.binding(),
+            norms.binding(),
+        ],
+        codes.div_ceil(wg as usize) as u64,
+    )?;
+    let second = gpu.dispatch(
+        op,
+        &nearest,
+        &[
+            uniform.as_entire_binding(),
+            z.binding(),
+            codebook.binding(),
+            norms.binding(),
+            indices.binding(),
+            gpu.optional(dist, 5),
+            gpu.optional(zq, 6),
+        ],
+        rows.n.div_ceil(wg as usize * ROWS_PER_THREAD) as u64,
+    )?;
+    Ok([first, second].into_iter().collect())
+}
+
+/// Writes `zq` (`[n, dim]` or `[batch, dim, h, w]`) with the code vectors that
+/// `indices` name: decoding from codes. Indices past the codebook are clamped.
+pub fn gather(gpu: &Gpu, indices: &Tensor, codebook: &Tensor, zq: &Tensor) -> Result<Launch> {
+    let op = "gather";
+    zq.expect_dtype(op, DType::F32)?;
+    let rows = Rows::of(op, zq)?;
+    let codes = codebook_shape(op, codebook, rows.dim)?;
+    indices.expect_dtype(op, DType::U32)?;
+    ensure(indices.len() == rows.n, op, || {
+        format!(
+            "indices have shape {:?}, expected {} elements for output {:?}",
+            indices.shape(),
+            rows.n,
+            zq.shape()
+        )
+    })?;
+    let wg = gpu.tuning().quantize_workgroup;
+    let constants = [
+        ("WG", f64::from(wg)),
+        ("WRITE_DIST", 0.0),
+        ("WRITE_ZQ", 1.0),
+    ];
+    let kernel = gpu.kernel(&shaders::QUANTIZE, "gather", &constants, &BINDINGS)?;
+    let uniform = gpu.uniform(&params(op, rows, codes)?);
+    let d = gpu.dispatch(
+        op,
+        &kernel,
+        &[
+            uniform.as_entire_binding(),
+            gpu.unused(1),
+            codebook.binding(),
+            gpu.unused(3),
+            indices.binding(),
+            gpu.unused(5),
+            zq.binding(),
+        ],
+        rows.n.div_ceil(wg as usize) as u64,
+    )?;
+    Ok(d.into())
+}

@@ -1,0 +1,172 @@
+//! Launchers for `shaders/vq_backward.wgsl`: the quantiser's backward pass.
+
+use crate::error::{Error, Result, ensure};
+use crate::gpu::Gpu;
+use crate::kernels::quantize::Rows;
+use crate::launch::{Bind, Launch};
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const WG: u32 = 64;
+/// The per-chunk partial sums of the codebook gradient stay under this many bytes.
+const PARTIAL_BYTES: usize = 32 << 20;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    dim: u32,
+    codes: u32,
+    plane: u32,
+    chunk: u32,
+    chunks: u32,
+    len: u32,
+    commit: f32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+const BINDINGS: [Bind; 6] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+];
+
+/// Gradients of `mean((sg[z_e] - z_q)^2) + beta * mean((z_e - sg[z_q])^2)` with the
+/// decoder's gradient `grad_zq` passed straight through:
+/// `grad_ze = grad_zq + 2 beta (z_e - z_q) / numel` and
+/// `grad_codebook[k] = 2 / numel * sum over rows assigned to k of (e_k - z_e)`.
+///
+/// `ze`, `zq`, `grad_zq` and `grad_ze` share one shape (`[n, dim]` or
+/// `[batch, dim, h, w]`); `indices` `[n]` are the quantiser's codes. The codebook
+/// gradient is summed per chunk of rows, then over chunks, in a fixed order.
+#[allow(clippy::too_many_arguments)]
+pub fn vq_backward(
+    gpu: &Gpu,
+    ze: &Tensor,
+    zq: &Tensor,
+    indices: &Tensor,
+    codebook: &Tensor,
+    grad_zq: &Tensor,
+    beta: f32,
+    grad_ze: &Tensor,
+    grad_codebook: &Tensor,
+) -> Result<Launch> {
+    let op = "vq_backward";
+    let rows = Rows::of(op, ze)?;
+    for (name, t) in [("z_q", zq), ("grad_zq", grad_zq), ("grad_ze", grad_ze)] {
+        t.expect_dtype(op, DType::F32)?;
+        ensure(t.shape() == ze.shape(), op, || {
+            format!(
+                "{name} has shape {:?}, expected z_e's {:?}",
+                t.shape(),
+                ze.shape()
+            )
+        })?;
+    }
+    indices.expect_dtype(op, DType::U32)?;
+    ensure(indices.len() == rows.n, op, || {
+        format!(
+            "indices have shape {:?}, expected {} elements",
+            indices.shape(),
+            rows.n
+        )
+    })?;
+    let codes = match *codebook.shape() {
+        [k, d] if d == rows.dim => k,
+        _ => {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "codebook has shape {:?}, expected [codes, {}]",
+                    codebook.shape(),
+                    rows.dim
+                ),
+            ));
+        }
+    };
+    ensure(grad_codebook.shape() == codebook.shape(), op, || {
+        format!(
+            "codebook gradient has shape {:?}, expected {:?}",
+            grad_codebook.shape(),
+            codebook.shape()
+        )
+    })?;
+    let per_chunk = codes * rows.dim * 4;
+    let chunks = rows
+        .n
+        .div_ceil(64)
+        .min(gpu.tuning().parallel_groups as usize)
+        .min((PARTIAL_BYTES / per_chunk).max(1))
+        .max(1);
+    let chunk = rows.n.div_ceil(chunks);
+    let chunks = rows.n.div_ceil(chunk);
+    let numel = ze.len() as f32;
+    let params = Params {
+        n: rows.n as u32,
+        dim: rows.dim as u32,
+        codes: codes as u32,
+        plane: rows.plane as u32,
+        chunk: chunk as u32,
+        chunks: chunks as u32,
+        len: ze.len() as u32,
+        commit: 2.0 * beta / numel,
+        scale: 2.0 / numel,
+        _pad: [0; 3],
+    };
+    let kernel = |entry| {
+        gpu.kernel(
+            &shaders::VQ_BACKWARD,
+            entry,
+            &[("WG", f64::from(WG))],
+            &BINDINGS,
+        )
+    };
+    let partial = Tensor::zeros(gpu, &[chunks, codes, rows.dim], DType::F32)?;
+    let uniform = gpu.uniform(&params);
+    let u = uniform.as_entire_binding();
+    let wg = WG as usize;
+    let ze_grad = gpu.dispatch(
+        op,
+        &kernel("ze_grad")?,
+        &[
+            u.clone(),
+            ze.binding(),
+            zq.binding(),
+            grad_zq.binding(),
+            gpu.unused(4),
+            grad_ze.binding(),
+        ],
+        ze.len().div_ceil(wg) as u64,
+    )?;
+    let sums = gpu.dispatch(
+        op,
+        &kernel("code_sums")?,
+        &[
+            u.clone(),
+            ze.binding(),
+            codebook.binding(),
+            gpu.unused(3),
+            indices.binding(),
+            partial.binding(),
+        ],
+        chunks as u64,
+    )?;
+    let total = gpu.dispatch(
+        op,
+        &kernel("codebook_grad")?,
+        &[
+            u,
+            gpu.unused(1),
+            gpu.unused(2),
+            partial.binding(),
+            gpu.unused(4),
+            grad_codebook.binding(),
+        ],
+        (codes * rows.dim).div_ceil(wg) as u64,
+    )?;
+    Ok([ze_grad, sums, total].into_iter().collect())
+}

@@ -1,0 +1,364 @@
+//! The host side shared by every kernel: compiled pipelines (built once, cached), bind
+//! groups, grid sizes, and [`Launch`], a kernel's recorded dispatches ready to replay.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::shaders::Shader;
+use crate::tensor::Tensor;
+
+/// Kernel variants and tile shapes. Kernels whose tiles are pipeline-overridable
+/// constants read them from here, so each adapter can get the shape it runs best.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Stage tiles in workgroup memory (GPUs) rather than reading operands straight
+    /// from memory into registers (CPU drivers such as lavapipe, where barriers are dear).
+    pub shared_memory: bool,
+    /// Threads per workgroup of the convolution kernels, `[along n, along m]`; each
+    /// thread computes a 4 x 4 output tile.
+    pub conv_workgroup: [u32; 2],
+    /// Threads per workgroup of the quantiser; each thread owns 4 rows.
+    pub quantize_workgroup: u32,
+    /// Workgroups a dispatch should reach to keep the device busy; long reductions are
+    /// split (deterministically) until they do.
+    pub parallel_groups: u32,
+}
+
+impl Tuning {
+    /// Register tiles, no workgroup memory: the shape for CPU drivers.
+    pub const REGISTER: Tuning = Tuning {
+        shared_memory: false,
+        conv_workgroup: [8, 8],
+        quantize_workgroup: 64,
+        parallel_groups: 16,
+    };
+
+    /// Workgroup-memory tiles: the shape for GPUs.
+    pub const SHARED: Tuning = Tuning {
+        shared_memory: true,
+        conv_workgroup: [16, 16],
+        quantize_workgroup: 128,
+        parallel_groups: 1024,
+    };
+
+    /// The default for an adapter: register tiles on CPU drivers, shared tiles elsewhere.
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tuning {
+        if info.device_type == wgpu::DeviceType::Cpu {
+            Tuning::REGISTER
+        } else {
+            Tuning::SHARED
+        }
+    }
+}
+
+/// How a kernel's binding is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Bind {
+    Uniform,
+    Read,
+    Write,
+}
+
+/// A compiled kernel: its pipeline and the layout its bind groups follow.
+#[derive(Clone, Debug)]
+pub(crate) struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+type KernelKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+/// Pipelines and shader modules, created on first use and kept for the device's life.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    kernels: Mutex<HashMap<KernelKey, Kernel>>,
+}
+
+impl Gpu {
+    /// The pipeline for `entry` of `shader` with these override constants, compiled on
+    /// first use. `bindings` lists group 0's bindings in order.
+    pub(crate) fn kernel(
+        &self,
+        shader: &'static Shader,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        bindings: &[Bind],
+    ) -> Result<Kernel> {
+        let key = (
+            shader.name,
+            entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        let mut kernels = self
+            .pipelines
+            .kernels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kernels.get(&key) {
+            return Ok(k.clone());
+        }
+        let module = self.module(shader)?;
+        let context = format!("creating pipeline {}::{entry}", shader.name);
+        let kernel = self.scoped(&context, || {
+            let layout = self
+                .device()
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(entry),
+                    entries: &bindings
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| layout_entry(i as u32, *b))
+                        .collect::<Vec<_>>(),
+                });
+            let pipeline_layout =
+                self.device()
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(entry),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            let pipeline =
+                self.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: Some(&pipeline_layout),
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants,
+                            // Every kernel writes its workgroup memory before reading it.
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    });
+            Kernel { pipeline, layout }
+        })?;
+        kernels.insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    fn module(&self, shader: &'static Shader) -> Result<wgpu::ShaderModule> {
+        let mut modules = self
+            .pipelines
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(shader.name) {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(&format!("compiling shaders/{}.wgsl", shader.name), || {
+            self.device()
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                })
+        })?;
+        modules.insert(shader.name, module.clone());
+        Ok(module)
+    }
+
+    /// A uniform buffer holding `value`.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, value: &T) -> wgpu::Buffer {
+        self.device()
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytemuck::bytes_of(value),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A placeholder for binding `index`, which the kernel variant ignores.
+    pub(crate) fn unused(&self, index: usize) -> wgpu::BindingResource<'_> {
+        self.placeholders[index].as_entire_binding()
+    }
+
+    /// `t`'s binding, or a placeholder for binding `index`.
+    pub(crate) fn optional<'a>(
+        &'a self,
+        t: Option<&'a Tensor>,
+        index: usize,
+    ) -> wgpu::BindingResource<'a> {
+        t.map_or_else(|| self.unused(index), Tensor::binding)
+    }
+
+    /// A dispatch of `kernel` over `groups` workgroups (folded into a 3-D grid) with
+    /// `resources` bound to group 0 in order.
+    pub(crate) fn dispatch(
+        &self,
+        op: &'static str,
+        kernel: &Kernel,
+        resources: &[wgpu::BindingResource<'_>],
+        groups: u64,
+    ) -> Result<Dispatch> {
+        let entries: Vec<_> = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: r.clone(),
+            })
+            .collect();
+        let bind_group = self.scoped(op, || {
+            self.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(op),
+                layout: &kernel.layout,
+                entries: &entries,
+            })
+        })?;
+        Ok(Dispatch {
+            pipeline: kernel.pipeline.clone(),
+            bind_group,
+            groups: self.grid(op, groups)?,
+        })
+    }
+
+    /// Folds a count of workgroups into a grid within the per-dimension limit; kernels
+    /// number their workgroups linearly across the grid and skip those past the end.
+    pub(crate) fn grid(&self, op: &'static str, groups: u64) -> Result<[u32; 3]> {
+        let max = u64::from(self.limits().max_compute_workgroups_per_dimension);
+        let x = groups.clamp(1, max);
+        let rest = groups.div_ceil(x);
+        let y = rest.clamp(1, max);
+        let z = rest.div_ceil(y);
+        if z > max {
+            return Err(Error::Limit {
+                op,
+                what: "workgroups (max_compute_workgroups_per_dimension cubed)",
+                needed: groups,
+                limit: max * max * max,
+            });
+        }
+        Ok([x as u32, y as u32, z.max(1) as u32])
+    }
+
+    /// Checks a workgroup's thread count and workgroup memory against the device.
+    pub(crate) fn check_workgroup(
+        &self,
+        op: &'static str,
+        size: [u32; 2],
+        shared_bytes: u32,
+    ) -> Result<()> {
+        let l = self.limits();
+        let checks = [
+            (
+                "threads per workgroup (max_compute_invocations_per_workgroup)",
+                u64::from(size[0]) * u64::from(size[1]),
+                l.max_compute_invocations_per_workgroup,
+            ),
+            (
+                "workgroup size x (max_compute_workgroup_size_x)",
+                u64::from(size[0]),
+                l.max_compute_workgroup_size_x,
+            ),
+            (
+                "workgroup size y (max_compute_workgroup_size_y)",
+                u64::from(size[1]),
+                l.max_compute_workgroup_size_y,
+            ),
+            (
+                "workgroup memory bytes (max_compute_workgroup_storage_size)",
+                u64::from(shared_bytes),
+                l.max_compute_workgroup_storage_size,
+            ),
+        ];
+        for (what, needed, limit) in checks {
+            if needed > u64::from(limit) {
+                return Err(Error::Limit {
+                    op,
+                    what,
+                    needed,
+                    limit: u64::from(limit),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn layout_entry(binding: u32, bind: Bind) -> wgpu::BindGroupLayoutEntry {
+    let ty = match bind {
+        Bind::Uniform => wgpu::BufferBindingType::Uniform,
+        Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+        Bind::Write => wgpu::BufferBindingType::Storage { read_only: false },
+    };
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
+}
+
+/// One kernel dispatch with its bind group: replay it as often as you like.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Records this dispatch into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+    }
+}
+
+/// The dispatches one operation needs, in order, bound to its tensors. Built once,
+/// recorded into any number of compute passes.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    dispatches: Vec<Dispatch>,
+}
+
+impl Launch {
+    /// Records every dispatch, in order, into `pass`.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for d in &self.dispatches {
+            d.record(pass);
+        }
+    }
+
+    /// Appends the dispatches of `other`.
+    pub fn then(mut self, other: Launch) -> Launch {
+        self.dispatches.extend(other.dispatches);
+        self
+    }
+
+    /// How many dispatches this launch records.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+
+    /// Whether this launch records nothing.
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty()
+    }
+}
+
+impl From<Dispatch> for Launch {
+    fn from(d: Dispatch) -> Launch {
+        Launch {
+            dispatches: vec![d],
+        }
+    }
+}
+
+impl FromIterator<Dispatch> for Launch {
+    fn from_iter<I: IntoIterator<Item = Dispatch>>(iter: I) -> Launch {
+        Launch {
+            dispatches: iter.into_iter().collect(),
+        }
+    }
+}

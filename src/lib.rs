@@ -1,0 +1,19 @@
+//! Train and run a VQ-VAE entirely on the GPU through wgpu.
+//!
+//! The layers, from the bottom: WGSL kernels ([`shaders`]) and their launchers
+//! ([`kernels`]), which check shapes and limits and return [`Launch`]es bound to
+//! [`Tensor`]s on a [`Gpu`]. Every kernel has a plain-Rust twin in [`reference`], the
+//! ground truth of the tests.
+
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod launch;
+pub mod reference;
+pub mod shaders;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::{Gpu, GpuOptions};
+pub use launch::{Dispatch, Launch, Tuning};
+pub use tensor::{DType, Tensor};

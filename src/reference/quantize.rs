@@ -1,0 +1,104 @@
+//! Nearest-code quantisation, its backward pass and code usage.
+
+use crate::kernels::quantize::Rows;
+
+/// Flat index of element `d` of row `r`.
+fn at(rows: &Rows, r: usize, d: usize) -> usize {
+    (r / rows.plane) * rows.dim * rows.plane + d * rows.plane + r % rows.plane
+}
+
+/// Row `r` of `z` as a vector.
+pub fn row(rows: &Rows, z: &[f64], r: usize) -> Vec<f64> {
+    (0..rows.dim).map(|d| z[at(rows, r, d)]).collect()
+}
+
+/// Squared distance between two vectors.
+pub fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Each row's nearest code (ties to the lowest index) and its squared distance.
+pub fn nearest(rows: &Rows, z: &[f64], codebook: &[f64]) -> (Vec<u32>, Vec<f64>) {
+    (0..rows.n)
+        .map(|r| {
+            let v = row(rows, z, r);
+            let mut best = (0u32, f64::INFINITY);
+            for (k, e) in codebook.chunks(rows.dim).enumerate() {
+                let d = sq_dist(&v, e);
+                if d < best.1 {
+                    best = (k as u32, d);
+                }
+            }
+            best
+        })
+        .unzip()
+}
+
+/// `z_q`: the code vectors `indices` name, in the layout of `rows`.
+pub fn gather(rows: &Rows, indices: &[u32], codebook: &[f64]) -> Vec<f64> {
+    let mut zq = vec![0.0; rows.n * rows.dim];
+    for (r, &k) in indices.iter().enumerate() {
+        for d in 0..rows.dim {
+            zq[at(rows, r, d)] = codebook[k as usize * rows.dim + d];
+        }
+    }
+    zq
+}
+
+/// The commitment term `beta * mean((z_e - z_q)^2)` with `z_q` fixed.
+pub fn commitment_loss(ze: &[f64], zq: &[f64], beta: f64) -> f64 {
+    beta * sq_dist(ze, zq) / ze.len() as f64
+}
+
+/// The codebook term `mean((z_e - codebook[indices])^2)` with `z_e` and the indices fixed.
+pub fn codebook_loss(rows: &Rows, ze: &[f64], indices: &[u32], codebook: &[f64]) -> f64 {
+    sq_dist(ze, &gather(rows, indices, codebook)) / ze.len() as f64
+}
+
+/// The quantiser's backward pass: `grad_ze = grad_zq + d commitment / d z_e` (the
+/// straight-through estimator) and `grad_codebook = d codebook term / d codebook`.
+pub fn vq_backward(
+    rows: &Rows,
+    ze: &[f64],
+    indices: &[u32],
+    codebook: &[f64],
+    grad_zq: &[f64],
+    beta: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let zq = gather(rows, indices, codebook);
+    let numel = ze.len() as f64;
+    let grad_ze = (0..ze.len())
+        .map(|i| grad_zq[i] + 2.0 * beta * (ze[i] - zq[i]) / numel)
+        .collect();
+    let mut grad_cb = vec![0.0; codebook.len()];
+    for (r, &k) in indices.iter().enumerate() {
+        for d in 0..rows.dim {
+            let i = at(rows, r, d);
+            grad_cb[k as usize * rows.dim + d] += 2.0 * (zq[i] - ze[i]) / numel;
+        }
+    }
+    (grad_ze, grad_cb)
+}
+
+/// How often each of `codes` codes occurs.
+pub fn histogram(indices: &[u32], codes: usize) -> Vec<u32> {
+    let mut counts = vec![0; codes];
+    for &k in indices {
+        counts[k as usize] += 1;
+    }
+    counts
+}
+
+/// `exp` of the entropy of the code frequencies, and the number of codes in use.
+pub fn perplexity(counts: &[u32]) -> (f64, usize) {
+    let n: u32 = counts.iter().sum();
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let q = f64::from(c) / f64::from(n);
+            -q * q.ln()
+        })
+        .sum();
+    (entropy.exp(), counts.iter().filter(|&&c| c > 0).count())
+}

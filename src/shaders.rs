@@ -1,0 +1,46 @@
+//! The WGSL sources, public for callers who compose shaders themselves.
+
+/// A WGSL source file from `shaders/`.
+#[derive(Debug)]
+pub struct Shader {
+    /// The file's stem, e.g. `conv` for `shaders/conv.wgsl`.
+    pub name: &'static str,
+    /// The WGSL text.
+    pub source: &'static str,
+}
+
+macro_rules! shaders {
+    ($($(#[$doc:meta])* $id:ident => $file:literal),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub static $id: Shader = Shader {
+                name: $file,
+                source: include_str!(concat!("../shaders/", $file, ".wgsl")),
+            };
+        )*
+        /// Every shader, for tools that validate or translate them all.
+        pub static ALL: &[&Shader] = &[$(&$id),*];
+    };
+}
+
+shaders! {
+    /// Convolution as an implicit GEMM: forward, input gradient (= transposed
+    /// convolution forward) and weight gradient, with register- and shared-memory tiles.
+    CONV => "conv",
+    /// Deterministic reductions: split-k sums, per-channel sums, tree sums.
+    REDUCE => "reduce",
+    /// Element-wise kernels: residual add, ReLU backward.
+    ELEMENTWISE => "elementwise",
+    /// The fused nearest-code quantiser: code norms, argmin without a distance matrix,
+    /// and the gather of code vectors.
+    QUANTIZE => "quantize",
+    /// The quantiser's backward pass: straight-through plus commitment gradient, and the
+    /// deterministic per-code codebook gradient.
+    VQ_BACKWARD => "vq_backward",
+    /// The loss: reconstruction MSE value and gradient, and the loss terms.
+    LOSS => "loss",
+    /// Code-usage histogram and perplexity.
+    CODES => "codes",
+    /// Adam and SGD parameter updates.
+    OPTIM => "optim",
+}

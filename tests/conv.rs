@@ -1,0 +1,289 @@
+//! Convolution kernels against the plain-Rust reference, on awkward shapes, with both
+//! kernel variants.
+
+mod common;
+
+use common::*;
+use vqvae_wgpu::Gpu;
+use vqvae_wgpu::kernels::{conv, reduce};
+use vqvae_wgpu::reference::conv as r;
+use vqvae_wgpu::reference::{relu, relu_backward};
+
+/// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
+/// are not multiples of any tile, every kernel the model uses.
+const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+    (1, 3, 5, 8, 8, 4, 2, 1),
+    (2, 5, 7, 7, 9, 3, 1, 1),
+    (3, 7, 3, 5, 6, 1, 1, 0),
+    (1, 1, 33, 12, 4, 4, 2, 1),
+    (2, 17, 9, 6, 10, 3, 2, 0),
+    (1, 66, 3, 3, 5, 3, 1, 1),
+];
+
+fn shape(
+    &(batch, cin, cout, hin, win, k, stride, pad): &(
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+        usize,
+    ),
+) -> conv::ConvShape {
+    conv::ConvShape {
+        batch,
+        cin,
+        cout,
+        hin,
+        win,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    }
+}
+
+fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let (xs, ys, ws) = (s.x_shape(), s.y_shape(), s.w_shape());
+    let x = rng.vec(xs.iter().product());
+    let w = rng.vec(ws.iter().product());
+    let b = rng.vec(s.cout);
+    let dy = rng.vec(ys.iter().product());
+    let (xt, wt, bt, dyt) = (
+        upload(gpu, &xs, &x),
+        upload(gpu, &ws, &w),
+        upload(gpu, &[s.cout], &b),
+        upload(gpu, &ys, &dy),
+    );
+    let (x64, w64, b64, dy64) = (widen(&x), widen(&w), widen(&b), widen(&dy));
+    let tag = format!("{s:?} {:?}", gpu.tuning());
+
+    for (relu_in, relu_out) in [(false, false), (true, true)] {
+        let y = zeros(gpu, &ys);
+        gpu.run(&[&conv::conv2d(gpu, s, &xt, &wt, &bt, &y, relu_in, relu_out).unwrap()])
+            .unwrap();
+        let input = if relu_in { relu(&x64) } else { x64.clone() };
+        let mut want = r::conv2d(s, &input, &w64, &b64);
+        if relu_out {
+            want = relu(&want);
+        }
+        assert_close(
+            &format!("conv2d relu {relu_in}/{relu_out} {tag}"),
+            &y.to_f32(gpu).unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+
+    let dx = zeros(gpu, &xs);
+    gpu.run(&[&conv::conv2d_input_grad(gpu, s, &dyt, &wt, &dx).unwrap()])
+        .unwrap();
+    assert_close(
+        &format!("conv2d_input_grad {tag}"),
+        &dx.to_f32(gpu).unwrap(),
+        &r::conv2d_input_grad(s, &dy64, &w64),
+        1e-4,
+        1e-4,
+    );
+
+    for relu_in in [false, true] {
+        let dw = zeros(gpu, &ws);
+        gpu.run(&[&conv::conv2d_weight_grad(gpu, s, &xt, &dyt, &dw, relu_in).unwrap()])
+            .unwrap();
+        let input = if relu_in { relu(&x64) } else { x64.clone() };
+        let want = r::conv2d_weight_grad(s, &input, &dy64);
+        assert_close(
+            &format!("conv2d_weight_grad relu {relu_in} {tag}"),
+            &dw.to_f32(gpu).unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+
+    let db = zeros(gpu, &[s.cout]);
+    gpu.run(&[&reduce::channel_sum(gpu, &dyt, &db).unwrap()])
+        .unwrap();
+    assert_close(
+        &format!("bias grad {tag}"),
+        &db.to_f32(gpu).unwrap(),
+        &r::bias_grad(&dy64, s.cout, s.batch),
+        1e-5,
+        1e-5,
+    );
+}
+
+#[test]
+fn conv2d_matches_reference() {
+    for gpu in gpus() {
+        for (i, sh) in SHAPES.iter().enumerate() {
+            check_conv(gpu, &shape(sh), i as u64);
+        }
+    }
+}
+
+#[test]
+fn conv_transpose2d_matches_reference() {
+    for gpu in gpus() {
+        for (i, &(batch, cin, cout, h, w, k, stride, pad)) in SHAPES.iter().enumerate() {
+            let t = r::TransposedShape {
+                batch,
+                cin,
+                cout,
+                h,
+                w,
+                k,
+                stride,
+                pad,
+            };
+            let s = conv::ConvShape::transposed(batch, cin, cout, h, w, k, stride, pad).unwrap();
+            assert_eq!((s.hin, s.win), (t.hout(), t.wout()));
+            let mut rng = Rng::new(100 + i as u64);
+            let x = rng.vec(batch * cin * h * w);
+            let wt = rng.vec(cin * cout * k * k);
+            let b = rng.vec(cout);
+            let dout = rng.vec(batch * cout * t.hout() * t.wout());
+            let (x_t, w_t, b_t, d_t) = (
+                upload(gpu, &s.y_shape(), &x),
+                upload(gpu, &s.w_shape(), &wt),
+                upload(gpu, &[cout], &b),
+                upload(gpu, &s.x_shape(), &dout),
+            );
+            let (x64, w64, b64, d64) = (widen(&x), widen(&wt), widen(&b), widen(&dout));
+            let tag = format!("{t:?} {:?}", gpu.tuning());
+
+            for (relu_in, relu_out) in [(false, false), (true, true)] {
+                let out = zeros(gpu, &s.x_shape());
+                gpu.run(&[&conv::conv_transpose2d(
+                    gpu, &s, &x_t, &w_t, &b_t, &out, relu_in, relu_out,
+                )
+                .unwrap()])
+                    .unwrap();
+                let input = if relu_in { relu(&x64) } else { x64.clone() };
+                let mut want = r::conv_transpose2d(&t, &input, &w64, &b64);
+                if relu_out {
+                    want = relu(&want);
+                }
+                assert_close(
+                    &format!("conv_transpose2d {relu_in}/{relu_out} {tag}"),
+                    &out.to_f32(gpu).unwrap(),
+                    &want,
+                    1e-4,
+                    1e-4,
+                );
+            }
+
+            let dx = zeros(gpu, &s.y_shape());
+            gpu.run(&[&conv::conv_transpose2d_input_grad(gpu, &s, &d_t, &w_t, &dx).unwrap()])
+                .unwrap();
+            assert_close(
+                &format!("conv_transpose2d_input_grad {tag}"),
+                &dx.to_f32(gpu).unwrap(),
+                &r::conv_transpose2d_input_grad(&t, &d64, &w64),
+                1e-4,
+                1e-4,
+            );
+
+            for relu_in in [false, true] {
+                let dw = zeros(gpu, &s.w_shape());
+                gpu.run(&[
+                    &conv::conv_transpose2d_weight_grad(gpu, &s, &x_t, &d_t, &dw, relu_in).unwrap(),
+                ])
+                .unwrap();
+                let input = if relu_in { relu(&x64) } else { x64.clone() };
+                let want = r::conv_transpose2d_weight_grad(&t, &input, &d64);
+                assert_close(
+                    &format!("conv_transpose2d_weight_grad {relu_in} {tag}"),
+                    &dw.to_f32(gpu).unwrap(),
+                    &want,
+                    1e-4,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+/// The reference gradients the GPU is held to are themselves checked by finite
+/// differences: with L = sum(y * r) for a random r, dL/dx and dL/dw are the
+/// references' input and weight gradients of r.
+#[test]
+fn conv_reference_gradients_match_finite_differences() {
+    let mut rng = Rng::new(7);
+    for sh in &SHAPES[..5] {
+        let s = shape(sh);
+        let n = |a: [usize; 4]| a.iter().product::<usize>();
+        let x = widen(&rng.vec(n(s.x_shape())));
+        let w = widen(&rng.vec(n(s.w_shape())));
+        let b = widen(&rng.vec(s.cout));
+        let g = widen(&rng.vec(n(s.y_shape())));
+        let loss = |y: Vec<f64>| y.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
+        let tag = format!("{s:?}");
+        assert_grad(
+            &format!("dx {tag}"),
+            &r::conv2d_input_grad(&s, &g, &w),
+            &numeric_grad(|x| loss(r::conv2d(&s, x, &w, &b)), &x),
+        );
+        assert_grad(
+            &format!("dw {tag}"),
+            &r::conv2d_weight_grad(&s, &x, &g),
+            &numeric_grad(|w| loss(r::conv2d(&s, &x, w, &b)), &w),
+        );
+        assert_grad(
+            &format!("db {tag}"),
+            &r::bias_grad(&g, s.cout, s.batch),
+            &numeric_grad(|b| loss(r::conv2d(&s, &x, &w, b)), &b),
+        );
+    }
+}
+
+#[test]
+fn conv_transpose_reference_gradients_match_finite_differences() {
+    let mut rng = Rng::new(8);
+    for &(batch, cin, cout, h, w, k, stride, pad) in &SHAPES[..5] {
+        let t = r::TransposedShape {
+            batch,
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        };
+        let x = widen(&rng.vec(batch * cin * h * w));
+        let wt = widen(&rng.vec(cin * cout * k * k));
+        let b = widen(&rng.vec(cout));
+        let g = widen(&rng.vec(batch * cout * t.hout() * t.wout()));
+        let loss = |y: Vec<f64>| y.iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
+        let tag = format!("{t:?}");
+        assert_grad(
+            &format!("dx {tag}"),
+            &r::conv_transpose2d_input_grad(&t, &g, &wt),
+            &numeric_grad(|x| loss(r::conv_transpose2d(&t, x, &wt, &b)), &x),
+        );
+        assert_grad(
+            &format!("dw {tag}"),
+            &r::conv_transpose2d_weight_grad(&t, &x, &g),
+            &numeric_grad(|w| loss(r::conv_transpose2d(&t, &x, w, &b)), &wt),
+        );
+        assert_grad(
+            &format!("db {tag}"),
+            &r::bias_grad(&g, cout, batch),
+            &numeric_grad(|b| loss(r::conv_transpose2d(&t, &x, &wt, b)), &b),
+        );
+    }
+}
+
+#[test]
+fn relu_backward_reference_matches_finite_differences() {
+    let mut rng = Rng::new(9);
+    let x = widen(&rng.vec(37));
+    let g = widen(&rng.vec(37));
+    let loss = |x: &[f64]| relu(x).iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
+    assert_grad("relu", &relu_backward(&g, &x), &numeric_grad(loss, &x));
+}

@@ -1,0 +1,246 @@
+//! The quantiser, its backward pass and code usage against the references.
+
+mod common;
+
+use common::*;
+use vqvae_wgpu::kernels::quantize::{Rows, gather, quantize};
+use vqvae_wgpu::kernels::{codes, vq_backward};
+use vqvae_wgpu::reference::quantize as r;
+use vqvae_wgpu::{DType, Gpu, Tensor};
+
+/// (z shape, codes): row-major and channels-first, batch 1, odd dimensions, K not a
+/// power of two, D below, at and past the shared tile depth of 16.
+const CASES: &[(&[usize], usize)] = &[
+    (&[1, 3], 5),
+    (&[37, 7], 13),
+    (&[300, 16], 100),
+    (&[129, 33], 17),
+    (&[1, 5, 3, 7], 11),
+    (&[2, 64, 5, 5], 31),
+    (&[3, 19, 4, 6], 512),
+];
+
+fn run_quantize(
+    gpu: &Gpu,
+    zs: &[usize],
+    z: &[f32],
+    cb: &[f32],
+    codes: usize,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let rows = Rows::of("test", &upload(gpu, zs, z)).unwrap();
+    let zt = upload(gpu, zs, z);
+    let cbt = upload(gpu, &[codes, rows.dim], cb);
+    let idx = Tensor::zeros(gpu, &[rows.n], DType::U32).unwrap();
+    let dist = zeros(gpu, &[rows.n]);
+    let zq = zeros(gpu, zs);
+    gpu.run(&[&quantize(gpu, &zt, &cbt, &idx, Some(&dist), Some(&zq)).unwrap()])
+        .unwrap();
+    (
+        idx.to_u32(gpu).unwrap(),
+        dist.to_f32(gpu).unwrap(),
+        zq.to_f32(gpu).unwrap(),
+    )
+}
+
+#[test]
+fn quantize_matches_reference() {
+    for gpu in gpus() {
+        for (i, &(zs, codes)) in CASES.iter().enumerate() {
+            let mut rng = Rng::new(i as u64);
+            let rows = Rows::of("test", &upload(gpu, zs, &vec![0.0; zs.iter().product()])).unwrap();
+            let z = rng.vec(rows.n * rows.dim);
+            let cb = rng.vec(codes * rows.dim);
+            let (idx, dist, zq) = run_quantize(gpu, zs, &z, &cb, codes);
+            let (z64, cb64) = (widen(&z), widen(&cb));
+            let (want_idx, want_dist) = r::nearest(&rows, &z64, &cb64);
+            let tag = format!("z {zs:?} codes {codes} {:?}", gpu.tuning());
+            for row in 0..rows.n {
+                // f32 rounding may pick a code whose distance ties the best to ~1e-6;
+                // anything further is a wrong answer.
+                let v = r::row(&rows, &z64, row);
+                let got = r::sq_dist(&v, &cb64[idx[row] as usize * rows.dim..][..rows.dim]);
+                assert!(
+                    idx[row] == want_idx[row]
+                        || got - want_dist[row] <= 1e-5 * (1.0 + want_dist[row]),
+                    "{tag}: row {row} got code {} at {got}, nearest is {} at {}",
+                    idx[row],
+                    want_idx[row],
+                    want_dist[row]
+                );
+            }
+            let want_zq = r::gather(&rows, &idx, &cb64);
+            assert_close(&format!("zq {tag}"), &zq, &want_zq, 0.0, 0.0);
+            let exact: Vec<f64> = (0..rows.n)
+                .map(|row| r::sq_dist(&r::row(&rows, &z64, row), &r::row(&rows, &want_zq, row)))
+                .collect();
+            assert_close(&format!("dist {tag}"), &dist, &exact, 1e-5, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn quantize_ties_go_to_the_lowest_index() {
+    for gpu in gpus() {
+        // Codes 0..6 hold three distinct vectors, each twice; every row is nearest to a
+        // pair and must get the pair's lower index.
+        let dim = 5;
+        let mut rng = Rng::new(42);
+        let distinct: Vec<Vec<f32>> = (0..3).map(|_| rng.vec(dim)).collect();
+        let order = [1, 0, 2, 1, 0, 2];
+        let cb: Vec<f32> = order.iter().flat_map(|&k| distinct[k].clone()).collect();
+        let first = |k: usize| order.iter().position(|&o| o == k).unwrap() as u32;
+        let z: Vec<f32> = (0..40)
+            .flat_map(|i| distinct[i % 3].iter().map(|v| v + 0.01).collect::<Vec<_>>())
+            .collect();
+        let (idx, _, _) = run_quantize(gpu, &[40, dim], &z, &cb, 6);
+        for (i, &k) in idx.iter().enumerate() {
+            assert_eq!(k, first(i % 3), "row {i} {:?}", gpu.tuning());
+        }
+        // All-equal codes: everything goes to code 0.
+        let (idx, _, _) = run_quantize(gpu, &[9, 3], &rng.vec(27), &[0.5; 21], 7);
+        assert!(idx.iter().all(|&k| k == 0), "{idx:?}");
+    }
+}
+
+#[test]
+fn gather_writes_the_named_codes() {
+    let gpu = gpu();
+    for &(zs, codes) in CASES {
+        let mut rng = Rng::new(3);
+        let zq = zeros(gpu, zs);
+        let rows = Rows::of("test", &zq).unwrap();
+        let cb = rng.vec(codes * rows.dim);
+        let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes as u32)).collect();
+        let it = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
+        gpu.run(&[&gather(gpu, &it, &upload(gpu, &[codes, rows.dim], &cb), &zq).unwrap()])
+            .unwrap();
+        assert_close(
+            "gather",
+            &zq.to_f32(gpu).unwrap(),
+            &r::gather(&rows, &idx, &widen(&cb)),
+            0.0,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn vq_backward_matches_reference() {
+    for gpu in gpus() {
+        for (i, &(zs, codes)) in CASES.iter().enumerate() {
+            let mut rng = Rng::new(10 + i as u64);
+            let zt = zeros(gpu, zs);
+            let rows = Rows::of("test", &zt).unwrap();
+            let ze = rng.vec(rows.n * rows.dim);
+            let cb = rng.vec(codes * rows.dim);
+            let gzq = rng.vec(rows.n * rows.dim);
+            // Few codes used, some many times: the per-code sums span chunks.
+            let idx: Vec<u32> = (0..rows.n)
+                .map(|_| rng.below(codes.min(4) as u32))
+                .collect();
+            let zq = r::gather(&rows, &idx, &widen(&cb));
+            let zq32: Vec<f32> = zq.iter().map(|&v| v as f32).collect();
+            let beta = 0.25;
+            let (ze_t, zq_t, gzq_t) = (
+                upload(gpu, zs, &ze),
+                upload(gpu, zs, &zq32),
+                upload(gpu, zs, &gzq),
+            );
+            let cb_t = upload(gpu, &[codes, rows.dim], &cb);
+            let idx_t = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
+            let (gze, gcb) = (zeros(gpu, zs), zeros(gpu, &[codes, rows.dim]));
+            let launch = vq_backward::vq_backward(
+                gpu, &ze_t, &zq_t, &idx_t, &cb_t, &gzq_t, beta, &gze, &gcb,
+            )
+            .unwrap();
+            gpu.run(&[&launch]).unwrap();
+            let (want_ze, want_cb) = r::vq_backward(
+                &rows,
+                &widen(&ze),
+                &idx,
+                &widen(&cb),
+                &widen(&gzq),
+                f64::from(beta),
+            );
+            let tag = format!("z {zs:?} codes {codes} {:?}", gpu.tuning());
+            assert_close(
+                &format!("grad z_e {tag}"),
+                &gze.to_f32(gpu).unwrap(),
+                &want_ze,
+                1e-5,
+                1e-7,
+            );
+            assert_close(
+                &format!("grad codebook {tag}"),
+                &gcb.to_f32(gpu).unwrap(),
+                &want_cb,
+                1e-4,
+                1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn vq_backward_reference_matches_finite_differences() {
+    for (i, &(zs, codes)) in CASES[..6].iter().enumerate() {
+        let mut rng = Rng::new(20 + i as u64);
+        let n: usize = zs.iter().product();
+        let rows = match *zs {
+            [n, dim] => Rows { n, dim, plane: 1 },
+            [b, dim, h, w] => Rows {
+                n: b * h * w,
+                dim,
+                plane: h * w,
+            },
+            _ => unreachable!(),
+        };
+        let ze = widen(&rng.vec(n));
+        let cb = widen(&rng.vec(codes * rows.dim));
+        let (idx, _) = r::nearest(&rows, &ze, &cb);
+        let zq = r::gather(&rows, &idx, &cb);
+        let zero = vec![0.0; n];
+        let beta = 0.25;
+        let (gze, gcb) = r::vq_backward(&rows, &ze, &idx, &cb, &zero, beta);
+        assert_grad(
+            "commitment",
+            &gze,
+            &numeric_grad(|ze| r::commitment_loss(ze, &zq, beta), &ze),
+        );
+        assert_grad(
+            "codebook",
+            &gcb,
+            &numeric_grad(|cb| r::codebook_loss(&rows, &ze, &idx, cb), &cb),
+        );
+        // The straight-through estimator passes the upstream gradient unchanged.
+        let up = widen(&rng.vec(n));
+        let (gze_up, _) = r::vq_backward(&rows, &ze, &idx, &cb, &up, beta);
+        let passed: Vec<f64> = gze_up.iter().zip(&gze).map(|(a, b)| a - b).collect();
+        assert_grad("straight-through", &passed, &up);
+    }
+}
+
+#[test]
+fn code_usage_matches_reference() {
+    let gpu = gpu();
+    for (n, k, used) in [(1, 1, 1), (1000, 13, 13), (777, 512, 40), (4096, 100, 1)] {
+        let mut rng = Rng::new(n as u64);
+        let idx: Vec<u32> = (0..n).map(|_| rng.below(used)).collect();
+        let it = Tensor::from_u32(gpu, &[n], &idx).unwrap();
+        let counts = Tensor::zeros(gpu, &[k as usize], DType::U32).unwrap();
+        let stats = zeros(gpu, &[2]);
+        let launch = codes::code_usage(gpu, &it, &counts, &stats).unwrap();
+        // Twice: the counts are cleared on every run.
+        gpu.run(&[&launch, &launch]).unwrap();
+        let want = r::histogram(&idx, k as usize);
+        assert_eq!(counts.to_u32(gpu).unwrap(), want);
+        let (ppl, in_use) = r::perplexity(&want);
+        assert_close(
+            "perplexity",
+            &stats.to_f32(gpu).unwrap(),
+            &[ppl, in_use as f64],
+            1e-5,
+            0.0,
+        );
+    }
+}
