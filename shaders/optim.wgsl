@@ -11,7 +11,12 @@ struct Params {
     eps: f32,
     step_size: f32,   // lr / (1 - beta1^t)
     bc2_sqrt: f32,    // sqrt(1 - beta2^t)
-    _pad: u32,
+    // 1 - beta1 and 1 - beta2, rounded from f64 as torch rounds its Python floats.
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -38,8 +43,8 @@ fn adam(
         return;
     }
     let g = grad[i];
-    let mi = m[i] + (1.0 - p.beta1) * (g - m[i]);
-    let vi = v[i] * p.beta2 + (1.0 - p.beta2) * g * g;
+    let mi = m[i] + p.one_minus_beta1 * (g - m[i]);
+    let vi = v[i] * p.beta2 + p.one_minus_beta2 * (g * g);
     m[i] = mi;
     v[i] = vi;
     let denom = sqrt(vi) / p.bc2_sqrt + p.eps;

@@ -18,7 +18,9 @@ struct Params {
     eps: f32,
     step_size: f32,
     bc2_sqrt: f32,
-    _pad: u32,
+    one_minus_beta1: f32,
+    one_minus_beta2: f32,
+    _pad: [u32; 3],
 }
 
 /// Adam's hyper-parameters; the defaults are `torch.optim.Adam`'s.
@@ -149,7 +151,9 @@ fn adam_params(len: u32, c: &AdamConfig, step: u64) -> Params {
         eps: c.eps as f32,
         step_size: (c.lr / bc1) as f32,
         bc2_sqrt: bc2.sqrt() as f32,
-        _pad: 0,
+        one_minus_beta1: (1.0 - c.beta1) as f32,
+        one_minus_beta2: (1.0 - c.beta2) as f32,
+        _pad: [0; 3],
     }
 }
 
@@ -166,12 +170,7 @@ pub fn sgd(gpu: &Gpu, params: &Tensor, grads: &Tensor, lr: f32) -> Result<Launch
     let uniform = gpu.uniform(&Params {
         len: params.len() as u32,
         lr,
-        beta1: 0.0,
-        beta2: 0.0,
-        eps: 0.0,
-        step_size: 0.0,
-        bc2_sqrt: 0.0,
-        _pad: 0,
+        ..bytemuck::Zeroable::zeroed()
     });
     let resources = [
         uniform.as_entire_binding(),

@@ -1,0 +1,171 @@
+//! Loss, reductions, element-wise kernels and optimizers against the references.
+
+mod common;
+
+use common::*;
+use vqvae_wgpu::kernels::optim::{Adam, AdamConfig, sgd};
+use vqvae_wgpu::kernels::{elementwise, loss, reduce};
+use vqvae_wgpu::reference::{self, loss as rl, optim as ro};
+
+#[test]
+fn loss_terms_and_gradient_match_reference() {
+    let gpu = gpu();
+    // x: [batch, channels, h, w]; z_e rows with their nearest codes' vectors.
+    for (i, &(xs, rows, dim)) in [
+        (&[1usize, 1, 4, 4][..], 1usize, 3usize),
+        (&[3, 3, 12, 8], 37, 5),
+        (&[2, 3, 64, 72], 2000, 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(i as u64);
+        let n: usize = xs.iter().product();
+        let (x, x_hat) = (rng.vec(n), rng.vec(n));
+        let (ze, zq) = (rng.vec(rows * dim), rng.vec(rows * dim));
+        let dist: Vec<f32> = (0..rows)
+            .map(|r| {
+                (0..dim)
+                    .map(|d| (ze[r * dim + d] - zq[r * dim + d]).powi(2))
+                    .sum()
+            })
+            .collect();
+        let beta = 0.25;
+        let grad = zeros(gpu, xs);
+        let terms = zeros(gpu, &[4]);
+        let launch = loss::vqvae_loss(
+            gpu,
+            &upload(gpu, xs, &x_hat),
+            &upload(gpu, xs, &x),
+            &upload(gpu, &[rows], &dist),
+            rows * dim,
+            beta,
+            &grad,
+            &terms,
+        )
+        .unwrap();
+        gpu.run(&[&launch]).unwrap();
+        let (x64, xh64) = (widen(&x), widen(&x_hat));
+        assert_close(
+            "loss terms",
+            &terms.to_f32(gpu).unwrap(),
+            &rl::terms(&xh64, &x64, &widen(&ze), &widen(&zq), f64::from(beta)),
+            1e-5,
+            1e-7,
+        );
+        assert_close(
+            "recon grad",
+            &grad.to_f32(gpu).unwrap(),
+            &rl::mse_grad(&xh64, &x64),
+            1e-5,
+            1e-9,
+        );
+    }
+}
+
+#[test]
+fn mse_reference_gradient_matches_finite_differences() {
+    let mut rng = Rng::new(5);
+    let (a, b) = (widen(&rng.vec(29)), widen(&rng.vec(29)));
+    assert_grad(
+        "mse",
+        &rl::mse_grad(&a, &b),
+        &numeric_grad(|a| rl::mse(a, &b), &a),
+    );
+}
+
+#[test]
+fn sum_matches_reference_on_awkward_lengths() {
+    let gpu = gpu();
+    // One block, a partial block, several levels of the tree.
+    for n in [1usize, 255, 4097, 70_001, 20_000_003] {
+        let mut rng = Rng::new(n as u64);
+        let x = rng.vec(n);
+        let out = zeros(gpu, &[1]);
+        gpu.run(&[&reduce::sum(gpu, &upload(gpu, &[n], &x), &out).unwrap()])
+            .unwrap();
+        let want: f64 = widen(&x).iter().sum();
+        assert_close(
+            &format!("sum of {n}"),
+            &out.to_f32(gpu).unwrap(),
+            &[want],
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn elementwise_kernels_match_reference() {
+    let gpu = gpu();
+    for n in [1usize, 257, 1000] {
+        let mut rng = Rng::new(n as u64);
+        let (a, b) = (rng.vec(n), rng.vec(n));
+        let (at, bt) = (upload(gpu, &[n], &a), upload(gpu, &[n], &b));
+        let (sum, masked) = (zeros(gpu, &[n]), zeros(gpu, &[n]));
+        gpu.run(&[
+            &elementwise::add(gpu, &at, &bt, &sum).unwrap(),
+            &elementwise::relu_backward(gpu, &at, &bt, &masked).unwrap(),
+        ])
+        .unwrap();
+        assert_close(
+            "add",
+            &sum.to_f32(gpu).unwrap(),
+            &reference::add(&widen(&a), &widen(&b)),
+            1e-7,
+            0.0,
+        );
+        assert_close(
+            "relu_backward",
+            &masked.to_f32(gpu).unwrap(),
+            &reference::relu_backward(&widen(&a), &widen(&b)),
+            0.0,
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn adam_matches_torch_formula_over_several_steps() {
+    let gpu = gpu();
+    let n = 1001;
+    let mut rng = Rng::new(11);
+    let p0 = rng.vec(n);
+    let config = AdamConfig {
+        lr: 2e-4,
+        ..AdamConfig::default()
+    };
+    let (p, g, m, v) = (
+        upload(gpu, &[n], &p0),
+        zeros(gpu, &[n]),
+        zeros(gpu, &[n]),
+        zeros(gpu, &[n]),
+    );
+    let adam = Adam::new(gpu, &p, &g, &m, &v, config).unwrap();
+    let (mut p64, mut m64, mut v64) = (widen(&p0), vec![0.0; n], vec![0.0; n]);
+    for step in 1..=5 {
+        let grads = rng.vec(n);
+        g.write(gpu, bytemuck::cast_slice(&grads)).unwrap();
+        adam.set_step(gpu, step);
+        gpu.run(&[adam.launch()]).unwrap();
+        ro::adam(&config, step, &mut p64, &widen(&grads), &mut m64, &mut v64);
+    }
+    assert_close("adam params", &p.to_f32(gpu).unwrap(), &p64, 1e-6, 1e-7);
+    assert_close("adam m", &m.to_f32(gpu).unwrap(), &m64, 1e-5, 1e-7);
+    assert_close("adam v", &v.to_f32(gpu).unwrap(), &v64, 1e-5, 1e-9);
+}
+
+#[test]
+fn sgd_changes_each_parameter_by_minus_lr_times_gradient() {
+    let gpu = gpu();
+    let n = 333;
+    let mut rng = Rng::new(12);
+    let (p0, grads) = (rng.vec(n), rng.vec(n));
+    let p = upload(gpu, &[n], &p0);
+    let lr = 0.01;
+    gpu.run(&[&sgd(gpu, &p, &upload(gpu, &[n], &grads), lr).unwrap()])
+        .unwrap();
+    let mut want = widen(&p0);
+    ro::sgd(f64::from(lr), &mut want, &widen(&grads));
+    assert_close("sgd", &p.to_f32(gpu).unwrap(), &want, 1e-7, 1e-7);
+}

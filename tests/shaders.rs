@@ -1,0 +1,142 @@
+//! Every WGSL file parses, validates, and translates to SPIR-V, MSL, HLSL and GLSL for
+//! every entry point, with its override constants resolved the ways the launchers
+//! resolve them. A shader that cannot reach Metal, DX12 or GL fails here, on any machine.
+
+use naga::back::PipelineConstants as Constants;
+
+use naga::back::{glsl, hlsl, msl, spv};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vqvae_wgpu::shaders;
+
+/// Override assignments to try: every MODE, every bool off and on, small and large
+/// workgroups (the register and shared tunings).
+fn configurations(module: &naga::Module) -> Vec<Constants> {
+    let names: Vec<(String, bool)> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| {
+            let is_bool = matches!(module.types[o.ty].inner, naga::TypeInner::Scalar(s) if s == naga::Scalar::BOOL);
+            o.name.clone().map(|n| (n, is_bool))
+        })
+        .collect();
+    let modes: &[f64] = if names.iter().any(|(n, _)| n == "MODE") {
+        &[0.0, 1.0, 2.0]
+    } else {
+        &[0.0]
+    };
+    let mut configs = Vec::new();
+    for &mode in modes {
+        for flag in [false, true] {
+            for large in [false, true] {
+                let mut c = Constants::default();
+                for (name, is_bool) in &names {
+                    let value = match name.as_str() {
+                        "MODE" => mode,
+                        "WG_X" | "WG_Y" => {
+                            if large {
+                                16.0
+                            } else {
+                                8.0
+                            }
+                        }
+                        "WG" => {
+                            if large {
+                                256.0
+                            } else {
+                                64.0
+                            }
+                        }
+                        _ if *is_bool => f64::from(u8::from(flag)),
+                        _ => continue,
+                    };
+                    c.insert(name.clone(), value);
+                }
+                configs.push(c);
+            }
+        }
+    }
+    configs
+}
+
+#[test]
+fn every_shader_translates_to_every_backend() {
+    let mut translated = 0;
+    for shader in shaders::ALL {
+        let module = naga::front::wgsl::parse_str(shader.source).unwrap_or_else(|e| {
+            panic!("{}", e.emit_to_string_with_path(shader.source, shader.name))
+        });
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
+        assert!(
+            !module.entry_points.is_empty(),
+            "{} has no entry point",
+            shader.name
+        );
+        for ep in &module.entry_points {
+            for constants in configurations(&module) {
+                let what = format!("{}::{} with {constants:?}", shader.name, ep.name);
+                let (m, i) = naga::back::pipeline_constants::process_overrides(
+                    &module,
+                    &info,
+                    Some((ep.stage, &ep.name)),
+                    &constants,
+                )
+                .unwrap_or_else(|e| panic!("{what}: overrides: {e}"));
+                let (m, i) = (m.as_ref(), i.as_ref());
+
+                let spv_pipeline = spv::PipelineOptions {
+                    shader_stage: ep.stage,
+                    entry_point: ep.name.clone(),
+                };
+                spv::write_vec(m, i, &spv::Options::default(), Some(&spv_pipeline))
+                    .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+
+                let msl_pipeline = msl::PipelineOptions {
+                    entry_point: Some((ep.stage, ep.name.clone())),
+                    ..Default::default()
+                };
+                msl::write_string(m, i, &msl::Options::default(), &msl_pipeline)
+                    .unwrap_or_else(|e| panic!("{what}: MSL: {e}"));
+
+                let hlsl_pipeline = hlsl::PipelineOptions {
+                    entry_point: Some((ep.stage, ep.name.clone())),
+                };
+                let mut out = String::new();
+                hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl_pipeline)
+                    .write(m, i, None)
+                    .unwrap_or_else(|e| panic!("{what}: HLSL: {e}"));
+
+                let glsl_options = glsl::Options {
+                    version: glsl::Version::Embedded {
+                        version: 310,
+                        is_webgl: false,
+                    },
+                    ..Default::default()
+                };
+                let glsl_pipeline = glsl::PipelineOptions {
+                    shader_stage: ep.stage,
+                    entry_point: ep.name.clone(),
+                    multiview: None,
+                };
+                let mut out = String::new();
+                glsl::Writer::new(
+                    &mut out,
+                    m,
+                    i,
+                    &glsl_options,
+                    &glsl_pipeline,
+                    naga::proc::BoundsCheckPolicies::default(),
+                )
+                .and_then(|mut w| w.write())
+                .unwrap_or_else(|e| panic!("{what}: GLSL: {e}"));
+                translated += 1;
+            }
+        }
+    }
+    // 8 shaders, 19 entry points, several configurations each.
+    assert!(
+        translated >= 19 * 4,
+        "only {translated} pipelines translated"
+    );
+}
