@@ -13,7 +13,7 @@
 //      split along k into `splits` chunks whose partial sums a second pass adds in a
 //      fixed order (deterministic, no atomics).
 //
-// Each thread owns a TM x TN register tile of C. `main_reg` reads its operands straight
+// Each thread owns a TM x TN register tile of C (both overridable). `main_reg` reads its operands straight
 // from memory (best on CPU drivers such as lavapipe, where barriers are dear);
 // `main_shared` stages BK-deep slices of A and B in workgroup memory (best on GPUs).
 
@@ -26,8 +26,12 @@ override RELU_X: bool = false;
 override RELU_Y: bool = false;
 override RELU_OUT: bool = false;
 
-const TM: u32 = 4u;
-const TN: u32 = 4u;
+// The register tile is TM x TN, at most MAX_TM x MAX_TN; loops run to the overrides,
+// so once they are resolved the compiler unrolls them and drops the unused registers.
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+const MAX_TM: u32 = 8u;
+const MAX_TN: u32 = 12u;
 const BK: u32 = 16u;
 
 struct Params {
@@ -117,45 +121,89 @@ fn k_next(c: vec3<u32>, d: vec3<u32>) -> vec3<u32> {
     return r;
 }
 
-// What a column needs, decoded once: a base offset, two signed coordinates and where
-// its outputs go.
+// Every operand address splits into a part that depends on the row (m) or column (n)
+// alone, decoded once per thread, and a part that depends on k alone, computed once per
+// step and shared by the thread's whole tile:
+//   A[m][k] = a_src[row(m) + ko.a]
+//   B[k][n] = b_src[col.off + ko.b] if (col.y + ko.dy, col.x + ko.dx) lies inside the
+//             B-side image, else 0.
+struct KOff {
+    a: u32,
+    b: i32,
+    dy: i32,
+    dx: i32,
+}
+
 struct Col {
-    base: u32,
+    off: i32,
     y: i32,
     x: i32,
-    out: u32,
+}
+
+fn k_off(kc: vec3<u32>, j: Job) -> KOff {
+    var o: KOff;
+    let s = p.stride;
+    if (MODE == 0u) {
+        // k = (ci, ky, kx): A = W[m][k] row-major, B = X[b][ci][y0 + ky][x0 + kx].
+        o.a = (kc.x * p.kh + kc.y) * p.kw + kc.z;
+        o.b = i32((kc.x * p.hin + kc.y) * p.win + kc.z);
+        o.dy = i32(kc.y);
+        o.dx = i32(kc.z);
+    } else if (MODE == 1u) {
+        // k = (co, ty, tx), tap (ky0 + s ty, kx0 + s tx): A = W[co][m][ky][kx],
+        // B = Y[b][co][qy - ty][qx - tx].
+        o.a = ((kc.x * p.cin) * p.kh + j.ky0 + s * kc.y) * p.kw + j.kx0 + s * kc.z;
+        o.b = i32(kc.x * p.hout * p.wout) - i32(kc.y * p.wout + kc.z);
+        o.dy = -i32(kc.y);
+        o.dx = -i32(kc.z);
+    } else {
+        // k = (b, oy, ox): A = Y[b][m][oy][ox], B = X[b][ci][s oy + ky - pad][s ox + kx - pad].
+        o.a = kc.x * p.cout * p.hout * p.wout + kc.y * p.wout + kc.z;
+        o.b = i32(kc.x * p.cin * p.hin * p.win + s * (kc.y * p.win + kc.z));
+        o.dy = i32(s * kc.y);
+        o.dx = i32(s * kc.z);
+    }
+    return o;
+}
+
+// The A offset of row m (clamped: rows past the end compute garbage nobody stores).
+fn row_of(m_in: u32) -> u32 {
+    let m = min(m_in, p.m - 1u);
+    if (MODE == 0u) {
+        return m * p.cin * p.kh * p.kw;
+    } else if (MODE == 1u) {
+        return m * p.kh * p.kw;
+    }
+    return m * p.hout * p.wout;
 }
 
 fn col_of(n_in: u32, j: Job) -> Col {
     let n = min(n_in, max(j.n, 1u) - 1u);
     var c: Col;
-    let s = i32(p.stride);
+    let s = p.stride;
     if (MODE == 0u) {
         let ox = n % p.wout;
         let oy = (n / p.wout) % p.hout;
         let b = n / (p.wout * p.hout);
-        c.base = b * p.cin * p.hin * p.win;
-        c.y = i32(oy) * s - i32(p.pad);
-        c.x = i32(ox) * s - i32(p.pad);
-        c.out = b * p.cout * p.hout * p.wout + oy * p.wout + ox;
+        c.y = i32(oy * s) - i32(p.pad);
+        c.x = i32(ox * s) - i32(p.pad);
+        c.off = i32(b * p.cin * p.hin * p.win) + c.y * i32(p.win) + c.x;
     } else if (MODE == 1u) {
+        // Output (y, x) = (ry + s yy, rx + s xx) meets input row qy - ty, where
+        // qy = (ry + pad - ky0) / s + yy.
         let xx = n % j.wx;
         let yy = (n / j.wx) % j.hy;
         let b = n / (j.wx * j.hy);
-        let y = j.ry + p.stride * yy;
-        let x = j.rx + p.stride * xx;
-        c.base = b * p.cout * p.hout * p.wout;
-        c.y = i32(y + p.pad);
-        c.x = i32(x + p.pad);
-        c.out = b * p.cin * p.hin * p.win + y * p.win + x;
+        c.y = i32((j.ry + p.pad - j.ky0) / s + yy);
+        c.x = i32((j.rx + p.pad - j.kx0) / s + xx);
+        c.off = i32(b * p.cout * p.hout * p.wout) + c.y * i32(p.wout) + c.x;
     } else {
         let kx = n % p.kw;
         let ky = (n / p.kw) % p.kh;
         let ci = n / (p.kw * p.kh);
-        c.base = ci * p.hin * p.win;
         c.y = i32(ky) - i32(p.pad);
         c.x = i32(kx) - i32(p.pad);
-        c.out = n;
+        c.off = i32(ci * p.hin * p.win) + c.y * i32(p.win) + c.x;
     }
     return c;
 }
@@ -164,53 +212,44 @@ fn relu_if(v: f32, on: bool) -> f32 {
     return select(v, max(v, 0.0), on);
 }
 
-fn load_a(m_in: u32, kc: vec3<u32>, j: Job) -> f32 {
-    let m = min(m_in, p.m - 1u);
-    if (MODE == 0u) {
-        return wt[((m * p.cin + kc.x) * p.kh + kc.y) * p.kw + kc.z];
-    } else if (MODE == 1u) {
-        let ky = j.ky0 + p.stride * kc.y;
-        let kx = j.kx0 + p.stride * kc.z;
-        return wt[((kc.x * p.cin + m) * p.kh + ky) * p.kw + kx];
+fn load_a(row: u32, o: KOff) -> f32 {
+    if (MODE == 2u) {
+        return relu_if(ys[row + o.a], RELU_Y);
     }
-    return relu_if(ys[((kc.x * p.cout + m) * p.hout + kc.y) * p.wout + kc.z], RELU_Y);
+    return wt[row + o.a];
 }
 
-fn load_b(kc: vec3<u32>, c: Col, j: Job) -> f32 {
-    let s = i32(p.stride);
-    if (MODE == 0u) {
-        let iy = c.y + i32(kc.y);
-        let ix = c.x + i32(kc.z);
-        if (iy < 0 || ix < 0 || iy >= i32(p.hin) || ix >= i32(p.win)) {
+fn load_b(c: Col, o: KOff) -> f32 {
+    let y = u32(c.y + o.dy);
+    let x = u32(c.x + o.dx);
+    if (MODE == 1u) {
+        if (y >= p.hout || x >= p.wout) {
             return 0.0;
         }
-        let v = xs[c.base + (kc.x * p.hin + u32(iy)) * p.win + u32(ix)];
-        return relu_if(v, RELU_X);
-    } else if (MODE == 1u) {
-        // (y + pad - ky) is a multiple of the stride by the choice of phase.
-        let ty = c.y - i32(j.ky0 + p.stride * kc.y);
-        let tx = c.x - i32(j.kx0 + p.stride * kc.z);
-        if (ty < 0 || tx < 0) {
-            return 0.0;
-        }
-        let iy = u32(ty) / p.stride;
-        let ix = u32(tx) / p.stride;
-        if (iy >= p.hout || ix >= p.wout) {
-            return 0.0;
-        }
-        let v = ys[c.base + (kc.x * p.hout + iy) * p.wout + ix];
-        return relu_if(v, RELU_Y);
+        return relu_if(ys[u32(c.off + o.b)], RELU_Y);
     }
-    let iy = i32(kc.y) * s + c.y;
-    let ix = i32(kc.z) * s + c.x;
-    if (iy < 0 || ix < 0 || iy >= i32(p.hin) || ix >= i32(p.win)) {
+    if (y >= p.hin || x >= p.win) {
         return 0.0;
     }
-    let v = xs[kc.x * p.cin * p.hin * p.win + c.base + u32(iy) * p.win + u32(ix)];
-    return relu_if(v, RELU_X);
+    return relu_if(xs[u32(c.off + o.b)], RELU_X);
 }
 
-fn store(m: u32, n: u32, c: Col, j: Job, z: u32, acc: f32) {
+// Where output (m, n) goes: the output tensor's offset of column n.
+fn out_col(n_in: u32, j: Job) -> u32 {
+    let n = min(n_in, max(j.n, 1u) - 1u);
+    if (MODE == 0u) {
+        let plane = p.hout * p.wout;
+        return (n / plane) * p.cout * plane + n % plane;
+    } else if (MODE == 1u) {
+        let xx = n % j.wx;
+        let yy = (n / j.wx) % j.hy;
+        let b = n / (j.wx * j.hy);
+        return b * p.cin * p.hin * p.win + (j.ry + p.stride * yy) * p.win + j.rx + p.stride * xx;
+    }
+    return n;
+}
+
+fn store(m: u32, n: u32, oc: u32, j: Job, z: u32, acc: f32) {
     if (m >= p.m || n >= j.n) {
         return;
     }
@@ -224,9 +263,9 @@ fn store(m: u32, n: u32, c: Col, j: Job, z: u32, acc: f32) {
     }
     v = relu_if(v, RELU_OUT);
     if (MODE == 0u) {
-        out[c.out + m * p.hout * p.wout] = v;
+        out[oc + m * p.hout * p.wout] = v;
     } else {
-        out[c.out + m * p.hin * p.win] = v;
+        out[oc + m * p.hin * p.win] = v;
     }
 }
 
@@ -247,12 +286,12 @@ fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
     return t;
 }
 
-fn finish(t: Tile, j: Job, lx: u32, ly: u32, acc: array<array<f32, TN>, TM>) {
+fn finish(t: Tile, j: Job, lx: u32, ly: u32, acc: array<array<f32, MAX_TN>, MAX_TM>) {
     for (var jj = 0u; jj < TN; jj++) {
         let n = t.tn * TN * WG_X + lx + jj * WG_X;
-        let c = col_of(n, j);
+        let oc = out_col(n, j);
         for (var i = 0u; i < TM; i++) {
-            store(t.tm * TM * WG_Y + ly + i * WG_Y, n, c, j, t.z, acc[i][jj]);
+            store(t.tm * TM * WG_Y + ly + i * WG_Y, n, oc, j, t.z, acc[i][jj]);
         }
     }
 }
@@ -268,25 +307,26 @@ fn main_reg(
         return;
     }
     let j = job_of(t.z);
-    var ms: array<u32, TM>;
+    var rows: array<u32, MAX_TM>;
     for (var i = 0u; i < TM; i++) {
-        ms[i] = t.tm * TM * WG_Y + lid.y + i * WG_Y;
+        rows[i] = row_of(t.tm * TM * WG_Y + lid.y + i * WG_Y);
     }
-    var cols: array<Col, TN>;
+    var cols: array<Col, MAX_TN>;
     for (var jj = 0u; jj < TN; jj++) {
         cols[jj] = col_of(t.tn * TN * WG_X + lid.x + jj * WG_X, j);
     }
-    var acc: array<array<f32, TN>, TM>;
+    var acc: array<array<f32, MAX_TN>, MAX_TM>;
     let d = k_dims(j);
     var kc = k_coord(j.k_begin, d);
     for (var k = j.k_begin; k < j.k_end; k++) {
-        var a: array<f32, TM>;
-        var b: array<f32, TN>;
+        let o = k_off(kc, j);
+        var a: array<f32, MAX_TM>;
+        var b: array<f32, MAX_TN>;
         for (var i = 0u; i < TM; i++) {
-            a[i] = load_a(ms[i], kc, j);
+            a[i] = load_a(rows[i], o);
         }
         for (var jj = 0u; jj < TN; jj++) {
-            b[jj] = load_b(kc, cols[jj], j);
+            b[jj] = load_b(cols[jj], o);
         }
         for (var i = 0u; i < TM; i++) {
             for (var jj = 0u; jj < TN; jj++) {
@@ -317,13 +357,13 @@ fn main_shared(
     let tid = lid.y * WG_X + lid.x;
     let bm = TM * WG_Y;
     let bn = TN * WG_X;
-    var acc: array<array<f32, TN>, TM>;
+    var acc: array<array<f32, MAX_TN>, MAX_TM>;
     for (var k0 = j.k_begin; k0 < j.k_end; k0 += BK) {
         for (var e = tid; e < BK * bm; e += threads) {
             let k = k0 + e / bm;
             var v = 0.0;
             if (k < j.k_end) {
-                v = load_a(t.tm * bm + e % bm, k_coord(k, d), j);
+                v = load_a(row_of(t.tm * bm + e % bm), k_off(k_coord(k, d), j));
             }
             a_tile[e] = v;
         }
@@ -331,14 +371,14 @@ fn main_shared(
             let k = k0 + e / bn;
             var v = 0.0;
             if (k < j.k_end) {
-                v = load_b(k_coord(k, d), col_of(t.tn * bn + e % bn, j), j);
+                v = load_b(col_of(t.tn * bn + e % bn, j), k_off(k_coord(k, d), j));
             }
             b_tile[e] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            var a: array<f32, TM>;
-            var b: array<f32, TN>;
+            var a: array<f32, MAX_TM>;
+            var b: array<f32, MAX_TN>;
             for (var i = 0u; i < TM; i++) {
                 a[i] = a_tile[kk * bm + lid.y + i * WG_Y];
             }

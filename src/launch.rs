@@ -18,9 +18,10 @@ pub struct Tuning {
     /// Stage tiles in workgroup memory (GPUs) rather than reading operands straight
     /// from memory into registers (CPU drivers such as lavapipe, where barriers are dear).
     pub shared_memory: bool,
-    /// Threads per workgroup of the convolution kernels, `[along n, along m]`; each
-    /// thread computes a 4 x 4 output tile.
+    /// Threads per workgroup of the convolution kernels, `[along n, along m]`.
     pub conv_workgroup: [u32; 2],
+    /// Outputs each convolution thread computes, `[along m, along n]`, at most 8 x 12.
+    pub conv_tile: [u32; 2],
     /// Threads per workgroup of the quantiser; each thread owns 4 rows.
     pub quantize_workgroup: u32,
     /// Workgroups a dispatch should reach to keep the device busy; long reductions are
@@ -33,6 +34,7 @@ impl Tuning {
     pub const REGISTER: Tuning = Tuning {
         shared_memory: false,
         conv_workgroup: [8, 8],
+        conv_tile: [4, 12],
         quantize_workgroup: 64,
         parallel_groups: 16,
     };
@@ -41,6 +43,7 @@ impl Tuning {
     pub const SHARED: Tuning = Tuning {
         shared_memory: true,
         conv_workgroup: [16, 16],
+        conv_tile: [4, 4],
         quantize_workgroup: 128,
         parallel_groups: 1024,
     };

@@ -119,7 +119,7 @@ fn workgroups_beyond_the_device_limit_name_the_limit() {
     let s = ConvShape {
         batch: 1,
         cin: 1,
-        cout: 1,
+        cout: 256,
         hin: 4,
         win: 4,
         kh: 1,
@@ -130,7 +130,7 @@ fn workgroups_beyond_the_device_limit_name_the_limit() {
     let (x, w, b, y) = (
         zeros(&gpu, &s.x_shape()),
         zeros(&gpu, &s.w_shape()),
-        zeros(&gpu, &[1]),
+        zeros(&gpu, &[256]),
         zeros(&gpu, &s.y_shape()),
     );
     let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, false, false).unwrap_err());

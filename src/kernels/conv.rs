@@ -174,8 +174,20 @@ struct Params {
     _pad: [u32; 2],
 }
 
-const TILE: usize = 4;
+/// Depth of the k slices the shared variant stages.
 const BK: u32 = 16;
+/// The largest register tile `conv.wgsl` holds, `[m, n]`.
+const MAX_TILE: [u32; 2] = [8, 12];
+
+/// The tuned workgroup shape, narrowed along m when the GEMM has few rows (3 output
+/// channels, say) so that threads are not spent on rows that do not exist.
+fn workgroup([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> [u32; 2] {
+    let rows = (m.div_ceil(tile_m as usize).next_power_of_two() as u32).min(wg_y);
+    if rows == wg_y {
+        return [wg_x, wg_y];
+    }
+    [(wg_x * wg_y / rows).min(wg_x.max(64)), rows]
+}
 
 /// The operands of one implicit GEMM; `None` binds nothing there.
 struct Operands<'a> {
@@ -203,14 +215,6 @@ fn gemm(
 ) -> Result<Launch> {
     s.validate(op)?;
     let tuning = gpu.tuning();
-    let [wg_x, wg_y] = tuning.conv_workgroup;
-    let shared_bytes = if tuning.shared_memory {
-        BK * 4 * TILE as u32 * (wg_x + wg_y)
-    } else {
-        0
-    };
-    gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes)?;
-    let (bm, bn) = (TILE * wg_y as usize, TILE * wg_x as usize);
     let (m, n, k, zcount) = match mode {
         Mode::Forward => (
             s.cout,
@@ -232,6 +236,24 @@ fn gemm(
             1,
         ),
     };
+    let [tm, tn] = tuning.conv_tile;
+    if !(1..=MAX_TILE[0]).contains(&tm) || !(1..=MAX_TILE[1]).contains(&tn) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "register tile {tm} x {tn} is outside 1..={} x 1..={}",
+                MAX_TILE[0], MAX_TILE[1]
+            ),
+        ));
+    }
+    let [wg_x, wg_y] = workgroup(tuning.conv_workgroup, tm, m);
+    let shared_bytes = if tuning.shared_memory {
+        BK * 4 * (tm * wg_y + tn * wg_x)
+    } else {
+        0
+    };
+    gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes)?;
+    let (bm, bn) = ((tm * wg_y) as usize, (tn * wg_x) as usize);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
     let (splits, k_chunk) = if mode == Mode::WeightGrad {
         // Split the long reduction until the grid fills the device, keeping chunks long.
@@ -281,6 +303,8 @@ fn gemm(
             ("MODE", mode as u32 as f64),
             ("WG_X", f64::from(wg_x)),
             ("WG_Y", f64::from(wg_y)),
+            ("TM", f64::from(tm)),
+            ("TN", f64::from(tn)),
             ("HAS_BIAS", f64::from(u8::from(ops.bias.is_some()))),
             ("RELU_X", f64::from(u8::from(fuse.relu_x))),
             ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
