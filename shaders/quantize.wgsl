@@ -13,7 +13,10 @@ override WG: u32 = 64u;
 override WRITE_DIST: bool = true;
 override WRITE_ZQ: bool = true;
 
-const TR: u32 = 4u;   // rows per thread
+// Rows per thread: an override up to MAX_TR; loops run to TR, so once it is resolved
+// the compiler unrolls them and drops the unused registers.
+override TR: u32 = 4u;
+const MAX_TR: u32 = 8u;
 const TC: u32 = 4u;   // codes per step, register variant
 const CS: u32 = 16u;  // codes per staged tile, shared variant
 const DS: u32 = 16u;  // dimensions per staged tile, shared variant
@@ -82,9 +85,9 @@ fn finish_row(r: u32, c: u32) {
 }
 
 struct Rows {
-    base: array<u32, TR>,
-    best: array<f32, TR>,
-    code: array<u32, TR>,
+    base: array<u32, MAX_TR>,
+    best: array<f32, MAX_TR>,
+    code: array<u32, MAX_TR>,
 }
 
 fn start_rows(g: u32, t: u32) -> Rows {
@@ -117,13 +120,13 @@ fn nearest_reg(
     }
     var rows = start_rows(g, lid.x);
     for (var c0 = 0u; c0 < p.codes; c0 += TC) {
-        var acc: array<array<f32, TC>, TR>;
+        var acc: array<array<f32, TC>, MAX_TR>;
         var cb: array<u32, TC>;
         for (var j = 0u; j < TC; j++) {
             cb[j] = min(c0 + j, p.codes - 1u) * p.dim;
         }
         for (var d = 0u; d < p.dim; d++) {
-            var zv: array<f32, TR>;
+            var zv: array<f32, MAX_TR>;
             var ev: array<f32, TC>;
             for (var i = 0u; i < TR; i++) {
                 zv[i] = z[rows.base[i] + d * p.plane];
@@ -170,7 +173,7 @@ fn nearest_shared(
     }
     var rows = start_rows(g, lid.x);
     for (var c0 = 0u; c0 < p.codes; c0 += CS) {
-        var acc: array<array<f32, CS>, TR>;
+        var acc: array<array<f32, CS>, MAX_TR>;
         for (var d0 = 0u; d0 < p.dim; d0 += DS) {
             for (var e = lid.x; e < CS * DS; e += WG) {
                 let c = c0 + e / DS;
@@ -184,7 +187,7 @@ fn nearest_shared(
             workgroupBarrier();
             let dn = min(DS, p.dim - d0);
             for (var dd = 0u; dd < dn; dd++) {
-                var zv: array<f32, TR>;
+                var zv: array<f32, MAX_TR>;
                 for (var i = 0u; i < TR; i++) {
                     zv[i] = z[rows.base[i] + (d0 + dd) * p.plane];
                 }

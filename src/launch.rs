@@ -22,8 +22,10 @@ pub struct Tuning {
     pub conv_workgroup: [u32; 2],
     /// Outputs each convolution thread computes, `[along m, along n]`, at most 8 x 12.
     pub conv_tile: [u32; 2],
-    /// Threads per workgroup of the quantiser; each thread owns 4 rows.
+    /// Threads per workgroup of the quantiser.
     pub quantize_workgroup: u32,
+    /// Rows each quantiser thread owns, at most 8.
+    pub quantize_rows: u32,
     /// Workgroups a dispatch should reach to keep the device busy; long reductions are
     /// split (deterministically) until they do.
     pub parallel_groups: u32,
@@ -36,6 +38,7 @@ impl Tuning {
         conv_workgroup: [8, 8],
         conv_tile: [4, 12],
         quantize_workgroup: 64,
+        quantize_rows: 8,
         parallel_groups: 16,
     };
 
@@ -45,6 +48,7 @@ impl Tuning {
         conv_workgroup: [16, 16],
         conv_tile: [4, 4],
         quantize_workgroup: 128,
+        quantize_rows: 4,
         parallel_groups: 1024,
     };
 

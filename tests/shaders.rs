@@ -8,6 +8,10 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vqvae_wgpu::shaders;
 
+fn pick(large: bool, small_value: f64, large_value: f64) -> f64 {
+    if large { large_value } else { small_value }
+}
+
 /// Override assignments to try: every MODE, every bool off and on, small and large
 /// workgroups (the register and shared tunings).
 fn configurations(module: &naga::Module) -> Vec<Constants> {
@@ -32,20 +36,10 @@ fn configurations(module: &naga::Module) -> Vec<Constants> {
                 for (name, is_bool) in &names {
                     let value = match name.as_str() {
                         "MODE" => mode,
-                        "WG_X" | "WG_Y" => {
-                            if large {
-                                16.0
-                            } else {
-                                8.0
-                            }
-                        }
-                        "WG" => {
-                            if large {
-                                256.0
-                            } else {
-                                64.0
-                            }
-                        }
+                        "WG_X" | "WG_Y" => pick(large, 8.0, 16.0),
+                        "WG" => pick(large, 64.0, 256.0),
+                        "TM" | "TR" => pick(large, 4.0, 8.0),
+                        "TN" => pick(large, 4.0, 12.0),
                         _ if *is_bool => f64::from(u8::from(flag)),
                         _ => continue,
                     };

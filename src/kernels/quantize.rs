@@ -6,8 +6,8 @@ use crate::launch::{Bind, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
-/// Rows per thread in the nearest-code kernels.
-const ROWS_PER_THREAD: usize = 4;
+/// The most rows one thread of the nearest-code kernels can own.
+const MAX_ROWS_PER_THREAD: u32 = 8;
 /// Codes x dimensions staged per tile by the shared variant.
 const SHARED_TILE_BYTES: u32 = 16 * 16 * 4;
 
@@ -142,6 +142,13 @@ pub fn quantize(
     }
     let tuning = gpu.tuning();
     let wg = tuning.quantize_workgroup;
+    let tr = tuning.quantize_rows;
+    if !(1..=MAX_ROWS_PER_THREAD).contains(&tr) {
+        return Err(Error::shape(
+            op,
+            format!("{tr} rows per thread is outside 1..={MAX_ROWS_PER_THREAD}"),
+        ));
+    }
     let shared = if tuning.shared_memory {
         SHARED_TILE_BYTES
     } else {
@@ -150,6 +157,7 @@ pub fn quantize(
     gpu.check_workgroup(op, [wg, 1], shared)?;
     let constants = [
         ("WG", f64::from(wg)),
+        ("TR", f64::from(tr)),
         ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
         ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
     ];
@@ -185,7 +193,7 @@ pub fn quantize(
             gpu.optional(dist, 5),
             gpu.optional(zq, 6),
         ],
-        rows.n.div_ceil(wg as usize * ROWS_PER_THREAD) as u64,
+        rows.n.div_ceil((wg * tr) as usize) as u64,
     )?;
     Ok([first, second].into_iter().collect())
 }
