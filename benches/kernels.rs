@@ -82,9 +82,9 @@ fn bench_conv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
         "{}x{}x{}x{} k{} s{} -> {}",
         s.batch, s.cin, s.hin, s.win, s.kh, s.stride, s.cout
     );
-    let f = conv::conv2d(gpu, &s, &x, &w, &b, &y, false, true).expect("conv2d");
+    let f = conv::conv2d(gpu, &s, &x, &w, &b, &y, conv::Relu::OUTPUT).expect("conv2d");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} forward"),
         &shape,
         &f,
@@ -93,7 +93,7 @@ fn bench_conv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
     );
     let g = conv::conv2d_input_grad(gpu, &s, &dy, &w, &dx).expect("input grad");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} input grad"),
         &shape,
         &g,
@@ -102,7 +102,7 @@ fn bench_conv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
     );
     let g = conv::conv2d_weight_grad(gpu, &s, &x, &dy, &dw, false).expect("weight grad");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} weight grad"),
         &shape,
         &g,
@@ -126,10 +126,10 @@ fn bench_deconv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
         s.stride,
         s.cin
     );
-    let f =
-        conv::conv_transpose2d(gpu, &s, &x, &w, &b, &out, true, false).expect("conv_transpose2d");
+    let f = conv::conv_transpose2d(gpu, &s, &x, &w, &b, &out, conv::Relu::INPUT)
+        .expect("conv_transpose2d");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} forward"),
         &shape,
         &f,
@@ -140,7 +140,7 @@ fn bench_deconv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
     let dx = zeros(gpu, &s.y_shape());
     let g = conv::conv_transpose2d_input_grad(gpu, &s, &dout, &w, &dx).expect("input grad");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} input grad"),
         &shape,
         &g,
@@ -150,7 +150,7 @@ fn bench_deconv(gpu: &Gpu, name: &str, s: ConvShape, per_submit: usize) {
     let dw = zeros(gpu, &s.w_shape());
     let g = conv::conv_transpose2d_weight_grad(gpu, &s, &x, &dout, &dw, true).expect("weight grad");
     measure(
-        &gpu,
+        gpu,
         &format!("{name} weight grad"),
         &shape,
         &g,
@@ -198,8 +198,7 @@ fn main() {
         &filled(&gpu, &mm.w_shape(), 2),
         &zeros(&gpu, &[1024]),
         &zeros(&gpu, &mm.y_shape()),
-        false,
-        false,
+        conv::Relu::NONE,
     )
     .expect("matmul");
     measure(
@@ -220,13 +219,13 @@ fn main() {
     bench_deconv(
         &gpu,
         "decoder.deconv1",
-        ConvShape::transposed(b, h, h / 2, 8, 8, 4, 2, 1).expect("shape"),
+        ConvShape::transposed(b, h, h / 2, [8, 8], 4, 2, 1).expect("shape"),
         reps,
     );
     bench_deconv(
         &gpu,
         "decoder.deconv2",
-        ConvShape::transposed(b, h / 2, c, 16, 16, 4, 2, 1).expect("shape"),
+        ConvShape::transposed(b, h / 2, c, [16, 16], 4, 2, 1).expect("shape"),
         reps,
     );
 
@@ -297,7 +296,7 @@ fn main() {
         &gpu,
         "adam",
         "1M parameters",
-        &adam.launch(),
+        adam.launch(),
         reps,
         12.0 * params as f64,
     );

@@ -5,6 +5,8 @@
 //! [`Tensor`]s on a [`Gpu`]. Every kernel has a plain-Rust twin in [`reference`], the
 //! ground truth of the tests.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod gpu;
 pub mod kernels;

@@ -71,7 +71,7 @@ impl Tensor {
         let op = "viewing a buffer as a tensor";
         let bytes = byte_size(gpu, op, shape)?;
         let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
-        if offset % align != 0 {
+        if !offset.is_multiple_of(align) {
             return Err(Error::shape(
                 op,
                 format!(

@@ -11,7 +11,10 @@ use vqvae_wgpu::reference::{relu, relu_backward};
 
 /// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
 /// are not multiples of any tile, every kernel the model uses.
-const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
+/// (batch, cin, cout, h, w, kernel, stride, pad).
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const SHAPES: &[Case] = &[
     (1, 3, 5, 8, 8, 4, 2, 1),
     (2, 5, 7, 7, 9, 3, 1, 1),
     (3, 7, 3, 5, 6, 1, 1, 0),
@@ -20,18 +23,7 @@ const SHAPES: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 66, 3, 3, 5, 3, 1, 1),
 ];
 
-fn shape(
-    &(batch, cin, cout, hin, win, k, stride, pad): &(
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-        usize,
-    ),
-) -> conv::ConvShape {
+fn shape(&(batch, cin, cout, hin, win, k, stride, pad): &Case) -> conv::ConvShape {
     conv::ConvShape {
         batch,
         cin,
@@ -63,7 +55,19 @@ fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
 
     for (relu_in, relu_out) in [(false, false), (true, true)] {
         let y = zeros(gpu, &ys);
-        gpu.run(&[&conv::conv2d(gpu, s, &xt, &wt, &bt, &y, relu_in, relu_out).unwrap()])
+        gpu.run(&[&conv::conv2d(
+            gpu,
+            s,
+            &xt,
+            &wt,
+            &bt,
+            &y,
+            conv::Relu {
+                input: relu_in,
+                output: relu_out,
+            },
+        )
+        .unwrap()])
             .unwrap();
         let input = if relu_in { relu(&x64) } else { x64.clone() };
         let mut want = r::conv2d(s, &input, &w64, &b64);
@@ -140,7 +144,7 @@ fn conv_transpose2d_matches_reference() {
                 stride,
                 pad,
             };
-            let s = conv::ConvShape::transposed(batch, cin, cout, h, w, k, stride, pad).unwrap();
+            let s = conv::ConvShape::transposed(batch, cin, cout, [h, w], k, stride, pad).unwrap();
             assert_eq!((s.hin, s.win), (t.hout(), t.wout()));
             let mut rng = Rng::new(100 + i as u64);
             let x = rng.vec(batch * cin * h * w);
@@ -159,7 +163,16 @@ fn conv_transpose2d_matches_reference() {
             for (relu_in, relu_out) in [(false, false), (true, true)] {
                 let out = zeros(gpu, &s.x_shape());
                 gpu.run(&[&conv::conv_transpose2d(
-                    gpu, &s, &x_t, &w_t, &b_t, &out, relu_in, relu_out,
+                    gpu,
+                    &s,
+                    &x_t,
+                    &w_t,
+                    &b_t,
+                    &out,
+                    conv::Relu {
+                        input: relu_in,
+                        output: relu_out,
+                    },
                 )
                 .unwrap()])
                     .unwrap();

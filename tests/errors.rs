@@ -32,7 +32,7 @@ fn mismatched_shapes_name_both_shapes() {
         zeros(gpu, &[4]),
         zeros(gpu, &s.y_shape()),
     );
-    let e = message(conv::conv2d(gpu, &s, &x, &w, &b, &y, false, false).unwrap_err());
+    let e = message(conv::conv2d(gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
     assert!(
         e.contains("[2, 3, 8, 9]") && e.contains("[2, 3, 8, 8]"),
         "{e}"
@@ -91,7 +91,7 @@ fn zero_sizes_are_refused() {
         pad: 1,
     };
     assert!(message(s.validate("conv2d").unwrap_err()).contains("larger than the padded input"));
-    assert!(ConvShape::transposed(1, 3, 4, 1, 1, 2, 1, 2).is_err());
+    assert!(ConvShape::transposed(1, 3, 4, [1, 1], 2, 1, 2).is_err());
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn workgroups_beyond_the_device_limit_name_the_limit() {
         zeros(&gpu, &[256]),
         zeros(&gpu, &s.y_shape()),
     );
-    let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, false, false).unwrap_err());
+    let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
     assert!(
         e.contains("max_compute_invocations_per_workgroup") && e.contains("4096"),
         "{e}"

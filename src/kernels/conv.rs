@@ -43,8 +43,7 @@ impl ConvShape {
         batch: usize,
         cin_t: usize,
         cout_t: usize,
-        h: usize,
-        w: usize,
+        [h, w]: [usize; 2],
         k: usize,
         stride: usize,
         pad: usize,
@@ -132,6 +131,34 @@ impl ConvShape {
             )
         })
     }
+}
+
+/// ReLUs fused into a convolution: on the input as it is read, on the output as it
+/// is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Relu {
+    /// Apply `max(0, x)` to the input.
+    pub input: bool,
+    /// Apply `max(0, y)` to the output.
+    pub output: bool,
+}
+
+impl Relu {
+    /// No ReLU.
+    pub const NONE: Relu = Relu {
+        input: false,
+        output: false,
+    };
+    /// ReLU on the output only.
+    pub const OUTPUT: Relu = Relu {
+        input: false,
+        output: true,
+    };
+    /// ReLU on the input only.
+    pub const INPUT: Relu = Relu {
+        input: true,
+        output: false,
+    };
 }
 
 /// Which products `conv.wgsl` computes (its `MODE`).
@@ -348,7 +375,7 @@ fn gemm(
     }
 }
 
-/// `y = conv2d(relu_in ? relu(x) : x, w) + bias`, then ReLU if `relu_out`.
+/// `y = conv2d(x, w) + bias`, with the ReLUs `relu` asks for fused in.
 /// Shapes: x `[b, cin, hin, win]`, w `[cout, cin, kh, kw]`, bias `[cout]`, y `[b, cout, hout, wout]`.
 pub fn conv2d(
     gpu: &Gpu,
@@ -357,8 +384,7 @@ pub fn conv2d(
     w: &Tensor,
     bias: &Tensor,
     y: &Tensor,
-    relu_in: bool,
-    relu_out: bool,
+    relu: Relu,
 ) -> Result<Launch> {
     let op = "conv2d";
     s.validate(op)?;
@@ -367,8 +393,8 @@ pub fn conv2d(
     check(op, "bias", bias, &[s.cout])?;
     check(op, "output", y, &s.y_shape())?;
     let fuse = Fuse {
-        relu_x: relu_in,
-        relu_out,
+        relu_x: relu.input,
+        relu_out: relu.output,
         ..Fuse::default()
     };
     gemm(
@@ -451,7 +477,7 @@ pub fn conv2d_weight_grad(
     )
 }
 
-/// `out = conv_transpose2d(relu_in ? relu(x) : x, w) + bias`, then ReLU if `relu_out`,
+/// `out = conv_transpose2d(x, w) + bias`, with the ReLUs `relu` asks for fused in,
 /// for `s` = [`ConvShape::transposed`]. Shapes: x `[b, cout, hout, wout]` (the Y side),
 /// w `[cout, cin, kh, kw]` (`ConvTranspose2d`'s `[in, out, kh, kw]`), bias `[cin]`,
 /// out `[b, cin, hin, win]` (the X side).
@@ -462,8 +488,7 @@ pub fn conv_transpose2d(
     w: &Tensor,
     bias: &Tensor,
     out: &Tensor,
-    relu_in: bool,
-    relu_out: bool,
+    relu: Relu,
 ) -> Result<Launch> {
     let op = "conv_transpose2d";
     s.validate(op)?;
@@ -472,8 +497,8 @@ pub fn conv_transpose2d(
     check(op, "bias", bias, &[s.cin])?;
     check(op, "output", out, &s.x_shape())?;
     let fuse = Fuse {
-        relu_y: relu_in,
-        relu_out,
+        relu_y: relu.input,
+        relu_out: relu.output,
         ..Fuse::default()
     };
     gemm(
