@@ -2,6 +2,7 @@
 //! the limit that caused it.
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// Anything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,38 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] Box<IoError>),
+    /// A data file or folder that is not what it should be.
+    #[error("{}: {message}", path.display())]
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+    /// A checkpoint that does not hold the model it should.
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is missing or inconsistent.
+        message: String,
+    },
+    /// A command-line value that cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    /// Training produced a loss that is not a finite number.
+    #[error("the loss became {value} at step {step}; training stopped. {kept}")]
+    NonFinite {
+        /// The step whose loss was not finite.
+        step: u64,
+        /// The value (NaN or infinite).
+        value: f32,
+        /// Where the last good checkpoint is, if any.
+        kept: String,
+    },
     /// The device was lost or a wait on it failed.
     #[error("GPU device lost or unresponsive during {context}: {message}")]
     DeviceLost {
@@ -58,6 +91,18 @@ pub enum Error {
         /// wgpu's message.
         message: String,
     },
+}
+
+/// Reading or writing a file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}: {source}", path.display())]
+pub struct IoError {
+    /// What was being done ("reading", "writing", ...).
+    pub action: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// The operating system's reason.
+    pub source: std::io::Error,
 }
 
 /// The crate's result type.
@@ -70,6 +115,20 @@ impl Error {
             op,
             message: message.to_string(),
         }
+    }
+}
+
+/// A closure mapping an I/O error on `path` to an [`Error`].
+pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io(Box::new(IoError { action, path, source }))
+}
+
+/// A data error about `path`.
+pub fn data(path: impl Into<PathBuf>, message: impl fmt::Display) -> Error {
+    Error::Data {
+        path: path.into(),
+        message: message.to_string(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Opening a GPU (or adopting a caller's device), running recorded work on it, and
 //! turning wgpu's errors into [`Error`]s.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -58,6 +59,8 @@ pub struct Gpu {
     pub(crate) placeholders: Vec<wgpu::Buffer>,
     /// Errors that escaped every error scope (only on devices this crate opened).
     uncaptured: Arc<Mutex<Option<String>>>,
+    /// Bytes of tensors allocated through this `Gpu` so far.
+    allocated: AtomicU64,
 }
 
 /// Lists the adapters on the given backends, best first by this crate's preference.
@@ -177,6 +180,7 @@ impl Gpu {
             info,
             placeholders,
             uncaptured,
+            allocated: AtomicU64::new(0),
         }
     }
 
@@ -208,6 +212,15 @@ impl Gpu {
     /// Replaces the kernel variants and tile shapes for launches built from now on.
     pub fn set_tuning(&mut self, tuning: Tuning) {
         self.tuning = tuning;
+    }
+
+    /// Bytes of tensors allocated through this `Gpu` so far (never decreases).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_allocation(&self, bytes: u64) {
+        self.allocated.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors,

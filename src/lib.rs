@@ -7,13 +7,23 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod images;
 pub mod kernels;
 pub mod launch;
+pub mod layers;
+pub mod metrics;
+pub mod model;
+pub mod network;
+pub mod params;
 pub mod reference;
+pub mod rng;
 pub mod shaders;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

@@ -37,6 +37,7 @@ impl Tensor {
                 mapped_at_creation: false,
             })
         })?;
+        gpu.count_allocation(bytes);
         Ok(Tensor {
             buffer,
             offset: 0,

@@ -159,6 +159,11 @@ impl Relu {
         input: true,
         output: false,
     };
+    /// ReLU on the input and on the output.
+    pub const BOTH: Relu = Relu {
+        input: true,
+        output: true,
+    };
 }
 
 /// Which products `conv.wgsl` computes (its `MODE`).

@@ -1,0 +1,86 @@
+//! Checkpoints as DESIGN.md section 2 fixes them: safetensors, f32, PyTorch names and
+//! shapes, written atomically. The model file holds the model alone (PyTorch reads it as
+//! a `state_dict`); what only resuming needs lives beside it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::error::{Error, Result, io};
+
+/// File name of the model checkpoint in a run folder.
+pub const MODEL_FILE: &str = "checkpoint.safetensors";
+/// File name of the optimizer state and step counter in a run folder.
+pub const STATE_FILE: &str = "training_state.safetensors";
+
+/// Named f32 tensors and string metadata, as read from or written to a file.
+#[derive(Clone, Debug, Default)]
+pub struct TensorFile {
+    /// Tensors by name: shape and values.
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The file's `__metadata__`.
+    pub metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// The shapes of all tensors.
+    pub fn shapes(&self) -> HashMap<String, Vec<usize>> {
+        self.tensors.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect()
+    }
+
+    /// The values of all tensors.
+    pub fn values(&self) -> HashMap<String, Vec<f32>> {
+        self.tensors.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect()
+    }
+
+    /// Reads a safetensors file of f32 tensors.
+    pub fn read(path: &Path) -> Result<TensorFile> {
+        let bytes = std::fs::read(path).map_err(io("reading", path))?;
+        let err = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(err(format!("tensor '{name}' is {:?}; checkpoints hold f32 tensors", view.dtype())));
+            }
+            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(TensorFile { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    }
+
+    /// Writes the file atomically: a temporary file beside it, synced, then renamed, so
+    /// that a crash leaves the old file or the new one, never a damaged one.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let bytes_of: Vec<(String, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(k, (s, v))| (k.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes_of
+            .iter()
+            .map(|(k, s, b)| Ok((k.as_str(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Usage(format!("tensor {k}: {e}")))?)))
+            .collect::<Result<Vec<_>>>()?;
+        let metadata = (!self.metadata.is_empty()).then(|| self.metadata.clone());
+        let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Usage(format!("serialising {}: {e}", path.display())))?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temporary(path);
+    let mut f = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
+    f.write_all(bytes).map_err(io("writing", &tmp))?;
+    f.sync_all().map_err(io("writing", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io("renaming into place", path))
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp"))
+}

@@ -1,0 +1,472 @@
+//! `vqvae`: train a VQ-VAE on the GPU, reconstruct, encode to codes, decode, and show
+//! the adapters (DESIGN.md section 3).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use vqvae_wgpu::data::{Dataset, LoadOptions};
+use vqvae_wgpu::error::{Error, Result};
+use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
+use vqvae_wgpu::model::Config;
+use vqvae_wgpu::network::Vqvae;
+use vqvae_wgpu::params::Params;
+use vqvae_wgpu::train::{self, CodebookInit, OptimizerKind, Run, Settings, Start};
+use vqvae_wgpu::images;
+
+#[derive(Parser)]
+#[command(name = "vqvae", version, about = "Train and run a VQ-VAE on the GPU (wgpu: Vulkan, Metal, DX12).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model; writes DIR/checkpoint.safetensors, DIR/metrics.jsonl and DIR/reconstructions.png.
+    Train(TrainArgs),
+    /// Write one PNG per input image: its reconstruction.
+    Reconstruct {
+        /// The model checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Write the codes of every input image as a [N, h/4, w/4] .npy file (int64).
+    Encode {
+        /// The model checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Output .npy file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Decode a [N, h, w] .npy file of codes into N PNG images.
+    Decode {
+        /// The model checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The codes (.npy, any integer type).
+        #[arg(long)]
+        codes: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per GPU batch.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// List the adapters found and the one chosen, with its backend and limits.
+    Info,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// A folder of images, an IDX file (.gz or not) or CIFAR-10 .bin batches; the
+    /// built-in shapes when omitted.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Centre-crop and resize every image to this size (a multiple of 4).
+    #[arg(long)]
+    image_size: Option<usize>,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Image channels C (1 or 3); default: the data's.
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Hidden channels H [default: 128].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Residual hidden channels R [default: 32].
+    #[arg(long)]
+    res_hidden: Option<usize>,
+    /// Residual blocks L [default: 2].
+    #[arg(long)]
+    res_layers: Option<usize>,
+    /// Codebook size K [default: 512].
+    #[arg(long)]
+    codes: Option<usize>,
+    /// Code dimension D [default: 64].
+    #[arg(long)]
+    code_dim: Option<usize>,
+    /// Commitment weight beta [default: 0.25].
+    #[arg(long)]
+    beta: Option<f32>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per step [default: 32].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Steps to train in all [default: 1000]; a resumed run continues up to this.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Learning rate [default: 2e-4].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Optimizer [default: adam].
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    /// Seed of initialisation and data order [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Keep the data order: batch i holds images i*B..(i+1)*B.
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Images held out from the end of the data for validation [default: 5%, at most 1000].
+    #[arg(long)]
+    val_images: Option<usize>,
+    /// How the codebook starts [default: data].
+    #[arg(long, value_enum)]
+    codebook_init: Option<CodebookInit>,
+    /// Steps between metric read-backs [default: 10].
+    #[arg(long)]
+    log_every: Option<u64>,
+    /// Steps between checkpoints [default: 500].
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Steps between validations [default: 500].
+    #[arg(long)]
+    val_every: Option<u64>,
+    /// Start from exactly these weights (codebook included).
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
+    /// Continue the run saved in this folder.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train_command(args),
+        Command::Reconstruct { checkpoint, data, out, batch_size } => reconstruct(&checkpoint, &data, &out, batch_size),
+        Command::Encode { checkpoint, data, out, batch_size } => encode(&checkpoint, &data, &out, batch_size),
+        Command::Decode { checkpoint, codes, out, batch_size } => decode(&checkpoint, &codes, &out, batch_size),
+        Command::Info => info(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_gpu() -> Result<Gpu> {
+    let gpu = Gpu::open()?;
+    eprintln!("adapter: {}", gpu::describe(gpu.info()));
+    Ok(gpu)
+}
+
+/// A model checkpoint and the architecture its shapes describe.
+fn load_model(path: &Path) -> Result<(TensorFile, Config)> {
+    let file = TensorFile::read(path)?;
+    let beta = file.metadata.get("beta").and_then(|b| b.parse().ok()).unwrap_or(0.25);
+    let config = Config::from_shapes(&file.shapes(), beta, path)?;
+    Ok((file, config))
+}
+
+/// Errors when a model flag contradicts the checkpoint's architecture.
+fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> {
+    let pairs = [
+        ("--channels", m.channels, c.channels),
+        ("--hidden", m.hidden, c.hidden),
+        ("--res-hidden", m.res_hidden.filter(|_| c.res_layers > 0), c.res_hidden),
+        ("--res-layers", m.res_layers, c.res_layers),
+        ("--codes", m.codes, c.codes),
+        ("--code-dim", m.code_dim, c.code_dim),
+    ];
+    for (flag, given, have) in pairs {
+        if let Some(g) = given
+            && g != have
+        {
+            return Err(Error::Usage(format!("{flag} {g} contradicts {}, whose model has {have}", path.display())));
+        }
+    }
+    if let Some(b) = m.beta
+        && b != c.beta
+    {
+        return Err(Error::Usage(format!("--beta {b} contradicts {}, trained with beta {}", path.display(), c.beta)));
+    }
+    Ok(())
+}
+
+fn train_command(a: TrainArgs) -> Result<()> {
+    // What the checkpoint fixes, if there is one.
+    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (&a.resume, &a.init) {
+        (Some(dir), _) => {
+            let (model, config) = load_model(&dir.join(MODEL_FILE))?;
+            let state_path = dir.join(STATE_FILE);
+            let state = TensorFile::read(&state_path)?;
+            let settings: Settings = state
+                .metadata
+                .get("settings")
+                .and_then(|s| serde_json::from_str(s).ok())
+                .ok_or_else(|| Error::Checkpoint { path: state_path.clone(), message: "no run settings in its metadata".into() })?;
+            let (ms, ss) = (model.metadata.get("step"), state.metadata.get("step"));
+            if ms != ss {
+                return Err(Error::Checkpoint {
+                    path: state_path,
+                    message: format!("is from step {ss:?} but the model checkpoint from step {ms:?}; they must come from one save"),
+                });
+            }
+            check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
+            (Start::Resume { model, state }, Some(config), Some(settings))
+        }
+        (None, Some(path)) => {
+            let (model, config) = load_model(path)?;
+            check_flags(&a.model, &config, path)?;
+            (Start::Init(model), Some(config), None)
+        }
+        (None, None) => (Start::Fresh, None, None),
+    };
+    let data_path = a.data.data.clone().or_else(|| saved.as_ref().and_then(|s| s.data.clone().map(PathBuf::from)));
+    let image_size = a.data.image_size.or(saved.as_ref().and_then(|s| s.image_size));
+    let channels = fixed.map(|c| c.channels).or(a.model.channels);
+    let seed = a.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let data = Dataset::load(data_path.as_deref(), &LoadOptions { channels, image_size, seed })?;
+    eprintln!("data: {} images of {}x{}x{} from {}", data.len, data.channels, data.height, data.width, data.source);
+    let config = fixed.unwrap_or_else(|| {
+        let r = Config::reference(data.channels);
+        Config {
+            channels: data.channels,
+            hidden: a.model.hidden.unwrap_or(r.hidden),
+            res_hidden: a.model.res_hidden.unwrap_or(r.res_hidden),
+            res_layers: a.model.res_layers.unwrap_or(r.res_layers),
+            codes: a.model.codes.unwrap_or(r.codes),
+            code_dim: a.model.code_dim.unwrap_or(r.code_dim),
+            beta: a.model.beta.unwrap_or(r.beta),
+        }
+    });
+    config.validate()?;
+    let wanted = Settings {
+        batch_size: a.batch_size.unwrap_or(32),
+        steps: a.steps.unwrap_or(1000),
+        lr: a.lr.unwrap_or(2e-4),
+        optimizer: a.optimizer.unwrap_or(OptimizerKind::Adam),
+        seed,
+        shuffle: !a.no_shuffle,
+        val_images: a.val_images.unwrap_or((data.len / 20).min(1000)),
+        codebook_init: a.codebook_init.unwrap_or(CodebookInit::Data),
+        log_every: a.log_every.unwrap_or(10),
+        checkpoint_every: a.checkpoint_every.unwrap_or(500),
+        val_every: a.val_every.unwrap_or(500),
+        data: data_path.as_ref().map(|p| p.display().to_string()),
+        image_size,
+    };
+    let settings = match saved {
+        Some(saved) => resumed_settings(&a, saved, wanted)?,
+        None => wanted,
+    };
+    let out = a.out.clone();
+    let gpu = open_gpu()?;
+    let summary = Run { gpu: &gpu, data: &data, config, settings, out: out.clone(), start, progress: !a.quiet }.train()?;
+    println!("trained to step {}", summary.step);
+    if let Some(m) = summary.last {
+        println!(
+            "last step: loss {:.5}, reconstruction MSE {:.5}, perplexity {:.1}, codes in use {}/{}",
+            m.loss, m.recon, m.perplexity, m.codes_used, config.codes
+        );
+    }
+    if let Some(v) = summary.val_mse {
+        println!("held-out reconstruction MSE: {v:.5}");
+    }
+    println!(
+        "{:.1} images/s; GPU buffers {:.1} MiB (parameters {:.1} MiB)",
+        summary.images_per_sec,
+        summary.gpu_bytes as f64 / 1048576.0,
+        summary.param_bytes as f64 / 1048576.0
+    );
+    println!("checkpoint:      {}", out.join(MODEL_FILE).display());
+    println!("reconstructions: {}", out.join("reconstructions.png").display());
+    println!("metrics:         {}", out.join("metrics.jsonl").display());
+    Ok(())
+}
+
+/// A resumed run keeps the saved settings; flags may change only the step target and
+/// how often it logs, validates and saves.
+fn resumed_settings(a: &TrainArgs, saved: Settings, wanted: Settings) -> Result<Settings> {
+    let clash = |flag: &str, given: bool, same: bool, was: String| -> Result<()> {
+        if given && !same {
+            return Err(Error::Usage(format!("{flag} differs from the resumed run's ({was}); --resume continues with its saved settings")));
+        }
+        Ok(())
+    };
+    clash("--batch-size", a.batch_size.is_some(), wanted.batch_size == saved.batch_size, saved.batch_size.to_string())?;
+    clash("--lr", a.lr.is_some(), wanted.lr == saved.lr, saved.lr.to_string())?;
+    clash("--optimizer", a.optimizer.is_some(), wanted.optimizer == saved.optimizer, format!("{:?}", saved.optimizer))?;
+    clash("--seed", a.seed.is_some(), wanted.seed == saved.seed, saved.seed.to_string())?;
+    clash("--no-shuffle", a.no_shuffle, !saved.shuffle, format!("shuffle {}", saved.shuffle))?;
+    clash("--val-images", a.val_images.is_some(), wanted.val_images == saved.val_images, saved.val_images.to_string())?;
+    Ok(Settings {
+        steps: a.steps.unwrap_or(saved.steps),
+        log_every: a.log_every.unwrap_or(saved.log_every),
+        checkpoint_every: a.checkpoint_every.unwrap_or(saved.checkpoint_every),
+        val_every: a.val_every.unwrap_or(saved.val_every),
+        data: wanted.data.or(saved.data.clone()),
+        ..saved
+    })
+}
+
+/// Loads a checkpoint and the data for it, and builds an inference graph.
+fn inference(checkpoint: &Path, data: &DataArgs, batch_size: usize) -> Result<(Gpu, Dataset, Params, Vqvae)> {
+    if batch_size == 0 {
+        return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
+    }
+    let (file, config) = load_model(checkpoint)?;
+    let dataset = Dataset::load(data.data.as_deref(), &LoadOptions { channels: Some(config.channels), image_size: data.image_size, seed: 0 })?;
+    let gpu = open_gpu()?;
+    let params = Params::new(&gpu, config.params())?;
+    params.upload(&gpu, &params.join(&file.values(), &checkpoint.display().to_string())?)?;
+    let net = Vqvae::new(&gpu, &params, &config, batch_size.min(dataset.len), [dataset.height, dataset.width], false)?;
+    Ok((gpu, dataset, params, net))
+}
+
+fn reconstruct(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize) -> Result<()> {
+    let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
+    std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
+    let all: Vec<usize> = (0..dataset.len).collect();
+    let outs = train::run_batches(&gpu, &net, &dataset, &all, &[net.encode(), net.decode()], &net.x_hat)?;
+    for (name, bits) in dataset.names.iter().zip(&outs) {
+        let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        images::save_png(&out.join(format!("{name}.png")), dataset.channels, dataset.height, dataset.width, &images::to_pixels(&x))?;
+    }
+    println!("wrote {} reconstructions to {}", outs.len(), out.display());
+    Ok(())
+}
+
+fn encode(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize) -> Result<()> {
+    let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
+    let all: Vec<usize> = (0..dataset.len).collect();
+    let codes = train::run_batches(&gpu, &net, &dataset, &all, &[net.encode()], &net.indices)?;
+    let (h, w) = (dataset.height / 4, dataset.width / 4);
+    let file = std::fs::File::create(out).map_err(vqvae_wgpu::error::io("writing", out))?;
+    let mut writer = {
+        use npyz::WriterBuilder;
+        npyz::WriteOptions::<i64>::new()
+            .default_dtype()
+            .shape(&[dataset.len as u64, h as u64, w as u64])
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()
+            .map_err(vqvae_wgpu::error::io("writing", out))?
+    };
+    writer.extend(codes.iter().flatten().map(|&c| i64::from(c))).map_err(vqvae_wgpu::error::io("writing", out))?;
+    writer.finish().map_err(vqvae_wgpu::error::io("writing", out))?;
+    println!("wrote codes of shape [{}, {h}, {w}] to {}", dataset.len, out.display());
+    Ok(())
+}
+
+/// Reads a .npy array of integer codes of any integer type as [N, h, w].
+fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
+    let bad = |m: String| vqvae_wgpu::error::Error::Data { path: path.to_path_buf(), message: m };
+    let bytes = std::fs::read(path).map_err(vqvae_wgpu::error::io("reading", path))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let [n, h, w] = shape[..] else {
+        return Err(bad(format!("codes have shape {shape:?}, expected [N, h, w]")));
+    };
+    let npyz::DType::Plain(ty) = npy.dtype() else {
+        return Err(bad("codes must be a plain integer array".into()));
+    };
+    let read = |e: std::io::Error| bad(format!("cannot read the codes: {e}"));
+    let values: Vec<i64> = match (ty.type_char(), ty.size_field()) {
+        (npyz::TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(read)?,
+        (npyz::TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Int, 2) => npy.into_vec::<i16>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Int, 1) => npy.into_vec::<i8>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Uint, 8) => npy.into_vec::<u64>().map_err(read)?.into_iter().map(|v| v.min(i64::MAX as u64) as i64).collect(),
+        (npyz::TypeChar::Uint, 4) => npy.into_vec::<u32>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Uint, 2) => npy.into_vec::<u16>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Uint, 1) => npy.into_vec::<u8>().map_err(read)?.into_iter().map(i64::from).collect(),
+        _ => return Err(bad(format!("codes have dtype {}, expected integers", ty))),
+    };
+    Ok((values, [n, h, w]))
+}
+
+fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
+    }
+    let (file, config) = load_model(checkpoint)?;
+    let (values, [n, h, w]) = read_codes(codes)?;
+    if n == 0 || h == 0 || w == 0 {
+        return Err(Error::Data { path: codes.to_path_buf(), message: format!("codes have shape [{n}, {h}, {w}]; nothing to decode") });
+    }
+    if let Some((i, bad)) = values.iter().enumerate().find(|(_, v)| **v < 0 || **v >= config.codes as i64) {
+        return Err(Error::Data {
+            path: codes.to_path_buf(),
+            message: format!("code {bad} at flat index {i} is outside 0..{} (the checkpoint's codebook size)", config.codes),
+        });
+    }
+    let gpu = open_gpu()?;
+    let params = Params::new(&gpu, config.params())?;
+    params.upload(&gpu, &params.join(&file.values(), &checkpoint.display().to_string())?)?;
+    let batch = batch_size.min(n);
+    let net = Vqvae::new(&gpu, &params, &config, batch, [4 * h, 4 * w], false)?;
+    std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
+    let per = h * w;
+    let image_len = config.channels * 16 * per;
+    for first in (0..n).step_by(batch) {
+        let count = batch.min(n - first);
+        let mut idx: Vec<u32> = values[first * per..(first + count) * per].iter().map(|&v| v as u32).collect();
+        idx.resize(batch * per, 0);
+        net.indices.write(&gpu, bytemuck::cast_slice(&idx))?;
+        gpu.run(&[net.gather(), net.decode()])?;
+        let x = net.x_hat.to_f32(&gpu)?;
+        for k in 0..count {
+            let pixels = images::to_pixels(&x[k * image_len..(k + 1) * image_len]);
+            images::save_png(&out.join(format!("{:05}.png", first + k)), config.channels, 4 * h, 4 * w, &pixels)?;
+        }
+    }
+    println!("wrote {n} decoded images to {}", out.display());
+    Ok(())
+}
+
+fn info() -> Result<()> {
+    let options = GpuOptions::default().with_env();
+    let all = gpu::adapters(&GpuOptions { backends: wgpu::Backends::all(), ..options.clone() });
+    println!("adapters found:");
+    for a in &all {
+        println!("  {}", gpu::describe(&a.get_info()));
+    }
+    let gpu = Gpu::open_with(&options)?;
+    let l = gpu.limits();
+    println!("chosen: {}", gpu::describe(gpu.info()));
+    println!("  backend: {:?}", gpu.info().backend);
+    println!("  tuning: {:?}", gpu.tuning());
+    println!("  features: {:?}", gpu.device().features());
+    println!("  max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
+    println!("  max_buffer_size: {}", l.max_buffer_size);
+    println!("  max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
+    println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
+    Ok(())
+}

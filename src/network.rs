@@ -1,0 +1,252 @@
+//! The VQ-VAE as a graph of launches for one batch size: every activation, gradient
+//! and launch made once, then replayed each step with no allocation.
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::conv::{ConvShape, Relu};
+use crate::kernels::{codes, elementwise, loss, quantize, vq_backward};
+use crate::launch::Launch;
+use crate::layers::Conv;
+use crate::model::Config;
+use crate::params::Params;
+use crate::tensor::{DType, Tensor};
+
+fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(gpu, shape, DType::F32)
+}
+
+/// `out = a + conv2(relu(conv1(relu(a))))`, with its activations.
+struct ResBlock {
+    conv1: Conv,
+    conv2: Conv,
+    /// relu(conv1(relu(a))).
+    t: Tensor,
+    /// conv2(t).
+    u: Tensor,
+}
+
+impl ResBlock {
+    fn new(gpu: &Gpu, params: &Params, prefix: &str, c: &Config, batch: usize, side: [usize; 2]) -> Result<ResBlock> {
+        let (h, r) = (c.hidden, c.res_hidden);
+        let shape = |cin, cout, k, pad| ConvShape { batch, cin, cout, hin: side[0], win: side[1], kh: k, kw: k, stride: 1, pad };
+        Ok(ResBlock {
+            conv1: Conv::new(params, &format!("{prefix}.conv1"), shape(h, r, 3, 1), false, Relu::BOTH),
+            conv2: Conv::new(params, &format!("{prefix}.conv2"), shape(r, h, 1, 0), false, Relu::NONE),
+            t: zeros(gpu, &[batch, r, side[0], side[1]])?,
+            u: zeros(gpu, &[batch, h, side[0], side[1]])?,
+        })
+    }
+
+    fn forward(&self, gpu: &Gpu, a: &Tensor, out: &Tensor) -> Result<Launch> {
+        Ok(self
+            .conv1
+            .forward(gpu, a, &self.t)?
+            .then(self.conv2.forward(gpu, &self.t, &self.u)?)
+            .then(elementwise::add(gpu, a, &self.u, out)?))
+    }
+}
+
+/// A residual stack's forward and backward: blocks, the activation between each pair,
+/// and the gradient scratch of the backward pass.
+struct ResStack {
+    blocks: Vec<ResBlock>,
+    /// acts[0] is the stack's input, acts[i + 1] block i's output.
+    acts: Vec<Tensor>,
+    /// grads[i]: the gradient at acts[i]; scratch for each block's backward pass.
+    grads: Vec<Tensor>,
+    scratch: Vec<[Tensor; 4]>,
+}
+
+impl ResStack {
+    fn new(gpu: &Gpu, params: &Params, prefix: &str, c: &Config, batch: usize, side: [usize; 2], train: bool) -> Result<ResStack> {
+        let act = [batch, c.hidden, side[0], side[1]];
+        let blocks = (0..c.res_layers)
+            .map(|i| ResBlock::new(gpu, params, &format!("{prefix}.res.{i}"), c, batch, side))
+            .collect::<Result<Vec<_>>>()?;
+        let acts = (0..=c.res_layers).map(|_| zeros(gpu, &act)).collect::<Result<_>>()?;
+        let (grads, scratch) = if train {
+            let t = [batch, c.res_hidden, side[0], side[1]];
+            (
+                (0..=c.res_layers).map(|_| zeros(gpu, &act)).collect::<Result<_>>()?,
+                (0..c.res_layers)
+                    .map(|_| Ok([zeros(gpu, &t)?, zeros(gpu, &t)?, zeros(gpu, &act)?, zeros(gpu, &act)?]))
+                    .collect::<Result<_>>()?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(ResStack { blocks, acts, grads, scratch })
+    }
+
+    fn input(&self) -> &Tensor {
+        &self.acts[0]
+    }
+
+    fn output(&self) -> &Tensor {
+        &self.acts[self.blocks.len()]
+    }
+
+    fn forward(&self, gpu: &Gpu) -> Result<Launch> {
+        let mut launch = Launch::default();
+        for (i, b) in self.blocks.iter().enumerate() {
+            launch = launch.then(b.forward(gpu, &self.acts[i], &self.acts[i + 1])?);
+        }
+        Ok(launch)
+    }
+
+    /// From the gradient at the output (`grads[L]`) to the gradient at the input (`grads[0]`).
+    fn backward(&self, gpu: &Gpu) -> Result<Launch> {
+        let mut launch = Launch::default();
+        for (i, b) in self.blocks.iter().enumerate().rev() {
+            let [dt, dt_pre, da_relu, da_branch] = &self.scratch[i];
+            let d_out = &self.grads[i + 1];
+            launch = launch
+                .then(b.conv2.backward(gpu, &b.t, d_out, Some(dt))?)
+                .then(elementwise::relu_backward(gpu, dt, &b.t, dt_pre)?)
+                .then(b.conv1.backward(gpu, &self.acts[i], dt_pre, Some(da_relu))?)
+                .then(elementwise::relu_backward(gpu, da_relu, &self.acts[i], da_branch)?)
+                .then(elementwise::add(gpu, d_out, da_branch, &self.grads[i])?);
+        }
+        Ok(launch)
+    }
+}
+
+/// The VQ-VAE bound to its parameters for `batch` images of one size.
+pub struct Vqvae {
+    /// The model's sizes.
+    pub config: Config,
+    /// Images per batch.
+    pub batch: usize,
+    /// Input `[batch, C, height, width]`, scaled as DESIGN.md says.
+    pub x: Tensor,
+    /// Reconstruction, the shape of `x`.
+    pub x_hat: Tensor,
+    /// Encoder output `[batch, D, height / 4, width / 4]`.
+    pub z_e: Tensor,
+    /// Quantised latents, the shape of `z_e`.
+    pub z_q: Tensor,
+    /// Code indices `[batch * height / 4 * width / 4]`, image by image, row by row.
+    pub indices: Tensor,
+    /// `[loss, reconstruction, codebook term, commitment term]` (training graphs).
+    pub terms: Option<Tensor>,
+    /// `[perplexity, codes in use]` of the batch (training graphs).
+    pub usage: Option<Tensor>,
+    encode: Launch,
+    decode: Launch,
+    gather: Launch,
+    train: Option<Launch>,
+}
+
+impl Vqvae {
+    /// Builds the graph: with `train`, also the loss, code usage and backward pass.
+    pub fn new(gpu: &Gpu, params: &Params, config: &Config, batch: usize, [height, width]: [usize; 2], train: bool) -> Result<Vqvae> {
+        let c = config;
+        let (hh, h) = (c.hidden / 2, c.hidden);
+        let half = [height / 2, width / 2];
+        let side = [height / 4, width / 4];
+        let conv = |cin, cout, [hin, win]: [usize; 2], k, stride, pad| ConvShape { batch, cin, cout, hin, win, kh: k, kw: k, stride, pad };
+        let enc1 = Conv::new(params, "encoder.conv1", conv(c.channels, hh, [height, width], 4, 2, 1), false, Relu::OUTPUT);
+        let enc2 = Conv::new(params, "encoder.conv2", conv(hh, h, half, 4, 2, 1), false, Relu::OUTPUT);
+        let enc3 = Conv::new(params, "encoder.conv3", conv(h, h, side, 3, 1, 1), false, Relu::NONE);
+        let pre_vq = Conv::new(params, "pre_vq", conv(h, c.code_dim, side, 1, 1, 0), false, Relu::INPUT);
+        let dec1 = Conv::new(params, "decoder.conv1", conv(c.code_dim, h, side, 3, 1, 1), false, Relu::NONE);
+        let deconv1 = Conv::new(params, "decoder.deconv1", ConvShape::transposed(batch, h, hh, side, 4, 2, 1)?, true, Relu::BOTH);
+        let deconv2 = Conv::new(params, "decoder.deconv2", ConvShape::transposed(batch, hh, c.channels, half, 4, 2, 1)?, true, Relu::NONE);
+        let enc_res = ResStack::new(gpu, params, "encoder", c, batch, side, train)?;
+        let dec_res = ResStack::new(gpu, params, "decoder", c, batch, side, train)?;
+
+        let x = zeros(gpu, &[batch, c.channels, height, width])?;
+        let h1 = zeros(gpu, &enc1.out_shape())?;
+        let h2 = zeros(gpu, &enc2.out_shape())?;
+        let z_e = zeros(gpu, &pre_vq.out_shape())?;
+        let z_q = zeros(gpu, &pre_vq.out_shape())?;
+        let rows = batch * side[0] * side[1];
+        let indices = Tensor::zeros(gpu, &[rows], DType::U32)?;
+        let dist = zeros(gpu, &[rows])?;
+        let g1 = zeros(gpu, &deconv1.out_shape())?;
+        let x_hat = zeros(gpu, &deconv2.out_shape())?;
+        let codebook = params.value("codebook.weight");
+
+        let encode = enc1
+            .forward(gpu, &x, &h1)?
+            .then(enc2.forward(gpu, &h1, &h2)?)
+            .then(enc3.forward(gpu, &h2, enc_res.input())?)
+            .then(enc_res.forward(gpu)?)
+            .then(pre_vq.forward(gpu, enc_res.output(), &z_e)?)
+            .then(quantize::quantize(gpu, &z_e, codebook, &indices, Some(&dist), Some(&z_q))?);
+        let decode = dec1
+            .forward(gpu, &z_q, dec_res.input())?
+            .then(dec_res.forward(gpu)?)
+            .then(deconv1.forward(gpu, dec_res.output(), &g1)?)
+            .then(deconv2.forward(gpu, &g1, &x_hat)?);
+        let gather = quantize::gather(gpu, &indices, codebook, &z_q)?;
+
+        let (mut terms, mut usage, mut train_launch) = (None, None, None);
+        if train {
+            let t = zeros(gpu, &[4])?;
+            let u = zeros(gpu, &[2])?;
+            let counts = Tensor::zeros(gpu, &[c.codes], DType::U32)?;
+            let like = |t: &Tensor| zeros(gpu, t.shape());
+            let (dx_hat, dg1, dg1_pre, d_relu) = (like(&x_hat)?, like(&g1)?, like(&g1)?, like(dec_res.output())?);
+            let (dz_q, dz_e, d_relu_e) = (like(&z_q)?, like(&z_e)?, like(enc_res.output())?);
+            let (dh2, dh2_pre, dh1, dh1_pre) = (like(&h2)?, like(&h2)?, like(&h1)?, like(&h1)?);
+            let (enc_top, dec_top) = (&enc_res.grads[c.res_layers], &dec_res.grads[c.res_layers]);
+            let launch = loss::vqvae_loss(gpu, &x_hat, &x, &dist, z_e.len(), c.beta, &dx_hat, &t)?
+                .then(codes::code_usage(gpu, &indices, &counts, &u)?)
+                .then(deconv2.backward(gpu, &g1, &dx_hat, Some(&dg1))?)
+                .then(elementwise::relu_backward(gpu, &dg1, &g1, &dg1_pre)?)
+                .then(deconv1.backward(gpu, dec_res.output(), &dg1_pre, Some(&d_relu))?)
+                .then(elementwise::relu_backward(gpu, &d_relu, dec_res.output(), dec_top)?)
+                .then(dec_res.backward(gpu)?)
+                .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(&dz_q))?)
+                .then(vq_backward::vq_backward(gpu, &z_e, &z_q, &indices, codebook, &dz_q, c.beta, &dz_e, params.grad("codebook.weight"))?)
+                .then(pre_vq.backward(gpu, enc_res.output(), &dz_e, Some(&d_relu_e))?)
+                .then(elementwise::relu_backward(gpu, &d_relu_e, enc_res.output(), enc_top)?)
+                .then(enc_res.backward(gpu)?)
+                .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(&dh2))?)
+                .then(elementwise::relu_backward(gpu, &dh2, &h2, &dh2_pre)?)
+                .then(enc2.backward(gpu, &h1, &dh2_pre, Some(&dh1))?)
+                .then(elementwise::relu_backward(gpu, &dh1, &h1, &dh1_pre)?)
+                .then(enc1.backward(gpu, &x, &dh1_pre, None)?);
+            terms = Some(t);
+            usage = Some(u);
+            train_launch = Some(launch);
+        }
+        Ok(Vqvae {
+            config: *c,
+            batch,
+            x,
+            x_hat,
+            z_e,
+            z_q,
+            indices,
+            terms,
+            usage,
+            encode,
+            decode,
+            gather,
+            train: train_launch,
+        })
+    }
+
+    /// Encoder and quantiser: `x` to `z_e`, `indices` and `z_q`.
+    pub fn encode(&self) -> &Launch {
+        &self.encode
+    }
+
+    /// Decoder: `z_q` to `x_hat`.
+    pub fn decode(&self) -> &Launch {
+        &self.decode
+    }
+
+    /// Code vectors of `indices` into `z_q`.
+    pub fn gather(&self) -> &Launch {
+        &self.gather
+    }
+
+    /// Loss, code usage and every gradient (after [`Vqvae::encode`] and
+    /// [`Vqvae::decode`]); `None` for an inference graph.
+    pub fn loss_and_backward(&self) -> Option<&Launch> {
+        self.train.as_ref()
+    }
+}
