@@ -27,29 +27,50 @@ pub struct TensorFile {
 impl TensorFile {
     /// The shapes of all tensors.
     pub fn shapes(&self) -> HashMap<String, Vec<usize>> {
-        self.tensors.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect()
+        self.tensors
+            .iter()
+            .map(|(k, (s, _))| (k.clone(), s.clone()))
+            .collect()
     }
 
     /// The values of all tensors.
     pub fn values(&self) -> HashMap<String, Vec<f32>> {
-        self.tensors.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect()
+        self.tensors
+            .iter()
+            .map(|(k, (_, v))| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Reads a safetensors file of f32 tensors.
     pub fn read(path: &Path) -> Result<TensorFile> {
         let bytes = std::fs::read(path).map_err(io("reading", path))?;
-        let err = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let err = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| err(format!("not a safetensors file: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(err(format!("tensor '{name}' is {:?}; checkpoints hold f32 tensors", view.dtype())));
+                return Err(err(format!(
+                    "tensor '{name}' is {:?}; checkpoints hold f32 tensors",
+                    view.dtype()
+                )));
             }
-            let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
             tensors.insert(name, (view.shape().to_vec(), values));
         }
-        Ok(TensorFile { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+        Ok(TensorFile {
+            tensors,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
     }
 
     /// Writes the file atomically: a temporary file beside it, synced, then renamed, so
@@ -58,14 +79,27 @@ impl TensorFile {
         let bytes_of: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(k, (s, v))| (k.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .map(|(k, (s, v))| {
+                (
+                    k.clone(),
+                    s.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let views = bytes_of
             .iter()
-            .map(|(k, s, b)| Ok((k.as_str(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Usage(format!("tensor {k}: {e}")))?)))
+            .map(|(k, s, b)| {
+                Ok((
+                    k.as_str(),
+                    TensorView::new(Dtype::F32, s.clone(), b)
+                        .map_err(|e| Error::Usage(format!("tensor {k}: {e}")))?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         let metadata = (!self.metadata.is_empty()).then(|| self.metadata.clone());
-        let bytes = safetensors::serialize(views, metadata).map_err(|e| Error::Usage(format!("serialising {}: {e}", path.display())))?;
+        let bytes = safetensors::serialize(views, metadata)
+            .map_err(|e| Error::Usage(format!("serialising {}: {e}", path.display())))?;
         write_atomic(path, &bytes)
     }
 }
@@ -81,6 +115,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn temporary(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp"))
 }

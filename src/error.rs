@@ -121,7 +121,13 @@ impl Error {
 /// A closure mapping an I/O error on `path` to an [`Error`].
 pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io(Box::new(IoError { action, path, source }))
+    move |source| {
+        Error::Io(Box::new(IoError {
+            action,
+            path,
+            source,
+        }))
+    }
 }
 
 /// A data error about `path`.

@@ -11,27 +11,50 @@ pub fn to_input(pixels: &[u8]) -> impl Iterator<Item = f32> + '_ {
 
 /// `clamp(round((x + 0.5) * 255), 0, 255)`.
 pub fn to_pixels(x: &[f32]) -> Vec<u8> {
-    x.iter().map(|&v| ((v + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8).collect()
+    x.iter()
+        .map(|&v| ((v + 0.5) * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// Writes a planar `[channels, height, width]` image as a grey or RGB PNG.
-pub fn save_png(path: &Path, channels: usize, height: usize, width: usize, planar: &[u8]) -> Result<()> {
+pub fn save_png(
+    path: &Path,
+    channels: usize,
+    height: usize,
+    width: usize,
+    planar: &[u8],
+) -> Result<()> {
     let plane = height * width;
-    let interleaved: Vec<u8> = (0..plane).flat_map(|i| (0..channels).map(move |c| planar[c * plane + i])).collect();
-    let color = if channels == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let interleaved: Vec<u8> = (0..plane)
+        .flat_map(|i| (0..channels).map(move |c| planar[c * plane + i]))
+        .collect();
+    let color = if channels == 1 {
+        image::ExtendedColorType::L8
+    } else {
+        image::ExtendedColorType::Rgb8
+    };
     image::save_buffer(path, &interleaved, width as u32, height as u32, color)
         .map_err(|e| data(path, format!("cannot write the PNG: {e}")))
 }
 
 /// Lays planar images out in rows of `columns`, 2 pixels apart on a grey background.
 /// Returns the grid's height, width and pixels.
-pub fn grid(images: &[&[u8]], channels: usize, height: usize, width: usize, columns: usize) -> (usize, usize, Vec<u8>) {
+pub fn grid(
+    images: &[&[u8]],
+    channels: usize,
+    height: usize,
+    width: usize,
+    columns: usize,
+) -> (usize, usize, Vec<u8>) {
     const GAP: usize = 2;
     let rows = images.len().div_ceil(columns);
     let (gh, gw) = (rows * (height + GAP) + GAP, columns * (width + GAP) + GAP);
     let mut out = vec![128u8; channels * gh * gw];
     for (k, img) in images.iter().enumerate() {
-        let (oy, ox) = (GAP + (k / columns) * (height + GAP), GAP + (k % columns) * (width + GAP));
+        let (oy, ox) = (
+            GAP + (k / columns) * (height + GAP),
+            GAP + (k % columns) * (width + GAP),
+        );
         for c in 0..channels {
             for y in 0..height {
                 let src = &img[(c * height + y) * width..][..width];

@@ -25,7 +25,13 @@ pub struct Conv {
 
 impl Conv {
     /// The layer whose parameters are `name.weight` and `name.bias` in `params`.
-    pub fn new(params: &Params, name: &str, shape: ConvShape, transposed: bool, relu: Relu) -> Conv {
+    pub fn new(
+        params: &Params,
+        name: &str,
+        shape: ConvShape,
+        transposed: bool,
+        relu: Relu,
+    ) -> Conv {
         let w = format!("{name}.weight");
         let b = format!("{name}.bias");
         Conv {
@@ -41,7 +47,11 @@ impl Conv {
 
     /// The output shape for this layer's input.
     pub fn out_shape(&self) -> [usize; 4] {
-        if self.transposed { self.shape.x_shape() } else { self.shape.y_shape() }
+        if self.transposed {
+            self.shape.x_shape()
+        } else {
+            self.shape.y_shape()
+        }
     }
 
     /// `y = layer(x)`.
@@ -56,7 +66,13 @@ impl Conv {
     /// Given the input `x` and the gradient `dy` at the output before its ReLU, writes
     /// the weight and bias gradients and, if asked, `dx`: the gradient at the input as
     /// the kernel read it (after any input ReLU, which the caller masks).
-    pub fn backward(&self, gpu: &Gpu, x: &Tensor, dy: &Tensor, dx: Option<&Tensor>) -> Result<Launch> {
+    pub fn backward(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        dy: &Tensor,
+        dx: Option<&Tensor>,
+    ) -> Result<Launch> {
         let s = &self.shape;
         let relu_in = self.relu.input;
         let mut launch = if self.transposed {

@@ -9,14 +9,18 @@ use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
+use vqvae_wgpu::images;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::network::Vqvae;
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::train::{self, CodebookInit, OptimizerKind, Run, Settings, Start};
-use vqvae_wgpu::images;
 
 #[derive(Parser)]
-#[command(name = "vqvae", version, about = "Train and run a VQ-VAE on the GPU (wgpu: Vulkan, Metal, DX12).")]
+#[command(
+    name = "vqvae",
+    version,
+    about = "Train and run a VQ-VAE on the GPU (wgpu: Vulkan, Metal, DX12)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -166,9 +170,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train_command(args),
-        Command::Reconstruct { checkpoint, data, out, batch_size } => reconstruct(&checkpoint, &data, &out, batch_size),
-        Command::Encode { checkpoint, data, out, batch_size } => encode(&checkpoint, &data, &out, batch_size),
-        Command::Decode { checkpoint, codes, out, batch_size } => decode(&checkpoint, &codes, &out, batch_size),
+        Command::Reconstruct {
+            checkpoint,
+            data,
+            out,
+            batch_size,
+        } => reconstruct(&checkpoint, &data, &out, batch_size),
+        Command::Encode {
+            checkpoint,
+            data,
+            out,
+            batch_size,
+        } => encode(&checkpoint, &data, &out, batch_size),
+        Command::Decode {
+            checkpoint,
+            codes,
+            out,
+            batch_size,
+        } => decode(&checkpoint, &codes, &out, batch_size),
         Command::Info => info(),
     };
     match result {
@@ -189,7 +208,11 @@ fn open_gpu() -> Result<Gpu> {
 /// A model checkpoint and the architecture its shapes describe.
 fn load_model(path: &Path) -> Result<(TensorFile, Config)> {
     let file = TensorFile::read(path)?;
-    let beta = file.metadata.get("beta").and_then(|b| b.parse().ok()).unwrap_or(0.25);
+    let beta = file
+        .metadata
+        .get("beta")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0.25);
     let config = Config::from_shapes(&file.shapes(), beta, path)?;
     Ok((file, config))
 }
@@ -199,7 +222,11 @@ fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> {
     let pairs = [
         ("--channels", m.channels, c.channels),
         ("--hidden", m.hidden, c.hidden),
-        ("--res-hidden", m.res_hidden.filter(|_| c.res_layers > 0), c.res_hidden),
+        (
+            "--res-hidden",
+            m.res_hidden.filter(|_| c.res_layers > 0),
+            c.res_hidden,
+        ),
         ("--res-layers", m.res_layers, c.res_layers),
         ("--codes", m.codes, c.codes),
         ("--code-dim", m.code_dim, c.code_dim),
@@ -208,20 +235,29 @@ fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> {
         if let Some(g) = given
             && g != have
         {
-            return Err(Error::Usage(format!("{flag} {g} contradicts {}, whose model has {have}", path.display())));
+            return Err(Error::Usage(format!(
+                "{flag} {g} contradicts {}, whose model has {have}",
+                path.display()
+            )));
         }
     }
     if let Some(b) = m.beta
         && b != c.beta
     {
-        return Err(Error::Usage(format!("--beta {b} contradicts {}, trained with beta {}", path.display(), c.beta)));
+        return Err(Error::Usage(format!(
+            "--beta {b} contradicts {}, trained with beta {}",
+            path.display(),
+            c.beta
+        )));
     }
     Ok(())
 }
 
 fn train_command(a: TrainArgs) -> Result<()> {
     // What the checkpoint fixes, if there is one.
-    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (&a.resume, &a.init) {
+    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (
+        &a.resume, &a.init,
+    ) {
         (Some(dir), _) => {
             let (model, config) = load_model(&dir.join(MODEL_FILE))?;
             let state_path = dir.join(STATE_FILE);
@@ -230,12 +266,17 @@ fn train_command(a: TrainArgs) -> Result<()> {
                 .metadata
                 .get("settings")
                 .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| Error::Checkpoint { path: state_path.clone(), message: "no run settings in its metadata".into() })?;
+                .ok_or_else(|| Error::Checkpoint {
+                    path: state_path.clone(),
+                    message: "no run settings in its metadata".into(),
+                })?;
             let (ms, ss) = (model.metadata.get("step"), state.metadata.get("step"));
             if ms != ss {
                 return Err(Error::Checkpoint {
                     path: state_path,
-                    message: format!("is from step {ss:?} but the model checkpoint from step {ms:?}; they must come from one save"),
+                    message: format!(
+                        "is from step {ss:?} but the model checkpoint from step {ms:?}; they must come from one save"
+                    ),
                 });
             }
             check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
@@ -248,12 +289,29 @@ fn train_command(a: TrainArgs) -> Result<()> {
         }
         (None, None) => (Start::Fresh, None, None),
     };
-    let data_path = a.data.data.clone().or_else(|| saved.as_ref().and_then(|s| s.data.clone().map(PathBuf::from)));
-    let image_size = a.data.image_size.or(saved.as_ref().and_then(|s| s.image_size));
+    let data_path = a.data.data.clone().or_else(|| {
+        saved
+            .as_ref()
+            .and_then(|s| s.data.clone().map(PathBuf::from))
+    });
+    let image_size = a
+        .data
+        .image_size
+        .or(saved.as_ref().and_then(|s| s.image_size));
     let channels = fixed.map(|c| c.channels).or(a.model.channels);
     let seed = a.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
-    let data = Dataset::load(data_path.as_deref(), &LoadOptions { channels, image_size, seed })?;
-    eprintln!("data: {} images of {}x{}x{} from {}", data.len, data.channels, data.height, data.width, data.source);
+    let data = Dataset::load(
+        data_path.as_deref(),
+        &LoadOptions {
+            channels,
+            image_size,
+            seed,
+        },
+    )?;
+    eprintln!(
+        "data: {} images of {}x{}x{} from {}",
+        data.len, data.channels, data.height, data.width, data.source
+    );
     let config = fixed.unwrap_or_else(|| {
         let r = Config::reference(data.channels);
         Config {
@@ -288,7 +346,16 @@ fn train_command(a: TrainArgs) -> Result<()> {
     };
     let out = a.out.clone();
     let gpu = open_gpu()?;
-    let summary = Run { gpu: &gpu, data: &data, config, settings, out: out.clone(), start, progress: !a.quiet }.train()?;
+    let summary = Run {
+        gpu: &gpu,
+        data: &data,
+        config,
+        settings,
+        out: out.clone(),
+        start,
+        progress: !a.quiet,
+    }
+    .train()?;
     println!("trained to step {}", summary.step);
     if let Some(m) = summary.last {
         println!(
@@ -306,7 +373,10 @@ fn train_command(a: TrainArgs) -> Result<()> {
         summary.param_bytes as f64 / 1048576.0
     );
     println!("checkpoint:      {}", out.join(MODEL_FILE).display());
-    println!("reconstructions: {}", out.join("reconstructions.png").display());
+    println!(
+        "reconstructions: {}",
+        out.join("reconstructions.png").display()
+    );
     println!("metrics:         {}", out.join("metrics.jsonl").display());
     Ok(())
 }
@@ -316,16 +386,48 @@ fn train_command(a: TrainArgs) -> Result<()> {
 fn resumed_settings(a: &TrainArgs, saved: Settings, wanted: Settings) -> Result<Settings> {
     let clash = |flag: &str, given: bool, same: bool, was: String| -> Result<()> {
         if given && !same {
-            return Err(Error::Usage(format!("{flag} differs from the resumed run's ({was}); --resume continues with its saved settings")));
+            return Err(Error::Usage(format!(
+                "{flag} differs from the resumed run's ({was}); --resume continues with its saved settings"
+            )));
         }
         Ok(())
     };
-    clash("--batch-size", a.batch_size.is_some(), wanted.batch_size == saved.batch_size, saved.batch_size.to_string())?;
-    clash("--lr", a.lr.is_some(), wanted.lr == saved.lr, saved.lr.to_string())?;
-    clash("--optimizer", a.optimizer.is_some(), wanted.optimizer == saved.optimizer, format!("{:?}", saved.optimizer))?;
-    clash("--seed", a.seed.is_some(), wanted.seed == saved.seed, saved.seed.to_string())?;
-    clash("--no-shuffle", a.no_shuffle, !saved.shuffle, format!("shuffle {}", saved.shuffle))?;
-    clash("--val-images", a.val_images.is_some(), wanted.val_images == saved.val_images, saved.val_images.to_string())?;
+    clash(
+        "--batch-size",
+        a.batch_size.is_some(),
+        wanted.batch_size == saved.batch_size,
+        saved.batch_size.to_string(),
+    )?;
+    clash(
+        "--lr",
+        a.lr.is_some(),
+        wanted.lr == saved.lr,
+        saved.lr.to_string(),
+    )?;
+    clash(
+        "--optimizer",
+        a.optimizer.is_some(),
+        wanted.optimizer == saved.optimizer,
+        format!("{:?}", saved.optimizer),
+    )?;
+    clash(
+        "--seed",
+        a.seed.is_some(),
+        wanted.seed == saved.seed,
+        saved.seed.to_string(),
+    )?;
+    clash(
+        "--no-shuffle",
+        a.no_shuffle,
+        !saved.shuffle,
+        format!("shuffle {}", saved.shuffle),
+    )?;
+    clash(
+        "--val-images",
+        a.val_images.is_some(),
+        wanted.val_images == saved.val_images,
+        saved.val_images.to_string(),
+    )?;
     Ok(Settings {
         steps: a.steps.unwrap_or(saved.steps),
         log_every: a.log_every.unwrap_or(saved.log_every),
@@ -337,16 +439,37 @@ fn resumed_settings(a: &TrainArgs, saved: Settings, wanted: Settings) -> Result<
 }
 
 /// Loads a checkpoint and the data for it, and builds an inference graph.
-fn inference(checkpoint: &Path, data: &DataArgs, batch_size: usize) -> Result<(Gpu, Dataset, Params, Vqvae)> {
+fn inference(
+    checkpoint: &Path,
+    data: &DataArgs,
+    batch_size: usize,
+) -> Result<(Gpu, Dataset, Params, Vqvae)> {
     if batch_size == 0 {
         return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
     }
     let (file, config) = load_model(checkpoint)?;
-    let dataset = Dataset::load(data.data.as_deref(), &LoadOptions { channels: Some(config.channels), image_size: data.image_size, seed: 0 })?;
+    let dataset = Dataset::load(
+        data.data.as_deref(),
+        &LoadOptions {
+            channels: Some(config.channels),
+            image_size: data.image_size,
+            seed: 0,
+        },
+    )?;
     let gpu = open_gpu()?;
     let params = Params::new(&gpu, config.params())?;
-    params.upload(&gpu, &params.join(&file.values(), &checkpoint.display().to_string())?)?;
-    let net = Vqvae::new(&gpu, &params, &config, batch_size.min(dataset.len), [dataset.height, dataset.width], false)?;
+    params.upload(
+        &gpu,
+        &params.join(&file.values(), &checkpoint.display().to_string())?,
+    )?;
+    let net = Vqvae::new(
+        &gpu,
+        &params,
+        &config,
+        batch_size.min(dataset.len),
+        [dataset.height, dataset.width],
+        false,
+    )?;
     Ok((gpu, dataset, params, net))
 }
 
@@ -354,10 +477,23 @@ fn reconstruct(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
     std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
     let all: Vec<usize> = (0..dataset.len).collect();
-    let outs = train::run_batches(&gpu, &net, &dataset, &all, &[net.encode(), net.decode()], &net.x_hat)?;
+    let outs = train::run_batches(
+        &gpu,
+        &net,
+        &dataset,
+        &all,
+        &[net.encode(), net.decode()],
+        &net.x_hat,
+    )?;
     for (name, bits) in dataset.names.iter().zip(&outs) {
         let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
-        images::save_png(&out.join(format!("{name}.png")), dataset.channels, dataset.height, dataset.width, &images::to_pixels(&x))?;
+        images::save_png(
+            &out.join(format!("{name}.png")),
+            dataset.channels,
+            dataset.height,
+            dataset.width,
+            &images::to_pixels(&x),
+        )?;
     }
     println!("wrote {} reconstructions to {}", outs.len(), out.display());
     Ok(())
@@ -378,20 +514,33 @@ fn encode(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize) -> 
             .begin_nd()
             .map_err(vqvae_wgpu::error::io("writing", out))?
     };
-    writer.extend(codes.iter().flatten().map(|&c| i64::from(c))).map_err(vqvae_wgpu::error::io("writing", out))?;
-    writer.finish().map_err(vqvae_wgpu::error::io("writing", out))?;
-    println!("wrote codes of shape [{}, {h}, {w}] to {}", dataset.len, out.display());
+    writer
+        .extend(codes.iter().flatten().map(|&c| i64::from(c)))
+        .map_err(vqvae_wgpu::error::io("writing", out))?;
+    writer
+        .finish()
+        .map_err(vqvae_wgpu::error::io("writing", out))?;
+    println!(
+        "wrote codes of shape [{}, {h}, {w}] to {}",
+        dataset.len,
+        out.display()
+    );
     Ok(())
 }
 
 /// Reads a .npy array of integer codes of any integer type as [N, h, w].
 fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
-    let bad = |m: String| vqvae_wgpu::error::Error::Data { path: path.to_path_buf(), message: m };
+    let bad = |m: String| vqvae_wgpu::error::Error::Data {
+        path: path.to_path_buf(),
+        message: m,
+    };
     let bytes = std::fs::read(path).map_err(vqvae_wgpu::error::io("reading", path))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let [n, h, w] = shape[..] else {
-        return Err(bad(format!("codes have shape {shape:?}, expected [N, h, w]")));
+        return Err(bad(format!(
+            "codes have shape {shape:?}, expected [N, h, w]"
+        )));
     };
     let npyz::DType::Plain(ty) = npy.dtype() else {
         return Err(bad("codes must be a plain integer array".into()));
@@ -399,13 +548,48 @@ fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
     let read = |e: std::io::Error| bad(format!("cannot read the codes: {e}"));
     let values: Vec<i64> = match (ty.type_char(), ty.size_field()) {
         (npyz::TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(read)?,
-        (npyz::TypeChar::Int, 4) => npy.into_vec::<i32>().map_err(read)?.into_iter().map(i64::from).collect(),
-        (npyz::TypeChar::Int, 2) => npy.into_vec::<i16>().map_err(read)?.into_iter().map(i64::from).collect(),
-        (npyz::TypeChar::Int, 1) => npy.into_vec::<i8>().map_err(read)?.into_iter().map(i64::from).collect(),
-        (npyz::TypeChar::Uint, 8) => npy.into_vec::<u64>().map_err(read)?.into_iter().map(|v| v.min(i64::MAX as u64) as i64).collect(),
-        (npyz::TypeChar::Uint, 4) => npy.into_vec::<u32>().map_err(read)?.into_iter().map(i64::from).collect(),
-        (npyz::TypeChar::Uint, 2) => npy.into_vec::<u16>().map_err(read)?.into_iter().map(i64::from).collect(),
-        (npyz::TypeChar::Uint, 1) => npy.into_vec::<u8>().map_err(read)?.into_iter().map(i64::from).collect(),
+        (npyz::TypeChar::Int, 4) => npy
+            .into_vec::<i32>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (npyz::TypeChar::Int, 2) => npy
+            .into_vec::<i16>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (npyz::TypeChar::Int, 1) => npy
+            .into_vec::<i8>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (npyz::TypeChar::Uint, 8) => npy
+            .into_vec::<u64>()
+            .map_err(read)?
+            .into_iter()
+            .map(|v| v.min(i64::MAX as u64) as i64)
+            .collect(),
+        (npyz::TypeChar::Uint, 4) => npy
+            .into_vec::<u32>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (npyz::TypeChar::Uint, 2) => npy
+            .into_vec::<u16>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
+        (npyz::TypeChar::Uint, 1) => npy
+            .into_vec::<u8>()
+            .map_err(read)?
+            .into_iter()
+            .map(i64::from)
+            .collect(),
         _ => return Err(bad(format!("codes have dtype {}, expected integers", ty))),
     };
     Ok((values, [n, h, w]))
@@ -418,17 +602,30 @@ fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Res
     let (file, config) = load_model(checkpoint)?;
     let (values, [n, h, w]) = read_codes(codes)?;
     if n == 0 || h == 0 || w == 0 {
-        return Err(Error::Data { path: codes.to_path_buf(), message: format!("codes have shape [{n}, {h}, {w}]; nothing to decode") });
-    }
-    if let Some((i, bad)) = values.iter().enumerate().find(|(_, v)| **v < 0 || **v >= config.codes as i64) {
         return Err(Error::Data {
             path: codes.to_path_buf(),
-            message: format!("code {bad} at flat index {i} is outside 0..{} (the checkpoint's codebook size)", config.codes),
+            message: format!("codes have shape [{n}, {h}, {w}]; nothing to decode"),
+        });
+    }
+    if let Some((i, bad)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| **v < 0 || **v >= config.codes as i64)
+    {
+        return Err(Error::Data {
+            path: codes.to_path_buf(),
+            message: format!(
+                "code {bad} at flat index {i} is outside 0..{} (the checkpoint's codebook size)",
+                config.codes
+            ),
         });
     }
     let gpu = open_gpu()?;
     let params = Params::new(&gpu, config.params())?;
-    params.upload(&gpu, &params.join(&file.values(), &checkpoint.display().to_string())?)?;
+    params.upload(
+        &gpu,
+        &params.join(&file.values(), &checkpoint.display().to_string())?,
+    )?;
     let batch = batch_size.min(n);
     let net = Vqvae::new(&gpu, &params, &config, batch, [4 * h, 4 * w], false)?;
     std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
@@ -436,14 +633,23 @@ fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Res
     let image_len = config.channels * 16 * per;
     for first in (0..n).step_by(batch) {
         let count = batch.min(n - first);
-        let mut idx: Vec<u32> = values[first * per..(first + count) * per].iter().map(|&v| v as u32).collect();
+        let mut idx: Vec<u32> = values[first * per..(first + count) * per]
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
         idx.resize(batch * per, 0);
         net.indices.write(&gpu, bytemuck::cast_slice(&idx))?;
         gpu.run(&[net.gather(), net.decode()])?;
         let x = net.x_hat.to_f32(&gpu)?;
         for k in 0..count {
             let pixels = images::to_pixels(&x[k * image_len..(k + 1) * image_len]);
-            images::save_png(&out.join(format!("{:05}.png", first + k)), config.channels, 4 * h, 4 * w, &pixels)?;
+            images::save_png(
+                &out.join(format!("{:05}.png", first + k)),
+                config.channels,
+                4 * h,
+                4 * w,
+                &pixels,
+            )?;
         }
     }
     println!("wrote {n} decoded images to {}", out.display());
@@ -452,7 +658,10 @@ fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Res
 
 fn info() -> Result<()> {
     let options = GpuOptions::default().with_env();
-    let all = gpu::adapters(&GpuOptions { backends: wgpu::Backends::all(), ..options.clone() });
+    let all = gpu::adapters(&GpuOptions {
+        backends: wgpu::Backends::all(),
+        ..options.clone()
+    });
     println!("adapters found:");
     for a in &all {
         println!("  {}", gpu::describe(&a.get_info()));
@@ -463,10 +672,22 @@ fn info() -> Result<()> {
     println!("  backend: {:?}", gpu.info().backend);
     println!("  tuning: {:?}", gpu.tuning());
     println!("  features: {:?}", gpu.device().features());
-    println!("  max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size);
+    println!(
+        "  max_storage_buffer_binding_size: {}",
+        l.max_storage_buffer_binding_size
+    );
     println!("  max_buffer_size: {}", l.max_buffer_size);
-    println!("  max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size);
-    println!("  max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension);
+    println!(
+        "  max_compute_workgroup_storage_size: {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup: {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dimension: {}",
+        l.max_compute_workgroups_per_dimension
+    );
     Ok(())
 }

@@ -53,10 +53,26 @@ impl MetricsRing {
     /// A ring for windows of `window` steps.
     pub fn new(gpu: &Gpu, window: usize) -> MetricsRing {
         let size = window as u64 * ROW * 4;
-        let make = |label, usage| gpu.device().create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false });
-        let staging = || Staging { buffer: make("metrics staging", wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST), pending: None };
+        let make = |label, usage| {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let staging = || Staging {
+            buffer: make(
+                "metrics staging",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            pending: None,
+        };
         MetricsRing {
-            ring: make("metrics ring", wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST),
+            ring: make(
+                "metrics ring",
+                wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            ),
             window,
             staging: [staging(), staging()],
             next: 0,
@@ -68,11 +84,31 @@ impl MetricsRing {
     /// Records the copy of `step`'s figures into the ring, and at the end of a window
     /// (or when `last`) the copy of the window to a staging buffer. Returns rows that
     /// had to be read first to free that buffer.
-    pub fn record(&mut self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, step: u64, terms: &Tensor, usage: &Tensor, last: bool) -> Result<Vec<StepMetrics>> {
+    pub fn record(
+        &mut self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        step: u64,
+        terms: &Tensor,
+        usage: &Tensor,
+        last: bool,
+    ) -> Result<Vec<StepMetrics>> {
         let start = *self.window_start.get_or_insert(step);
         let slot = (step - start) as u64;
-        encoder.copy_buffer_to_buffer(terms.buffer(), terms.offset(), &self.ring, slot * ROW * 4, 16);
-        encoder.copy_buffer_to_buffer(usage.buffer(), usage.offset(), &self.ring, (slot * ROW + 4) * 4, 8);
+        encoder.copy_buffer_to_buffer(
+            terms.buffer(),
+            terms.offset(),
+            &self.ring,
+            slot * ROW * 4,
+            16,
+        );
+        encoder.copy_buffer_to_buffer(
+            usage.buffer(),
+            usage.offset(),
+            &self.ring,
+            (slot * ROW + 4) * 4,
+            8,
+        );
         let count = slot as usize + 1;
         if count < self.window && !last {
             return Ok(Vec::new());
@@ -93,9 +129,13 @@ impl MetricsRing {
             return;
         }
         let s = &mut self.staging[self.next];
-        let Some((_, _, done)) = &s.pending else { return };
+        let Some((_, _, done)) = &s.pending else {
+            return;
+        };
         let flag = done.clone();
-        s.buffer.map_async(wgpu::MapMode::Read, .., move |r| flag.store(r.is_ok(), Ordering::Release));
+        s.buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            flag.store(r.is_ok(), Ordering::Release)
+        });
         self.next = 1 - self.next;
     }
 
@@ -104,7 +144,11 @@ impl MetricsRing {
         let _ = gpu.device().poll(wgpu::PollType::Poll);
         let mut rows = Vec::new();
         for i in [self.next, 1 - self.next] {
-            if self.staging[i].pending.as_ref().is_some_and(|(_, _, d)| d.load(Ordering::Acquire)) {
+            if self.staging[i]
+                .pending
+                .as_ref()
+                .is_some_and(|(_, _, d)| d.load(Ordering::Acquire))
+            {
                 rows.extend(self.read(i));
             }
         }
@@ -122,12 +166,17 @@ impl MetricsRing {
     }
 
     fn wait(&mut self, gpu: &Gpu, i: usize) -> Result<Vec<StepMetrics>> {
-        let Some((_, _, done)) = &self.staging[i].pending else { return Ok(Vec::new()) };
+        let Some((_, _, done)) = &self.staging[i].pending else {
+            return Ok(Vec::new());
+        };
         let done = done.clone();
         while !done.load(Ordering::Acquire) {
             gpu.wait(None, "reading metrics")?;
             if !done.load(Ordering::Acquire) {
-                return Err(Error::DeviceLost { context: "reading metrics".into(), message: "mapping the metrics buffer failed".into() });
+                return Err(Error::DeviceLost {
+                    context: "reading metrics".into(),
+                    message: "mapping the metrics buffer failed".into(),
+                });
             }
         }
         Ok(self.read(i))
@@ -135,9 +184,14 @@ impl MetricsRing {
 
     fn read(&mut self, i: usize) -> Vec<StepMetrics> {
         let s = &mut self.staging[i];
-        let Some((start, count, _)) = s.pending.take() else { return Vec::new() };
+        let Some((start, count, _)) = s.pending.take() else {
+            return Vec::new();
+        };
         let rows = {
-            let view = s.buffer.get_mapped_range(..count as u64 * ROW * 4).expect("mapped above");
+            let view = s
+                .buffer
+                .get_mapped_range(..count as u64 * ROW * 4)
+                .expect("mapped above");
             let floats: &[f32] = bytemuck::cast_slice(&view);
             floats
                 .chunks_exact(ROW as usize)

@@ -29,25 +29,46 @@ pub struct Config {
 impl Config {
     /// The reference configuration for `channels`-channel images.
     pub fn reference(channels: usize) -> Config {
-        Config { channels, hidden: 128, res_hidden: 32, res_layers: 2, codes: 512, code_dim: 64, beta: 0.25 }
+        Config {
+            channels,
+            hidden: 128,
+            res_hidden: 32,
+            res_layers: 2,
+            codes: 512,
+            code_dim: 64,
+            beta: 0.25,
+        }
     }
 
     /// Checks that every size can build a model.
     pub fn validate(&self) -> Result<()> {
-        let bad = |flag: &str, value: usize, want: &str| Err(Error::Usage(format!("{flag} {value}: {want}")));
+        let bad = |flag: &str, value: usize, want: &str| {
+            Err(Error::Usage(format!("{flag} {value}: {want}")))
+        };
         if self.channels != 1 && self.channels != 3 {
             return bad("--channels", self.channels, "must be 1 or 3");
         }
         if self.hidden < 2 || self.hidden % 2 != 0 {
-            return bad("--hidden", self.hidden, "must be an even number of at least 2");
+            return bad(
+                "--hidden",
+                self.hidden,
+                "must be an even number of at least 2",
+            );
         }
-        for (flag, v) in [("--res-hidden", self.res_hidden), ("--codes", self.codes), ("--code-dim", self.code_dim)] {
+        for (flag, v) in [
+            ("--res-hidden", self.res_hidden),
+            ("--codes", self.codes),
+            ("--code-dim", self.code_dim),
+        ] {
             if v == 0 {
                 return bad(flag, v, "must be at least 1");
             }
         }
         if !self.beta.is_finite() || self.beta < 0.0 {
-            return Err(Error::Usage(format!("--beta {}: must be a finite number >= 0", self.beta)));
+            return Err(Error::Usage(format!(
+                "--beta {}: must be a finite number >= 0",
+                self.beta
+            )));
         }
         Ok(())
     }
@@ -58,8 +79,16 @@ impl Config {
         let mut out = Vec::new();
         let mut conv = |name: String, cout: usize, cin: usize, k: usize| {
             let fan_in = cin * k * k;
-            out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![cout, cin, k, k], init: Init::Uniform(fan_in) });
-            out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![cout], init: Init::Uniform(fan_in) });
+            out.push(ParamSpec {
+                name: format!("{name}.weight"),
+                shape: vec![cout, cin, k, k],
+                init: Init::Uniform(fan_in),
+            });
+            out.push(ParamSpec {
+                name: format!("{name}.bias"),
+                shape: vec![cout],
+                init: Init::Uniform(fan_in),
+            });
         };
         conv("encoder.conv1".into(), h / 2, c, 4);
         conv("encoder.conv2".into(), h, h / 2, 4);
@@ -77,8 +106,16 @@ impl Config {
         // ConvTranspose2d weights are [in, out, kh, kw]; PyTorch's fan-in is out * kh * kw.
         for (name, cin, cout) in [("decoder.deconv1", h, h / 2), ("decoder.deconv2", h / 2, c)] {
             let fan_in = cout * 16;
-            out.push(ParamSpec { name: format!("{name}.weight"), shape: vec![cin, cout, 4, 4], init: Init::Uniform(fan_in) });
-            out.push(ParamSpec { name: format!("{name}.bias"), shape: vec![cout], init: Init::Uniform(fan_in) });
+            out.push(ParamSpec {
+                name: format!("{name}.weight"),
+                shape: vec![cin, cout, 4, 4],
+                init: Init::Uniform(fan_in),
+            });
+            out.push(ParamSpec {
+                name: format!("{name}.bias"),
+                shape: vec![cout],
+                init: Init::Uniform(fan_in),
+            });
         }
         out.push(ParamSpec {
             name: "codebook.weight".into(),
@@ -90,27 +127,53 @@ impl Config {
 
     /// Reads the architecture from tensor shapes (a checkpoint's), then checks that
     /// every tensor the model needs is there with exactly its shape.
-    pub fn from_shapes(shapes: &HashMap<String, Vec<usize>>, beta: f32, path: &Path) -> Result<Config> {
-        let err = |message: String| Error::Checkpoint { path: path.to_path_buf(), message };
-        let get = |name: &str, dim: usize| -> Result<usize> {
-            let shape = shapes.get(name).ok_or_else(|| err(format!("missing tensor '{name}'")))?;
-            shape.get(dim).copied().ok_or_else(|| err(format!("tensor '{name}' has shape {shape:?}, too few dimensions")))
+    pub fn from_shapes(
+        shapes: &HashMap<String, Vec<usize>>,
+        beta: f32,
+        path: &Path,
+    ) -> Result<Config> {
+        let err = |message: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message,
         };
-        let res_layers = (0..).take_while(|i| shapes.contains_key(&format!("encoder.res.{i}.conv1.weight"))).count();
+        let get = |name: &str, dim: usize| -> Result<usize> {
+            let shape = shapes
+                .get(name)
+                .ok_or_else(|| err(format!("missing tensor '{name}'")))?;
+            shape.get(dim).copied().ok_or_else(|| {
+                err(format!(
+                    "tensor '{name}' has shape {shape:?}, too few dimensions"
+                ))
+            })
+        };
+        let res_layers = (0..)
+            .take_while(|i| shapes.contains_key(&format!("encoder.res.{i}.conv1.weight")))
+            .count();
         let config = Config {
             channels: get("encoder.conv1.weight", 1)?,
             hidden: get("encoder.conv2.weight", 0)?,
-            res_hidden: if res_layers > 0 { get("encoder.res.0.conv1.weight", 0)? } else { 1 },
+            res_hidden: if res_layers > 0 {
+                get("encoder.res.0.conv1.weight", 0)?
+            } else {
+                1
+            },
             res_layers,
             codes: get("codebook.weight", 0)?,
             code_dim: get("codebook.weight", 1)?,
             beta,
         };
-        config.validate().map_err(|e| err(format!("inconsistent shapes: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| err(format!("inconsistent shapes: {e}")))?;
         let specs = config.params();
         for spec in &specs {
             match shapes.get(&spec.name) {
-                None => return Err(err(format!("missing tensor '{}' (shape {:?})", spec.name, spec.shape))),
+                None => {
+                    return Err(err(format!(
+                        "missing tensor '{}' (shape {:?})",
+                        spec.name, spec.shape
+                    )));
+                }
                 Some(s) if *s != spec.shape => {
                     return Err(err(format!(
                         "tensor '{}' has shape {s:?}, but the other tensors make it {:?}",
@@ -122,7 +185,9 @@ impl Config {
         }
         let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         if let Some(extra) = shapes.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(err(format!("unexpected tensor '{extra}' for a model with {res_layers} residual blocks")));
+            return Err(err(format!(
+                "unexpected tensor '{extra}' for a model with {res_layers} residual blocks"
+            )));
         }
         Ok(config)
     }
@@ -165,6 +230,8 @@ impl ParamSpec {
             Init::Uniform(fan_in) => 1.0 / (fan_in as f64).sqrt(),
             Init::Codebook(k) => 1.0 / k as f64,
         };
-        (0..self.len()).map(|_| rng.uniform(-bound, bound) as f32).collect()
+        (0..self.len())
+            .map(|_| rng.uniform(-bound, bound) as f32)
+            .collect()
     }
 }

@@ -26,12 +26,41 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn new(gpu: &Gpu, params: &Params, prefix: &str, c: &Config, batch: usize, side: [usize; 2]) -> Result<ResBlock> {
+    fn new(
+        gpu: &Gpu,
+        params: &Params,
+        prefix: &str,
+        c: &Config,
+        batch: usize,
+        side: [usize; 2],
+    ) -> Result<ResBlock> {
         let (h, r) = (c.hidden, c.res_hidden);
-        let shape = |cin, cout, k, pad| ConvShape { batch, cin, cout, hin: side[0], win: side[1], kh: k, kw: k, stride: 1, pad };
+        let shape = |cin, cout, k, pad| ConvShape {
+            batch,
+            cin,
+            cout,
+            hin: side[0],
+            win: side[1],
+            kh: k,
+            kw: k,
+            stride: 1,
+            pad,
+        };
         Ok(ResBlock {
-            conv1: Conv::new(params, &format!("{prefix}.conv1"), shape(h, r, 3, 1), false, Relu::BOTH),
-            conv2: Conv::new(params, &format!("{prefix}.conv2"), shape(r, h, 1, 0), false, Relu::NONE),
+            conv1: Conv::new(
+                params,
+                &format!("{prefix}.conv1"),
+                shape(h, r, 3, 1),
+                false,
+                Relu::BOTH,
+            ),
+            conv2: Conv::new(
+                params,
+                &format!("{prefix}.conv2"),
+                shape(r, h, 1, 0),
+                false,
+                Relu::NONE,
+            ),
             t: zeros(gpu, &[batch, r, side[0], side[1]])?,
             u: zeros(gpu, &[batch, h, side[0], side[1]])?,
         })
@@ -58,24 +87,48 @@ struct ResStack {
 }
 
 impl ResStack {
-    fn new(gpu: &Gpu, params: &Params, prefix: &str, c: &Config, batch: usize, side: [usize; 2], train: bool) -> Result<ResStack> {
+    fn new(
+        gpu: &Gpu,
+        params: &Params,
+        prefix: &str,
+        c: &Config,
+        batch: usize,
+        side: [usize; 2],
+        train: bool,
+    ) -> Result<ResStack> {
         let act = [batch, c.hidden, side[0], side[1]];
         let blocks = (0..c.res_layers)
             .map(|i| ResBlock::new(gpu, params, &format!("{prefix}.res.{i}"), c, batch, side))
             .collect::<Result<Vec<_>>>()?;
-        let acts = (0..=c.res_layers).map(|_| zeros(gpu, &act)).collect::<Result<_>>()?;
+        let acts = (0..=c.res_layers)
+            .map(|_| zeros(gpu, &act))
+            .collect::<Result<_>>()?;
         let (grads, scratch) = if train {
             let t = [batch, c.res_hidden, side[0], side[1]];
             (
-                (0..=c.res_layers).map(|_| zeros(gpu, &act)).collect::<Result<_>>()?,
+                (0..=c.res_layers)
+                    .map(|_| zeros(gpu, &act))
+                    .collect::<Result<_>>()?,
                 (0..c.res_layers)
-                    .map(|_| Ok([zeros(gpu, &t)?, zeros(gpu, &t)?, zeros(gpu, &act)?, zeros(gpu, &act)?]))
+                    .map(|_| {
+                        Ok([
+                            zeros(gpu, &t)?,
+                            zeros(gpu, &t)?,
+                            zeros(gpu, &act)?,
+                            zeros(gpu, &act)?,
+                        ])
+                    })
                     .collect::<Result<_>>()?,
             )
         } else {
             (Vec::new(), Vec::new())
         };
-        Ok(ResStack { blocks, acts, grads, scratch })
+        Ok(ResStack {
+            blocks,
+            acts,
+            grads,
+            scratch,
+        })
     }
 
     fn input(&self) -> &Tensor {
@@ -103,8 +156,16 @@ impl ResStack {
             launch = launch
                 .then(b.conv2.backward(gpu, &b.t, d_out, Some(dt))?)
                 .then(elementwise::relu_backward(gpu, dt, &b.t, dt_pre)?)
-                .then(b.conv1.backward(gpu, &self.acts[i], dt_pre, Some(da_relu))?)
-                .then(elementwise::relu_backward(gpu, da_relu, &self.acts[i], da_branch)?)
+                .then(
+                    b.conv1
+                        .backward(gpu, &self.acts[i], dt_pre, Some(da_relu))?,
+                )
+                .then(elementwise::relu_backward(
+                    gpu,
+                    da_relu,
+                    &self.acts[i],
+                    da_branch,
+                )?)
                 .then(elementwise::add(gpu, d_out, da_branch, &self.grads[i])?);
         }
         Ok(launch)
@@ -139,19 +200,78 @@ pub struct Vqvae {
 
 impl Vqvae {
     /// Builds the graph: with `train`, also the loss, code usage and backward pass.
-    pub fn new(gpu: &Gpu, params: &Params, config: &Config, batch: usize, [height, width]: [usize; 2], train: bool) -> Result<Vqvae> {
+    pub fn new(
+        gpu: &Gpu,
+        params: &Params,
+        config: &Config,
+        batch: usize,
+        [height, width]: [usize; 2],
+        train: bool,
+    ) -> Result<Vqvae> {
         let c = config;
         let (hh, h) = (c.hidden / 2, c.hidden);
         let half = [height / 2, width / 2];
         let side = [height / 4, width / 4];
-        let conv = |cin, cout, [hin, win]: [usize; 2], k, stride, pad| ConvShape { batch, cin, cout, hin, win, kh: k, kw: k, stride, pad };
-        let enc1 = Conv::new(params, "encoder.conv1", conv(c.channels, hh, [height, width], 4, 2, 1), false, Relu::OUTPUT);
-        let enc2 = Conv::new(params, "encoder.conv2", conv(hh, h, half, 4, 2, 1), false, Relu::OUTPUT);
-        let enc3 = Conv::new(params, "encoder.conv3", conv(h, h, side, 3, 1, 1), false, Relu::NONE);
-        let pre_vq = Conv::new(params, "pre_vq", conv(h, c.code_dim, side, 1, 1, 0), false, Relu::INPUT);
-        let dec1 = Conv::new(params, "decoder.conv1", conv(c.code_dim, h, side, 3, 1, 1), false, Relu::NONE);
-        let deconv1 = Conv::new(params, "decoder.deconv1", ConvShape::transposed(batch, h, hh, side, 4, 2, 1)?, true, Relu::BOTH);
-        let deconv2 = Conv::new(params, "decoder.deconv2", ConvShape::transposed(batch, hh, c.channels, half, 4, 2, 1)?, true, Relu::NONE);
+        let conv = |cin, cout, [hin, win]: [usize; 2], k, stride, pad| ConvShape {
+            batch,
+            cin,
+            cout,
+            hin,
+            win,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        };
+        let enc1 = Conv::new(
+            params,
+            "encoder.conv1",
+            conv(c.channels, hh, [height, width], 4, 2, 1),
+            false,
+            Relu::OUTPUT,
+        );
+        let enc2 = Conv::new(
+            params,
+            "encoder.conv2",
+            conv(hh, h, half, 4, 2, 1),
+            false,
+            Relu::OUTPUT,
+        );
+        let enc3 = Conv::new(
+            params,
+            "encoder.conv3",
+            conv(h, h, side, 3, 1, 1),
+            false,
+            Relu::NONE,
+        );
+        let pre_vq = Conv::new(
+            params,
+            "pre_vq",
+            conv(h, c.code_dim, side, 1, 1, 0),
+            false,
+            Relu::INPUT,
+        );
+        let dec1 = Conv::new(
+            params,
+            "decoder.conv1",
+            conv(c.code_dim, h, side, 3, 1, 1),
+            false,
+            Relu::NONE,
+        );
+        let deconv1 = Conv::new(
+            params,
+            "decoder.deconv1",
+            ConvShape::transposed(batch, h, hh, side, 4, 2, 1)?,
+            true,
+            Relu::BOTH,
+        );
+        let deconv2 = Conv::new(
+            params,
+            "decoder.deconv2",
+            ConvShape::transposed(batch, hh, c.channels, half, 4, 2, 1)?,
+            true,
+            Relu::NONE,
+        );
         let enc_res = ResStack::new(gpu, params, "encoder", c, batch, side, train)?;
         let dec_res = ResStack::new(gpu, params, "decoder", c, batch, side, train)?;
 
@@ -173,7 +293,14 @@ impl Vqvae {
             .then(enc3.forward(gpu, &h2, enc_res.input())?)
             .then(enc_res.forward(gpu)?)
             .then(pre_vq.forward(gpu, enc_res.output(), &z_e)?)
-            .then(quantize::quantize(gpu, &z_e, codebook, &indices, Some(&dist), Some(&z_q))?);
+            .then(quantize::quantize(
+                gpu,
+                &z_e,
+                codebook,
+                &indices,
+                Some(&dist),
+                Some(&z_q),
+            )?);
         let decode = dec1
             .forward(gpu, &z_q, dec_res.input())?
             .then(dec_res.forward(gpu)?)
@@ -187,7 +314,12 @@ impl Vqvae {
             let u = zeros(gpu, &[2])?;
             let counts = Tensor::zeros(gpu, &[c.codes], DType::U32)?;
             let like = |t: &Tensor| zeros(gpu, t.shape());
-            let (dx_hat, dg1, dg1_pre, d_relu) = (like(&x_hat)?, like(&g1)?, like(&g1)?, like(dec_res.output())?);
+            let (dx_hat, dg1, dg1_pre, d_relu) = (
+                like(&x_hat)?,
+                like(&g1)?,
+                like(&g1)?,
+                like(dec_res.output())?,
+            );
             let (dz_q, dz_e, d_relu_e) = (like(&z_q)?, like(&z_e)?, like(enc_res.output())?);
             let (dh2, dh2_pre, dh1, dh1_pre) = (like(&h2)?, like(&h2)?, like(&h1)?, like(&h1)?);
             let (enc_top, dec_top) = (&enc_res.grads[c.res_layers], &dec_res.grads[c.res_layers]);
@@ -196,12 +328,32 @@ impl Vqvae {
                 .then(deconv2.backward(gpu, &g1, &dx_hat, Some(&dg1))?)
                 .then(elementwise::relu_backward(gpu, &dg1, &g1, &dg1_pre)?)
                 .then(deconv1.backward(gpu, dec_res.output(), &dg1_pre, Some(&d_relu))?)
-                .then(elementwise::relu_backward(gpu, &d_relu, dec_res.output(), dec_top)?)
+                .then(elementwise::relu_backward(
+                    gpu,
+                    &d_relu,
+                    dec_res.output(),
+                    dec_top,
+                )?)
                 .then(dec_res.backward(gpu)?)
                 .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(&dz_q))?)
-                .then(vq_backward::vq_backward(gpu, &z_e, &z_q, &indices, codebook, &dz_q, c.beta, &dz_e, params.grad("codebook.weight"))?)
+                .then(vq_backward::vq_backward(
+                    gpu,
+                    &z_e,
+                    &z_q,
+                    &indices,
+                    codebook,
+                    &dz_q,
+                    c.beta,
+                    &dz_e,
+                    params.grad("codebook.weight"),
+                )?)
                 .then(pre_vq.backward(gpu, enc_res.output(), &dz_e, Some(&d_relu_e))?)
-                .then(elementwise::relu_backward(gpu, &d_relu_e, enc_res.output(), enc_top)?)
+                .then(elementwise::relu_backward(
+                    gpu,
+                    &d_relu_e,
+                    enc_res.output(),
+                    enc_top,
+                )?)
                 .then(enc_res.backward(gpu)?)
                 .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(&dh2))?)
                 .then(elementwise::relu_backward(gpu, &dh2, &h2, &dh2_pre)?)

@@ -32,21 +32,35 @@ impl Params {
         let values = Tensor::zeros(gpu, &[total], DType::F32)?;
         let grads = Tensor::zeros(gpu, &[total], DType::F32)?;
         let view = |flat: &Tensor, offset: usize, shape: &[usize]| {
-            Tensor::from_buffer(gpu, flat.buffer().clone(), offset as u64 * 4, shape, DType::F32)
+            Tensor::from_buffer(
+                gpu,
+                flat.buffer().clone(),
+                offset as u64 * 4,
+                shape,
+                DType::F32,
+            )
         };
         let views = specs
             .iter()
             .zip(&offsets)
             .map(|(s, &o)| Ok((view(&values, o, &s.shape)?, view(&grads, o, &s.shape)?)))
             .collect::<Result<_>>()?;
-        Ok(Params { specs, offsets, values, grads, views })
+        Ok(Params {
+            specs,
+            offsets,
+            values,
+            grads,
+            views,
+        })
     }
 
     fn index(&self, name: &str) -> usize {
         self.specs
             .iter()
             .position(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no parameter named {name}: the model graph and its specs disagree"))
+            .unwrap_or_else(|| {
+                panic!("no parameter named {name}: the model graph and its specs disagree")
+            })
     }
 
     /// The parameter `name`.
@@ -84,7 +98,13 @@ impl Params {
         self.specs
             .iter()
             .zip(&self.offsets)
-            .map(|(s, &o)| (s.name.clone(), s.shape.clone(), flat[o..o + s.len()].to_vec()))
+            .map(|(s, &o)| {
+                (
+                    s.name.clone(),
+                    s.shape.clone(),
+                    flat[o..o + s.len()].to_vec(),
+                )
+            })
             .collect()
     }
 

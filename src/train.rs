@@ -22,7 +22,9 @@ use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
 /// The optimizer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// `torch.optim.Adam` (beta1 0.9, beta2 0.999, eps 1e-8).
@@ -32,7 +34,9 @@ pub enum OptimizerKind {
 }
 
 /// How the codebook starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CodebookInit {
     /// Encoder outputs of the first batch (avoids early codebook collapse).
@@ -142,7 +146,8 @@ impl Order {
                     return i;
                 }
                 if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
-                    let perm = Rng::for_purpose(self.seed, 0x5eed_0000 + epoch as u64).permutation(self.len);
+                    let perm = Rng::for_purpose(self.seed, 0x5eed_0000 + epoch as u64)
+                        .permutation(self.len);
                     self.epoch = Some((epoch, perm));
                 }
                 self.epoch.as_ref().expect("set above").1[i]
@@ -165,7 +170,14 @@ pub fn upload_batch(gpu: &Gpu, x: &Tensor, data: &Dataset, indices: &[usize]) ->
 
 /// Runs `launches` over images `indices` in batches of the graph's size and returns each
 /// image's values of `output` (e.g. `x_hat`, or `indices` as u32 bits).
-pub fn run_batches(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize], launches: &[&Launch], output: &Tensor) -> Result<Vec<Vec<u32>>> {
+pub fn run_batches(
+    gpu: &Gpu,
+    net: &Vqvae,
+    data: &Dataset,
+    indices: &[usize],
+    launches: &[&Launch],
+    output: &Tensor,
+) -> Result<Vec<Vec<u32>>> {
     let per_image = output.len() / net.batch;
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(net.batch) {
@@ -175,7 +187,11 @@ pub fn run_batches(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize], la
             DType::F32 => output.to_f32(gpu)?.into_iter().map(f32::to_bits).collect(),
             DType::U32 => output.to_u32(gpu)?,
         };
-        out.extend(bits.chunks(per_image).take(chunk.len()).map(<[u32]>::to_vec));
+        out.extend(
+            bits.chunks(per_image)
+                .take(chunk.len())
+                .map(<[u32]>::to_vec),
+        );
     }
     Ok(out)
 }
@@ -186,7 +202,14 @@ fn as_f32(bits: &[u32]) -> Vec<f32> {
 
 /// Reconstruction MSE of images `indices` through `net`.
 fn validate(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize]) -> Result<f64> {
-    let outs = run_batches(gpu, net, data, indices, &[net.encode(), net.decode()], &net.x_hat)?;
+    let outs = run_batches(
+        gpu,
+        net,
+        data,
+        indices,
+        &[net.encode(), net.decode()],
+        &net.x_hat,
+    )?;
     let mut sse = 0.0;
     for (&i, out) in indices.iter().zip(&outs) {
         for (p, x) in images::to_input(data.image(i)).zip(as_f32(out)) {
@@ -199,16 +222,32 @@ fn validate(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize]) -> Result
 /// Parameter values for a fresh run: PyTorch-style, from the seed.
 fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f32>> {
     let mut rng = Rng::for_purpose(seed, 0x1417);
-    params.specs().iter().map(|s| (s.name.clone(), s.initial(&mut rng))).collect()
+    params
+        .specs()
+        .iter()
+        .map(|s| (s.name.clone(), s.initial(&mut rng)))
+        .collect()
 }
 
 /// Replaces the codebook by K encoder outputs of the first batch, chosen by the seed;
 /// with fewer outputs than codes, the outputs repeat with a little noise.
-fn init_codebook_from_data(gpu: &Gpu, net: &Vqvae, params: &Params, first: &[usize], data: &Dataset, seed: u64) -> Result<()> {
+fn init_codebook_from_data(
+    gpu: &Gpu,
+    net: &Vqvae,
+    params: &Params,
+    first: &[usize],
+    data: &Dataset,
+    seed: u64,
+) -> Result<()> {
     upload_batch(gpu, &net.x, data, first)?;
     gpu.run(&[net.encode()])?;
     let z = net.z_e.to_f32(gpu)?;
-    let [b, d, h, w] = [net.z_e.shape()[0], net.z_e.shape()[1], net.z_e.shape()[2], net.z_e.shape()[3]];
+    let [b, d, h, w] = [
+        net.z_e.shape()[0],
+        net.z_e.shape()[1],
+        net.z_e.shape()[2],
+        net.z_e.shape()[3],
+    ];
     let plane = h * w;
     let rows = b * plane;
     let z = &z;
@@ -216,15 +255,24 @@ fn init_codebook_from_data(gpu: &Gpu, net: &Vqvae, params: &Params, first: &[usi
     let mut rng = Rng::for_purpose(seed, 0xc0de);
     let order = rng.permutation(rows);
     let k = net.config.codes;
-    let scale = (z.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / z.len() as f64).sqrt().max(1e-3) * 0.01;
+    let scale = (z.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / z.len() as f64)
+        .sqrt()
+        .max(1e-3)
+        * 0.01;
     let mut codebook = Vec::with_capacity(k * d);
     for i in 0..k {
         let noisy = i >= rows;
         for v in row(order[i % rows]) {
-            codebook.push(if noisy { v + (scale * rng.normal()) as f32 } else { v });
+            codebook.push(if noisy {
+                v + (scale * rng.normal()) as f32
+            } else {
+                v
+            });
         }
     }
-    params.value("codebook.weight").write(gpu, bytemuck::cast_slice(&codebook))
+    params
+        .value("codebook.weight")
+        .write(gpu, bytemuck::cast_slice(&codebook))
 }
 
 /// The update step bound to the flat parameters.
@@ -262,26 +310,33 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn save(&self, step: u64) -> Result<()> {
-        let named = |flat: &Tensor, prefix: &str| -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
-            Ok(self
-                .params
-                .split(&flat.to_f32(self.gpu)?)
-                .into_iter()
-                .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
-                .collect())
-        };
+        let named =
+            |flat: &Tensor, prefix: &str| -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+                Ok(self
+                    .params
+                    .split(&flat.to_f32(self.gpu)?)
+                    .into_iter()
+                    .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
+                    .collect())
+            };
         let mut state = TensorFile {
             tensors: HashMap::new(),
             metadata: HashMap::from([
                 ("step".to_string(), step.to_string()),
-                ("settings".to_string(), serde_json::to_string(self.settings).expect("settings serialise")),
+                (
+                    "settings".to_string(),
+                    serde_json::to_string(self.settings).expect("settings serialise"),
+                ),
             ]),
         };
         if let Update::Adam { m, v, .. } = self.update {
             state.tensors.extend(named(m, "exp_avg.")?);
             state.tensors.extend(named(v, "exp_avg_sq.")?);
         }
-        let model = TensorFile { tensors: named(self.params.flat_values(), "")?, metadata: model_metadata(self.config, step) };
+        let model = TensorFile {
+            tensors: named(self.params.flat_values(), "")?,
+            metadata: model_metadata(self.config, step),
+        };
         model.write(&self.out.join(MODEL_FILE))?;
         state.write(&self.out.join(STATE_FILE))
     }
@@ -300,13 +355,21 @@ impl Log {
             Some(step) => std::fs::read_to_string(&path)
                 .unwrap_or_default()
                 .lines()
-                .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
                 .map(|l| format!("{l}\n"))
                 .collect(),
             None => String::new(),
         };
         std::fs::write(&path, kept).map_err(io("writing", &path))?;
-        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(io("writing", &path))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io("writing", &path))?;
         Ok(Log { file, path })
     }
 
@@ -319,12 +382,23 @@ impl Run<'_> {
     /// Trains, writing the checkpoint, training state, metrics log and
     /// `reconstructions.png` into the output folder.
     pub fn train(self) -> Result<Summary> {
-        let Run { gpu, data, config, settings: s, out, start, progress } = self;
+        let Run {
+            gpu,
+            data,
+            config,
+            settings: s,
+            out,
+            start,
+            progress,
+        } = self;
         if s.batch_size == 0 {
             return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
         }
         if data.channels != config.channels {
-            return Err(Error::Usage(format!("the data has {} channels but the model {}", data.channels, config.channels)));
+            return Err(Error::Usage(format!(
+                "the data has {} channels but the model {}",
+                data.channels, config.channels
+            )));
         }
         let val = s.val_images.min(data.len.saturating_sub(1));
         let train_len = data.len - val;
@@ -332,46 +406,108 @@ impl Run<'_> {
         let bytes_before = gpu.allocated_bytes();
         let params = Params::new(gpu, config.params())?;
         let size = [data.height, data.width];
-        let net = Vqvae::new(gpu, &params, &config, s.batch_size, size, true).map_err(|e| batch_error(e, s.batch_size))?;
+        let net = Vqvae::new(gpu, &params, &config, s.batch_size, size, true)
+            .map_err(|e| batch_error(e, s.batch_size))?;
         let val_net = match val {
             0 => None,
-            v => Some(Vqvae::new(gpu, &params, &config, v.min(s.batch_size), size, false)?),
+            v => Some(Vqvae::new(
+                gpu,
+                &params,
+                &config,
+                v.min(s.batch_size),
+                size,
+                false,
+            )?),
         };
         let flat = params.flat_values();
         let update = match s.optimizer {
             OptimizerKind::Adam => {
-                let (m, v) = (Tensor::zeros(gpu, flat.shape(), DType::F32)?, Tensor::zeros(gpu, flat.shape(), DType::F32)?);
-                let adam = Adam::new(gpu, flat, params.flat_grads(), &m, &v, AdamConfig { lr: s.lr, ..AdamConfig::default() })?;
+                let (m, v) = (
+                    Tensor::zeros(gpu, flat.shape(), DType::F32)?,
+                    Tensor::zeros(gpu, flat.shape(), DType::F32)?,
+                );
+                let adam = Adam::new(
+                    gpu,
+                    flat,
+                    params.flat_grads(),
+                    &m,
+                    &v,
+                    AdamConfig {
+                        lr: s.lr,
+                        ..AdamConfig::default()
+                    },
+                )?;
                 Update::Adam { adam, m, v }
             }
             OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, params.flat_grads(), s.lr as f32)?),
         };
-        let mut order = Order { seed: s.seed, shuffle: s.shuffle, len: train_len, epoch: None };
+        let mut order = Order {
+            seed: s.seed,
+            shuffle: s.shuffle,
+            len: train_len,
+            epoch: None,
+        };
 
         let mut first_step = 0;
         match &start {
             Start::Fresh => {
-                params.upload(gpu, &params.join(&fresh_values(&params, s.seed), "initialisation")?)?;
+                params.upload(
+                    gpu,
+                    &params.join(&fresh_values(&params, s.seed), "initialisation")?,
+                )?;
                 if s.codebook_init == CodebookInit::Data {
-                    init_codebook_from_data(gpu, &net, &params, &order.batch(0, s.batch_size), data, s.seed)?;
+                    init_codebook_from_data(
+                        gpu,
+                        &net,
+                        &params,
+                        &order.batch(0, s.batch_size),
+                        data,
+                        s.seed,
+                    )?;
                 }
             }
             Start::Init(model) => params.upload(gpu, &params.join(&model.values(), "--init")?)?,
             Start::Resume { model, state } => {
                 params.upload(gpu, &params.join(&model.values(), "--resume")?)?;
-                first_step = state.metadata.get("step").and_then(|v| v.parse().ok()).unwrap_or(0);
+                first_step = state
+                    .metadata
+                    .get("step")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 if let Update::Adam { m, v, .. } = &update {
                     let moments = |prefix: &str| -> HashMap<String, Vec<f32>> {
-                        state.values().into_iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v))).collect()
+                        state
+                            .values()
+                            .into_iter()
+                            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v)))
+                            .collect()
                     };
-                    m.write(gpu, bytemuck::cast_slice(&params.join(&moments("exp_avg."), "training state")?))?;
-                    v.write(gpu, bytemuck::cast_slice(&params.join(&moments("exp_avg_sq."), "training state")?))?;
+                    m.write(
+                        gpu,
+                        bytemuck::cast_slice(&params.join(&moments("exp_avg."), "training state")?),
+                    )?;
+                    v.write(
+                        gpu,
+                        bytemuck::cast_slice(
+                            &params.join(&moments("exp_avg_sq."), "training state")?,
+                        ),
+                    )?;
                 }
             }
         }
         let gpu_bytes = gpu.allocated_bytes() - bytes_before;
-        let writer = Writer { gpu, params: &params, config: &config, settings: &s, out: &out, update: &update };
-        let mut log = Log::open(out.join("metrics.jsonl"), matches!(start, Start::Resume { .. }).then_some(first_step))?;
+        let writer = Writer {
+            gpu,
+            params: &params,
+            config: &config,
+            settings: &s,
+            out: &out,
+            update: &update,
+        };
+        let mut log = Log::open(
+            out.join("metrics.jsonl"),
+            matches!(start, Start::Resume { .. }).then_some(first_step),
+        )?;
         let val_indices: Vec<usize> = (train_len..data.len).collect();
 
         let bar = progress_bar(progress, first_step, s.steps);
@@ -382,14 +518,25 @@ impl Run<'_> {
         let mut val_mse = None;
         let started = Instant::now();
         let train = net.loss_and_backward().expect("a training graph");
-        let handle = |rows: Vec<StepMetrics>, log: &mut Log, last: &mut Option<StepMetrics>, saved: Option<u64>| -> Result<()> {
+        let handle = |rows: Vec<StepMetrics>,
+                      log: &mut Log,
+                      last: &mut Option<StepMetrics>,
+                      saved: Option<u64>|
+         -> Result<()> {
             for r in rows {
                 if !r.loss.is_finite() {
                     let kept = match saved {
-                        Some(step) => format!("The last good checkpoint (step {step}) is {}.", out.join(MODEL_FILE).display()),
+                        Some(step) => format!(
+                            "The last good checkpoint (step {step}) is {}.",
+                            out.join(MODEL_FILE).display()
+                        ),
                         None => "No checkpoint had been written yet.".to_string(),
                     };
-                    return Err(Error::NonFinite { step: r.step, value: r.loss, kept });
+                    return Err(Error::NonFinite {
+                        step: r.step,
+                        value: r.loss,
+                        kept,
+                    });
                 }
                 log.line(&serde_json::to_value(r).expect("metrics serialise"))?;
                 *last = Some(r);
@@ -402,7 +549,11 @@ impl Run<'_> {
             if let Update::Adam { adam, .. } = &update {
                 adam.set_step(gpu, step + 1);
             }
-            let mut encoder = gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("train step") });
+            let mut encoder =
+                gpu.device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("train step"),
+                    });
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 for l in [net.encode(), net.decode(), train, update.launch()] {
@@ -410,9 +561,14 @@ impl Run<'_> {
                 }
             }
             let is_last = step + 1 == s.steps;
-            let (terms, usage) = (net.terms.as_ref().expect("training graph"), net.usage.as_ref().expect("training graph"));
+            let (terms, usage) = (
+                net.terms.as_ref().expect("training graph"),
+                net.usage.as_ref().expect("training graph"),
+            );
             let freed = ring.record(gpu, &mut encoder, step, terms, usage, is_last)?;
-            let index = gpu.scoped("submitting a training step", || gpu.queue().submit([encoder.finish()]))?;
+            let index = gpu.scoped("submitting a training step", || {
+                gpu.queue().submit([encoder.finish()])
+            })?;
             ring.submitted();
             in_flight.push_back(index);
             if in_flight.len() > 2 {
@@ -457,9 +613,19 @@ impl Run<'_> {
         if steps_run == 0 {
             writer.save(first_step.max(s.steps))?;
         }
-        let shown: Vec<usize> = if val > 0 { val_indices.iter().copied().take(8).collect() } else { (0..train_len.min(8)).collect() };
+        let shown: Vec<usize> = if val > 0 {
+            val_indices.iter().copied().take(8).collect()
+        } else {
+            (0..train_len.min(8)).collect()
+        };
         let recon_net = val_net.as_ref().unwrap_or(&net);
-        save_reconstructions(gpu, recon_net, data, &shown, &out.join("reconstructions.png"))?;
+        save_reconstructions(
+            gpu,
+            recon_net,
+            data,
+            &shown,
+            &out.join("reconstructions.png"),
+        )?;
         Ok(Summary {
             step: s.steps.max(first_step),
             last,
@@ -473,7 +639,9 @@ impl Run<'_> {
 
 fn batch_error(e: Error, batch: usize) -> Error {
     match e {
-        Error::Limit { .. } | Error::Gpu { .. } => Error::Usage(format!("--batch-size {batch} is too large for this device: {e}")),
+        Error::Limit { .. } | Error::Gpu { .. } => Error::Usage(format!(
+            "--batch-size {batch} is too large for this device: {e}"
+        )),
         other => other,
     }
 }
@@ -484,20 +652,35 @@ fn progress_bar(show: bool, position: u64, total: u64) -> indicatif::ProgressBar
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] step {pos}/{len} {msg} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_position(position);
     bar
 }
 
 /// Writes `path`: the images `shown` above their reconstructions.
-pub fn save_reconstructions(gpu: &Gpu, net: &Vqvae, data: &Dataset, shown: &[usize], path: &Path) -> Result<()> {
+pub fn save_reconstructions(
+    gpu: &Gpu,
+    net: &Vqvae,
+    data: &Dataset,
+    shown: &[usize],
+    path: &Path,
+) -> Result<()> {
     if shown.is_empty() {
         return Ok(());
     }
-    let outs = run_batches(gpu, net, data, shown, &[net.encode(), net.decode()], &net.x_hat)?;
+    let outs = run_batches(
+        gpu,
+        net,
+        data,
+        shown,
+        &[net.encode(), net.decode()],
+        &net.x_hat,
+    )?;
     let recons: Vec<Vec<u8>> = outs.iter().map(|o| images::to_pixels(&as_f32(o))).collect();
     let mut tiles: Vec<&[u8]> = shown.iter().map(|&i| data.image(i)).collect();
     tiles.extend(recons.iter().map(Vec::as_slice));

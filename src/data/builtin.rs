@@ -39,7 +39,12 @@ impl Shape {
             r: rng.uniform(4.0, 10.0),
             angle: rng.uniform(0.0, std::f64::consts::TAU),
             colour: bright(rng),
-            stripes: (rng.unit() < 0.35).then(|| (rng.uniform(0.0, std::f64::consts::PI), rng.uniform(3.0, 6.0))),
+            stripes: (rng.unit() < 0.35).then(|| {
+                (
+                    rng.uniform(0.0, std::f64::consts::PI),
+                    rng.uniform(3.0, 6.0),
+                )
+            }),
         }
     }
 
@@ -64,7 +69,9 @@ impl Shape {
 
     fn colour_at(&self, x: f64, y: f64) -> [f64; 3] {
         match self.stripes {
-            Some((dir, period)) if ((x * dir.cos() + y * dir.sin()) / period).rem_euclid(1.0) < 0.5 => {
+            Some((dir, period))
+                if ((x * dir.cos() + y * dir.sin()) / period).rem_euclid(1.0) < 0.5 =>
+            {
                 self.colour.map(|c| c * 0.35)
             }
             _ => self.colour,

@@ -8,7 +8,8 @@ use super::Raw;
 use crate::error::{Result, data, io};
 
 const EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pnm", "pbm", "pgm", "ppm", "tga", "qoi", "ico", "hdr",
+    "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pnm", "pbm", "pgm", "ppm", "tga",
+    "qoi", "ico", "hdr",
 ];
 
 fn is_image(path: &Path) -> bool {
@@ -34,7 +35,10 @@ pub(super) fn load(dir: &Path) -> Result<Vec<Raw>> {
     let mut paths = Vec::new();
     walk(dir, &mut paths)?;
     paths.sort();
-    paths.iter().map(|p| load_one(p).map(|mut v| v.remove(0))).collect()
+    paths
+        .iter()
+        .map(|p| load_one(p).map(|mut v| v.remove(0)))
+        .collect()
 }
 
 /// One image file.
@@ -45,7 +49,9 @@ pub(super) fn load_one(path: &Path) -> Result<Vec<Raw>> {
         .map_err(io("reading", path))?
         .decode()
         .map_err(|e| data(path, format!("cannot decode as an image: {e}")))?;
-    let name = path.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let name = path
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
     Ok(vec![to_raw(img, name, path.to_path_buf())])
 }
 
@@ -57,6 +63,16 @@ fn to_raw(img: DynamicImage, name: String, path: PathBuf) -> Raw {
         (1, img.into_luma8().into_raw())
     };
     let plane = width * height;
-    let pixels = (0..channels).flat_map(|c| (0..plane).map(move |i| (c, i))).map(|(c, i)| interleaved[i * channels + c]).collect();
-    Raw { name, path, channels, width, height, pixels }
+    let pixels = (0..channels)
+        .flat_map(|c| (0..plane).map(move |i| (c, i)))
+        .map(|(c, i)| interleaved[i * channels + c])
+        .collect();
+    Raw {
+        name,
+        path,
+        channels,
+        width,
+        height,
+        pixels,
+    }
 }

@@ -11,7 +11,10 @@ const IMAGE_MAGIC: u32 = 0x0000_0803;
 
 /// Whether `path` looks like an IDX file: by name, as DESIGN.md names them.
 pub(super) fn is_idx(path: &Path) -> Result<bool> {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     Ok(name.contains("-idx") || name.ends_with(".idx") || name.ends_with(".idx.gz"))
 }
 
@@ -31,14 +34,22 @@ fn read_all(path: &Path) -> Result<Vec<u8>> {
 pub(super) fn load(path: &Path) -> Result<Vec<Raw>> {
     let bytes = read_all(path)?;
     if bytes.len() < 16 {
-        return Err(data(path, format!("is {} bytes, too short for an IDX header (16 bytes)", bytes.len())));
+        return Err(data(
+            path,
+            format!(
+                "is {} bytes, too short for an IDX header (16 bytes)",
+                bytes.len()
+            ),
+        ));
     }
     let word = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let magic = word(0);
     if magic != IMAGE_MAGIC {
         return Err(data(
             path,
-            format!("IDX magic is 0x{magic:08x}, expected 0x{IMAGE_MAGIC:08x} (unsigned bytes in 3 dimensions: images, rows, columns)"),
+            format!(
+                "IDX magic is 0x{magic:08x}, expected 0x{IMAGE_MAGIC:08x} (unsigned bytes in 3 dimensions: images, rows, columns)"
+            ),
         ));
     }
     let (n, rows, cols) = (word(4) as usize, word(8) as usize, word(12) as usize);

@@ -59,7 +59,11 @@ impl Dataset {
     /// of them), or the built-in images when `path` is `None`.
     pub fn load(path: Option<&Path>, options: &LoadOptions) -> Result<Dataset> {
         let Some(path) = path else {
-            return assemble(builtin::generate(options.seed), "built-in shapes".into(), options);
+            return assemble(
+                builtin::generate(options.seed),
+                "built-in shapes".into(),
+                options,
+            );
         };
         let meta = std::fs::metadata(path).map_err(crate::error::io("reading", path))?;
         let raws = if meta.is_dir() {
@@ -70,7 +74,10 @@ impl Dataset {
             }
         } else if idx::is_idx(path)? {
             idx::load(path)?
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+        {
             cifar::load_file(path)?
         } else {
             folder::load_one(path)?
@@ -93,23 +100,37 @@ impl Dataset {
 /// Checks sizes, crops and resizes, converts channels, and packs the images.
 fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dataset> {
     let Some(first) = raws.first() else {
-        return Err(data(&source, "no images found (looked for PNG, JPEG, GIF, BMP, TIFF, WebP, PNM, TGA, QOI, ICO, HDR files)"));
+        return Err(data(
+            &source,
+            "no images found (looked for PNG, JPEG, GIF, BMP, TIFF, WebP, PNM, TGA, QOI, ICO, HDR files)",
+        ));
     };
-    let channels = options
-        .channels
-        .unwrap_or_else(|| if raws.iter().any(|r| r.channels == 3) { 3 } else { 1 });
+    let channels = options.channels.unwrap_or_else(|| {
+        if raws.iter().any(|r| r.channels == 3) {
+            3
+        } else {
+            1
+        }
+    });
     if channels != 1 && channels != 3 {
-        return Err(Error::Usage(format!("--channels {channels}: a model has 1 or 3 channels")));
+        return Err(Error::Usage(format!(
+            "--channels {channels}: a model has 1 or 3 channels"
+        )));
     }
     let (height, width) = match options.image_size {
         Some(size) => {
             if size == 0 || size % 4 != 0 {
-                return Err(Error::Usage(format!("--image-size {size}: must be a positive multiple of 4")));
+                return Err(Error::Usage(format!(
+                    "--image-size {size}: must be a positive multiple of 4"
+                )));
             }
             (size, size)
         }
         None => {
-            if let Some(other) = raws.iter().find(|r| (r.width, r.height) != (first.width, first.height)) {
+            if let Some(other) = raws
+                .iter()
+                .find(|r| (r.width, r.height) != (first.width, first.height))
+            {
                 return Err(data(
                     &other.path,
                     format!(
@@ -138,11 +159,23 @@ fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dat
     let mut names = Vec::with_capacity(raws.len());
     let len = raws.len();
     for raw in raws {
-        let raw = if (raw.height, raw.width) == (height, width) { raw } else { crop_resize(raw, height) };
+        let raw = if (raw.height, raw.width) == (height, width) {
+            raw
+        } else {
+            crop_resize(raw, height)
+        };
         pixels.extend(convert_channels(&raw, channels));
         names.push(raw.name);
     }
-    Ok(Dataset { pixels, len, channels, height, width, names, source })
+    Ok(Dataset {
+        pixels,
+        len,
+        channels,
+        height,
+        width,
+        names,
+        source,
+    })
 }
 
 /// Grey to colour by copying, colour to grey by ITU-R 601 luma.
@@ -174,5 +207,10 @@ fn crop_resize(raw: Raw, size: usize) -> Raw {
         let resized = image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle);
         pixels.extend(resized.into_raw());
     }
-    Raw { width: size, height: size, pixels, ..raw }
+    Raw {
+        width: size,
+        height: size,
+        pixels,
+        ..raw
+    }
 }

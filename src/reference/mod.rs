@@ -4,6 +4,7 @@
 
 pub mod conv;
 pub mod loss;
+pub mod model;
 pub mod optim;
 pub mod quantize;
 

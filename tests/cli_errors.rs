@@ -1,0 +1,268 @@
+//! Bad input to `vqvae`: a clear error that names the file or value, exit status 1, no
+//! panic, no damaged files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vqvae-err-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `vqvae` expecting failure; returns what it printed.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "vqvae {args:?} should fail cleanly:\n{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+const TINY: &[&str] = &[
+    "--hidden",
+    "4",
+    "--res-hidden",
+    "2",
+    "--res-layers",
+    "1",
+    "--code-dim",
+    "2",
+    "--quiet",
+];
+
+/// `train` of a tiny model into `out` with `extra` flags; batch size 2 and 8 codes
+/// unless `extra` says otherwise.
+fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(TINY);
+    for (flag, value) in [("--batch-size", "2"), ("--codes", "8")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
+fn png(path: &Path, w: u32, h: u32) {
+    image::RgbImage::from_pixel(w, h, image::Rgb([10, 200, 30]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn corrupt_image_is_named() {
+    let dir = temp_dir("corrupt");
+    png(&dir.join("a.png"), 8, 8);
+    std::fs::write(dir.join("b.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", dir.to_str().unwrap()],
+    ));
+    assert!(text.contains("b.png") && text.contains("decode"), "{text}");
+}
+
+#[test]
+fn empty_folder_says_so() {
+    let dir = temp_dir("empty");
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", dir.to_str().unwrap()],
+    ));
+    assert!(text.contains("no images found"), "{text}");
+}
+
+#[test]
+fn idx_with_wrong_magic_or_truncated_body() {
+    let dir = temp_dir("idx");
+    let bad = dir.join("bad-images-idx3-ubyte");
+    std::fs::write(&bad, [0u8, 0, 8, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4]).unwrap();
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", bad.to_str().unwrap()],
+    ));
+    assert!(
+        text.contains("magic")
+            && text.contains("0x00000801")
+            && text.contains("bad-images-idx3-ubyte"),
+        "{text}"
+    );
+
+    let short = dir.join("short-images-idx3-ubyte");
+    let mut bytes = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 4, 0, 0, 0, 4];
+    bytes.extend([7u8; 100]);
+    std::fs::write(&short, bytes).unwrap();
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", short.to_str().unwrap()],
+    ));
+    assert!(
+        text.contains("truncated") && text.contains("160") && text.contains("100"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sizes_that_cannot_be_used() {
+    let dir = temp_dir("sizes");
+    let odd = dir.join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    png(&odd.join("x.png"), 10, 10);
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", odd.to_str().unwrap()],
+    ));
+    assert!(
+        text.contains("x.png") && text.contains("multiple of 4"),
+        "{text}"
+    );
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", odd.to_str().unwrap(), "--image-size", "6"],
+    ));
+    assert!(text.contains("--image-size 6"), "{text}");
+
+    let mixed = dir.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    png(&mixed.join("a.png"), 8, 8);
+    png(&mixed.join("b.png"), 12, 8);
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--data", mixed.to_str().unwrap()],
+    ));
+    assert!(
+        text.contains("b.png") && text.contains("--image-size"),
+        "{text}"
+    );
+
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--steps", "1", "--batch-size", "0"],
+    ));
+    assert!(text.contains("--batch-size 0"), "{text}");
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--steps", "1", "--batch-size", "100000000"],
+    ));
+    assert!(
+        text.contains("--batch-size 100000000") && text.contains("too large"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_checkpoints_name_the_tensor() {
+    let dir = temp_dir("ckpt");
+    let run = dir.join("run");
+    let ok = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(train_args(&run, &["--steps", "0"]))
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let good =
+        vqvae_wgpu::checkpoint::TensorFile::read(&run.join("checkpoint.safetensors")).unwrap();
+
+    let mut missing = good.clone();
+    missing.tensors.remove("decoder.conv1.bias");
+    let path = dir.join("missing.safetensors");
+    missing.write(&path).unwrap();
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &["--init", path.to_str().unwrap()],
+    ));
+    assert!(
+        text.contains("missing tensor 'decoder.conv1.bias'")
+            && text.contains("missing.safetensors"),
+        "{text}"
+    );
+
+    let mut bent = good.clone();
+    bent.tensors
+        .insert("pre_vq.weight".into(), (vec![3, 4, 1, 1], vec![0.0; 12]));
+    let path = dir.join("bent.safetensors");
+    bent.write(&path).unwrap();
+    let text = fails(&[
+        "reconstruct",
+        "--checkpoint",
+        path.to_str().unwrap(),
+        "--out",
+        dir.join("r").to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("pre_vq.weight")
+            && text.contains("[3, 4, 1, 1]")
+            && text.contains("[2, 4, 1, 1]"),
+        "{text}"
+    );
+
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"definitely not").unwrap();
+    let text = fails(&[
+        "encode",
+        "--checkpoint",
+        junk.to_str().unwrap(),
+        "--out",
+        dir.join("c.npy").to_str().unwrap(),
+    ]);
+    assert!(text.contains("junk.safetensors"), "{text}");
+
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &[
+            "--init",
+            run.join("checkpoint.safetensors").to_str().unwrap(),
+            "--codes",
+            "9",
+        ],
+    ));
+    assert!(text.contains("--codes 9") && text.contains("8"), "{text}");
+}
+
+#[test]
+fn a_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("nan");
+    let out = dir.join("run");
+    let text = fails(&train_args(
+        &out,
+        &[
+            "--steps",
+            "50",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--checkpoint-every",
+            "1",
+            "--log-every",
+            "1",
+        ],
+    ));
+    assert!(
+        text.contains("the loss became") && text.contains("last good checkpoint"),
+        "{text}"
+    );
+    let kept =
+        vqvae_wgpu::checkpoint::TensorFile::read(&out.join("checkpoint.safetensors")).unwrap();
+    assert!(
+        kept.tensors
+            .values()
+            .all(|(_, v)| v.iter().all(|x| x.is_finite()))
+    );
+}

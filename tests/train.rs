@@ -1,0 +1,402 @@
+//! Training end to end through the `vqvae` binary and the library: loss falls, the
+//! checkpoint holds exactly DESIGN.md's tensors, resuming is exact, one SGD step matches
+//! the CPU reference's gradient, and decode(encode) is reconstruct.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use vqvae_wgpu::checkpoint::TensorFile;
+use vqvae_wgpu::data::{Dataset, LoadOptions};
+use vqvae_wgpu::model::Config;
+use vqvae_wgpu::network::Vqvae;
+use vqvae_wgpu::params::Params;
+use vqvae_wgpu::reference::model::loss_and_grads;
+use vqvae_wgpu::train::upload_batch;
+use vqvae_wgpu::{images, reference};
+
+/// A tiny model that trains in seconds on lavapipe.
+const TINY: &[&str] = &[
+    "--hidden",
+    "8",
+    "--res-hidden",
+    "4",
+    "--res-layers",
+    "1",
+    "--codes",
+    "16",
+    "--code-dim",
+    "4",
+    "--batch-size",
+    "4",
+];
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vqvae-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `vqvae args...` and returns (success, stdout + stderr).
+pub fn vqvae(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn train(out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["train", "--out", out.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    let (ok, text) = vqvae(&args);
+    assert!(ok, "vqvae {args:?} failed:\n{text}");
+    text
+}
+
+fn checkpoint(dir: &Path) -> TensorFile {
+    TensorFile::read(&dir.join("checkpoint.safetensors")).unwrap()
+}
+
+fn bits(file: &TensorFile) -> HashMap<String, (Vec<usize>, Vec<u32>)> {
+    file.tensors
+        .iter()
+        .map(|(k, (s, v))| {
+            (
+                k.clone(),
+                (s.clone(), v.iter().map(|x| x.to_bits()).collect()),
+            )
+        })
+        .collect()
+}
+
+/// A folder of small PNGs, some grey and some colour, in nested folders.
+pub fn image_folder(name: &str, count: usize, side: u32) -> PathBuf {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let mut rng = Rng::new(5);
+    for i in 0..count {
+        let img = image::RgbImage::from_fn(side, side, |x, y| {
+            let v = ((x * 8 + y * 3) as u8).wrapping_add((rng.next_u64() % 32) as u8);
+            image::Rgb([v, 255 - v, (i * 40) as u8])
+        });
+        let path = if i % 2 == 0 {
+            dir.join(format!("img{i}.png"))
+        } else {
+            dir.join("sub").join(format!("pic{i}.png"))
+        };
+        img.save(path).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn checkpoint_holds_exactly_the_design_tensors() {
+    let dir = temp_dir("names");
+    let (ok, text) = vqvae(&[
+        "train",
+        "--out",
+        dir.to_str().unwrap(),
+        "--quiet",
+        "--steps",
+        "0",
+        "--channels",
+        "1",
+        "--hidden",
+        "6",
+        "--res-hidden",
+        "5",
+        "--res-layers",
+        "3",
+        "--codes",
+        "7",
+        "--code-dim",
+        "2",
+        "--batch-size",
+        "2",
+    ]);
+    assert!(ok, "{text}");
+    // DESIGN.md section 1, written out for C=1, H=6, R=5, L=3, K=7, D=2.
+    let mut want: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut conv = |name: &str, shape: Vec<usize>| {
+        want.insert(
+            format!("{name}.bias"),
+            vec![if name.contains("deconv") {
+                shape[1]
+            } else {
+                shape[0]
+            }],
+        );
+        want.insert(format!("{name}.weight"), shape);
+    };
+    conv("encoder.conv1", vec![3, 1, 4, 4]);
+    conv("encoder.conv2", vec![6, 3, 4, 4]);
+    conv("encoder.conv3", vec![6, 6, 3, 3]);
+    for i in 0..3 {
+        conv(&format!("encoder.res.{i}.conv1"), vec![5, 6, 3, 3]);
+        conv(&format!("encoder.res.{i}.conv2"), vec![6, 5, 1, 1]);
+        conv(&format!("decoder.res.{i}.conv1"), vec![5, 6, 3, 3]);
+        conv(&format!("decoder.res.{i}.conv2"), vec![6, 5, 1, 1]);
+    }
+    conv("pre_vq", vec![2, 6, 1, 1]);
+    conv("decoder.conv1", vec![6, 2, 3, 3]);
+    conv("decoder.deconv1", vec![6, 3, 4, 4]);
+    conv("decoder.deconv2", vec![3, 1, 4, 4]);
+    want.insert("codebook.weight".into(), vec![7, 2]);
+    assert_eq!(checkpoint(&dir).shapes(), want);
+}
+
+#[test]
+fn loss_falls_in_a_short_run() {
+    let dir = temp_dir("falls");
+    train(&dir, &["--steps", "40", "--lr", "3e-3", "--log-every", "5"]);
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let recon: Vec<f64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["recon"].as_f64())
+        .collect();
+    assert_eq!(recon.len(), 40, "one metrics line per step:\n{log}");
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let (first, last) = (mean(&recon[..5]), mean(&recon[35..]));
+    assert!(
+        last < 0.7 * first,
+        "reconstruction loss went from {first} to {last}"
+    );
+    assert!(log.contains("val_recon_mse"));
+    assert!(image::open(dir.join("reconstructions.png")).is_ok());
+}
+
+#[test]
+fn same_seed_same_bits_and_resume_is_exact() {
+    let (a, b, c) = (temp_dir("straight"), temp_dir("again"), temp_dir("stopped"));
+    let schedule = [
+        "--log-every",
+        "2",
+        "--checkpoint-every",
+        "100",
+        "--val-every",
+        "3",
+    ];
+    train(&a, &[&["--steps", "6"][..], &schedule].concat());
+    train(&b, &[&["--steps", "6"][..], &schedule].concat());
+    assert!(
+        bits(&checkpoint(&a)) == bits(&checkpoint(&b)),
+        "two runs with one seed differ"
+    );
+    train(&c, &[&["--steps", "3"][..], &schedule].concat());
+    let (ok, text) = vqvae(&[
+        "train",
+        "--resume",
+        c.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+        "--steps",
+        "6",
+        "--quiet",
+    ]);
+    assert!(ok, "{text}");
+    assert!(
+        bits(&checkpoint(&a)) == bits(&checkpoint(&c)),
+        "a resumed run differs from an uninterrupted one"
+    );
+    // The resumed log has each step once.
+    let log = std::fs::read_to_string(c.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("\"loss\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<_>>());
+}
+
+#[test]
+fn init_round_trips_a_checkpoint_exactly() {
+    let (a, b) = (temp_dir("init-src"), temp_dir("init-dst"));
+    train(&a, &["--steps", "2"]);
+    let ckpt = a.join("checkpoint.safetensors");
+    let (ok, text) = vqvae(&[
+        "train",
+        "--init",
+        ckpt.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "--steps",
+        "0",
+        "--quiet",
+    ]);
+    assert!(ok, "{text}");
+    assert!(bits(&checkpoint(&a)) == bits(&checkpoint(&b)));
+}
+
+#[test]
+fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() {
+    let (a, b) = (temp_dir("sgd-0"), temp_dir("sgd-1"));
+    let common = [
+        "--optimizer",
+        "sgd",
+        "--no-shuffle",
+        "--val-images",
+        "0",
+        "--codebook-init",
+        "uniform",
+        "--channels",
+        "1",
+    ];
+    let folder = image_folder("sgd-data", 4, 8);
+    let data_args = ["--data", folder.to_str().unwrap()];
+    train(&a, &[&["--steps", "0"][..], &common, &data_args].concat());
+    let p0 = checkpoint(&a);
+    let lr = 0.5;
+    let (ok, text) = vqvae(
+        &[
+            &[
+                "train",
+                "--init",
+                a.join("checkpoint.safetensors").to_str().unwrap(),
+                "--out",
+                b.to_str().unwrap(),
+                "--steps",
+                "1",
+                "--quiet",
+                "--lr",
+                "0.5",
+                "--batch-size",
+                "4",
+            ][..],
+            &common,
+            &data_args,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{text}");
+    let p1 = checkpoint(&b);
+
+    // The reference gradient at p0 on the first batch (images 0..4 in path order), with
+    // the GPU's code choice so that near-ties cannot diverge.
+    let data = Dataset::load(
+        Some(&folder),
+        &LoadOptions {
+            channels: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let config = Config::from_shapes(&p0.shapes(), 0.25, Path::new("p0")).unwrap();
+    let gpu = gpu();
+    let params = Params::new(gpu, config.params()).unwrap();
+    params
+        .upload(gpu, &params.join(&p0.values(), "p0").unwrap())
+        .unwrap();
+    let net = Vqvae::new(gpu, &params, &config, 4, [8, 8], false).unwrap();
+    upload_batch(gpu, &net.x, &data, &[0, 1, 2, 3]).unwrap();
+    gpu.run(&[net.encode()]).unwrap();
+    let codes = net.indices.to_u32(gpu).unwrap();
+    let x: Vec<f64> = (0..4)
+        .flat_map(|i| {
+            images::to_input(data.image(i))
+                .map(f64::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let named: HashMap<String, Vec<f64>> = p0
+        .values()
+        .into_iter()
+        .map(|(k, v)| (k, reference::widen(&v)))
+        .collect();
+    let (_, grads) = loss_and_grads(&config, &named, &x, 4, [8, 8], Some(&codes));
+    for (name, (_, before)) in &p0.tensors {
+        let after = &p1.tensors[name].1;
+        let moved: Vec<f32> = before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| (a - b) / -lr)
+            .collect();
+        let scale = grads[name].iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        assert_close(
+            &format!("(p1 - p0) / -lr for {name}"),
+            &moved,
+            &grads[name],
+            2e-3,
+            1e-4 * scale + 1e-6,
+        );
+    }
+}
+
+#[test]
+fn decode_of_encode_equals_reconstruct() {
+    let folder = image_folder("codes-data", 5, 12);
+    let run = temp_dir("codes-run");
+    train(&run, &["--data", folder.to_str().unwrap(), "--steps", "3"]);
+    let ckpt = run.join("checkpoint.safetensors");
+    let (rec, dec) = (run.join("rec"), run.join("dec"));
+    let codes = run.join("codes.npy");
+    let data = folder.to_str().unwrap();
+    for args in [
+        vec![
+            "reconstruct",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data,
+            "--out",
+            rec.to_str().unwrap(),
+            "--batch-size",
+            "2",
+        ],
+        vec![
+            "encode",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data,
+            "--out",
+            codes.to_str().unwrap(),
+            "--batch-size",
+            "3",
+        ],
+        vec![
+            "decode",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--codes",
+            codes.to_str().unwrap(),
+            "--out",
+            dec.to_str().unwrap(),
+        ],
+    ] {
+        let (ok, text) = vqvae(&args);
+        assert!(ok, "{args:?}: {text}");
+    }
+    let npy_bytes = std::fs::read(&codes).unwrap();
+    let npy = npyz::NpyFile::new(&npy_bytes[..]).unwrap();
+    assert_eq!(npy.shape(), &[5, 3, 3]);
+    // Path order: img0, img2, img4, sub/pic1, sub/pic3.
+    for (i, stem) in ["img0", "img2", "img4", "pic1", "pic3"].iter().enumerate() {
+        let r = image::open(rec.join(format!("{stem}.png")))
+            .unwrap()
+            .to_rgb8();
+        let d = image::open(dec.join(format!("{i:05}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(r.dimensions(), (12, 12));
+        assert!(
+            r == d,
+            "image {i} ({stem}): decode(encode) differs from reconstruct"
+        );
+    }
+}
