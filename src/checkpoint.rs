@@ -15,11 +15,14 @@ pub const MODEL_FILE: &str = "checkpoint.safetensors";
 /// File name of the optimizer state and step counter in a run folder.
 pub const STATE_FILE: &str = "training_state.safetensors";
 
+/// Tensors by name: shape and values.
+pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Named f32 tensors and string metadata, as read from or written to a file.
 #[derive(Clone, Debug, Default)]
 pub struct TensorFile {
     /// Tensors by name: shape and values.
-    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub tensors: Tensors,
     /// The file's `__metadata__`.
     pub metadata: HashMap<String, String>,
 }

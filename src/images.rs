@@ -37,7 +37,8 @@ pub fn save_png(
         .map_err(|e| data(path, format!("cannot write the PNG: {e}")))
 }
 
-/// Lays planar images out in rows of `columns`, 2 pixels apart on a grey background.
+/// Lays planar images out in rows of `columns`, 2 pixels apart on a grey background,
+/// each pixel repeated `zoom` times along both axes (small images are hard to see).
 /// Returns the grid's height, width and pixels.
 pub fn grid(
     images: &[&[u8]],
@@ -45,12 +46,18 @@ pub fn grid(
     height: usize,
     width: usize,
     columns: usize,
+    zoom: usize,
 ) -> (usize, usize, Vec<u8>) {
     const GAP: usize = 2;
+    let zoomed: Vec<Vec<u8>> = images
+        .iter()
+        .map(|img| enlarge(img, channels, height, width, zoom))
+        .collect();
+    let (height, width) = (height * zoom, width * zoom);
     let rows = images.len().div_ceil(columns);
     let (gh, gw) = (rows * (height + GAP) + GAP, columns * (width + GAP) + GAP);
     let mut out = vec![128u8; channels * gh * gw];
-    for (k, img) in images.iter().enumerate() {
+    for (k, img) in zoomed.iter().enumerate() {
         let (oy, ox) = (
             GAP + (k / columns) * (height + GAP),
             GAP + (k % columns) * (width + GAP),
@@ -63,4 +70,15 @@ pub fn grid(
         }
     }
     (gh, gw, out)
+}
+
+/// Repeats each pixel `zoom` times along both axes.
+fn enlarge(img: &[u8], channels: usize, height: usize, width: usize, zoom: usize) -> Vec<u8> {
+    let (h, w) = (height * zoom, width * zoom);
+    (0..channels * h * w)
+        .map(|i| {
+            let (c, y, x) = (i / (h * w), (i / w) % h, i % w);
+            img[(c * height + y / zoom) * width + x / zoom]
+        })
+        .collect()
 }

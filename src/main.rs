@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model; writes DIR/checkpoint.safetensors, DIR/metrics.jsonl and DIR/reconstructions.png.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Write one PNG per input image: its reconstruction.
     Reconstruct {
         /// The model checkpoint.
@@ -143,6 +143,10 @@ struct TrainArgs {
     /// How the codebook starts [default: data].
     #[arg(long, value_enum)]
     codebook_init: Option<CodebookInit>,
+    /// Restart codes unused over this many steps on encoder outputs [default: 25 with
+    /// Adam; 0 turns it off; SGD never restarts].
+    #[arg(long)]
+    codebook_restart: Option<u64>,
     /// Steps between metric read-backs [default: 10].
     #[arg(long)]
     log_every: Option<u64>,
@@ -167,9 +171,14 @@ struct TrainArgs {
 }
 
 fn main() -> ExitCode {
+    // The Vulkan loader complains on stderr without XDG_RUNTIME_DIR; give it one.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train_command(args),
+        Command::Train(args) => train_command(*args),
         Command::Reconstruct {
             checkpoint,
             data,
@@ -325,11 +334,18 @@ fn train_command(a: TrainArgs) -> Result<()> {
         }
     });
     config.validate()?;
+    let optimizer = a
+        .optimizer
+        .or(saved.as_ref().map(|s| s.optimizer))
+        .unwrap_or(OptimizerKind::Adam);
+    if optimizer == OptimizerKind::Sgd && a.codebook_restart.is_some_and(|r| r > 0) {
+        return Err(Error::Usage("--codebook-restart: --optimizer sgd changes parameters by -lr * gradient alone, with no codebook restarts".into()));
+    }
     let wanted = Settings {
         batch_size: a.batch_size.unwrap_or(32),
         steps: a.steps.unwrap_or(1000),
         lr: a.lr.unwrap_or(2e-4),
-        optimizer: a.optimizer.unwrap_or(OptimizerKind::Adam),
+        optimizer,
         seed,
         shuffle: !a.no_shuffle,
         val_images: a.val_images.unwrap_or((data.len / 20).min(1000)),
@@ -339,6 +355,13 @@ fn train_command(a: TrainArgs) -> Result<()> {
         val_every: a.val_every.unwrap_or(500),
         data: data_path.as_ref().map(|p| p.display().to_string()),
         image_size,
+        codebook_restart: a
+            .codebook_restart
+            .unwrap_or(if optimizer == OptimizerKind::Adam {
+                25
+            } else {
+                0
+            }),
     };
     let settings = match saved {
         Some(saved) => resumed_settings(&a, saved, wanted)?,
@@ -366,11 +389,20 @@ fn train_command(a: TrainArgs) -> Result<()> {
     if let Some(v) = summary.val_mse {
         println!("held-out reconstruction MSE: {v:.5}");
     }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let p = summary.param_bytes;
+    let state = summary.optimizer_bytes;
     println!(
-        "{:.1} images/s; GPU buffers {:.1} MiB (parameters {:.1} MiB)",
-        summary.images_per_sec,
-        summary.gpu_bytes as f64 / 1048576.0,
-        summary.param_bytes as f64 / 1048576.0
+        "{:.1} images/s, {:.2} convolution GFLOP/s over whole steps",
+        summary.images_per_sec, summary.conv_gflops
+    );
+    println!(
+        "GPU memory: {:.1} MiB = parameters {:.2} + gradients {:.2} + optimizer state {:.2} + activations and scratch {:.1}",
+        mib(summary.gpu_bytes),
+        mib(p),
+        mib(p),
+        mib(state),
+        mib(summary.gpu_bytes.saturating_sub(2 * p + state))
     );
     println!("checkpoint:      {}", out.join(MODEL_FILE).display());
     println!(
@@ -427,6 +459,12 @@ fn resumed_settings(a: &TrainArgs, saved: Settings, wanted: Settings) -> Result<
         a.val_images.is_some(),
         wanted.val_images == saved.val_images,
         saved.val_images.to_string(),
+    )?;
+    clash(
+        "--codebook-restart",
+        a.codebook_restart.is_some(),
+        wanted.codebook_restart == saved.codebook_restart,
+        saved.codebook_restart.to_string(),
     )?;
     Ok(Settings {
         steps: a.steps.unwrap_or(saved.steps),

@@ -94,7 +94,7 @@ impl MetricsRing {
         last: bool,
     ) -> Result<Vec<StepMetrics>> {
         let start = *self.window_start.get_or_insert(step);
-        let slot = (step - start) as u64;
+        let slot = step - start;
         encoder.copy_buffer_to_buffer(
             terms.buffer(),
             terms.offset(),

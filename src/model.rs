@@ -48,7 +48,7 @@ impl Config {
         if self.channels != 1 && self.channels != 3 {
             return bad("--channels", self.channels, "must be 1 or 3");
         }
-        if self.hidden < 2 || self.hidden % 2 != 0 {
+        if self.hidden < 2 || !self.hidden.is_multiple_of(2) {
             return bad(
                 "--hidden",
                 self.hidden,

@@ -192,6 +192,11 @@ pub struct Vqvae {
     pub terms: Option<Tensor>,
     /// `[perplexity, codes in use]` of the batch (training graphs).
     pub usage: Option<Tensor>,
+    /// How often each code was chosen in the batch `[K]` (u32; training graphs).
+    pub counts: Option<Tensor>,
+    /// Floating-point operations of the convolutions in one training step (forward,
+    /// weight gradients, input gradients).
+    pub train_flops: f64,
     encode: Launch,
     decode: Launch,
     gather: Launch,
@@ -287,6 +292,20 @@ impl Vqvae {
         let x_hat = zeros(gpu, &deconv2.out_shape())?;
         let codebook = params.value("codebook.weight");
 
+        let res_flops: f64 = enc_res
+            .blocks
+            .iter()
+            .chain(&dec_res.blocks)
+            .map(|b| b.conv1.shape.flops() + b.conv2.shape.flops())
+            .sum();
+        let forward_flops = res_flops
+            + [&enc1, &enc2, &enc3, &pre_vq, &dec1, &deconv1, &deconv2]
+                .iter()
+                .map(|l| l.shape.flops())
+                .sum::<f64>();
+        // Every layer has a weight gradient; all but the first an input gradient.
+        let train_flops = 3.0 * forward_flops - enc1.shape.flops();
+
         let encode = enc1
             .forward(gpu, &x, &h1)?
             .then(enc2.forward(gpu, &h1, &h2)?)
@@ -308,7 +327,7 @@ impl Vqvae {
             .then(deconv2.forward(gpu, &g1, &x_hat)?);
         let gather = quantize::gather(gpu, &indices, codebook, &z_q)?;
 
-        let (mut terms, mut usage, mut train_launch) = (None, None, None);
+        let (mut terms, mut usage, mut code_counts, mut train_launch) = (None, None, None, None);
         if train {
             let t = zeros(gpu, &[4])?;
             let u = zeros(gpu, &[2])?;
@@ -362,6 +381,7 @@ impl Vqvae {
                 .then(enc1.backward(gpu, &x, &dh1_pre, None)?);
             terms = Some(t);
             usage = Some(u);
+            code_counts = Some(counts);
             train_launch = Some(launch);
         }
         Ok(Vqvae {
@@ -374,6 +394,8 @@ impl Vqvae {
             indices,
             terms,
             usage,
+            counts: code_counts,
+            train_flops,
             encode,
             decode,
             gather,

@@ -93,6 +93,19 @@ impl Params {
         self.specs.iter().map(ParamSpec::len).sum()
     }
 
+    /// The part of `flat` (laid out like these parameters, e.g. an optimizer moment)
+    /// that belongs to parameter `name`.
+    pub fn view(&self, gpu: &Gpu, flat: &Tensor, name: &str) -> Result<Tensor> {
+        let i = self.index(name);
+        Tensor::from_buffer(
+            gpu,
+            flat.buffer().clone(),
+            flat.offset() + self.offsets[i] as u64 * 4,
+            &self.specs[i].shape,
+            DType::F32,
+        )
+    }
+
     /// Splits a flat array laid out like these parameters into named tensors.
     pub fn split(&self, flat: &[f32]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         self.specs

@@ -43,4 +43,6 @@ shaders! {
     CODES => "codes",
     /// Adam and SGD parameter updates.
     OPTIM => "optim",
+    /// Restarting dead codes on encoder outputs.
+    RESTART => "restart",
 }

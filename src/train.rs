@@ -7,12 +7,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, Tensors};
 use crate::data::Dataset;
 use crate::error::{Error, Result, io};
 use crate::gpu::Gpu;
 use crate::images;
 use crate::kernels::optim::{Adam, AdamConfig, sgd};
+use crate::kernels::restart::Restart;
 use crate::launch::Launch;
 use crate::metrics::{MetricsRing, StepMetrics};
 use crate::model::Config;
@@ -74,6 +75,8 @@ pub struct Settings {
     pub data: Option<String>,
     /// The `--image-size` the data was loaded with.
     pub image_size: Option<usize>,
+    /// Restart codes unused over this many steps on encoder outputs (0: never).
+    pub codebook_restart: u64,
 }
 
 /// Where a run's weights come from.
@@ -102,10 +105,14 @@ pub struct Summary {
     pub val_mse: Option<f64>,
     /// Training images per second over this run's steps.
     pub images_per_sec: f64,
+    /// Convolution GFLOP/s of the whole training step (all kernels' time counted).
+    pub conv_gflops: f64,
     /// Bytes of GPU buffers the run allocated.
     pub gpu_bytes: u64,
     /// Bytes of parameters (and likewise of gradients).
     pub param_bytes: u64,
+    /// Bytes of optimizer state (Adam's moments).
+    pub optimizer_bytes: u64,
 }
 
 /// A training run.
@@ -276,6 +283,7 @@ fn init_codebook_from_data(
 }
 
 /// The update step bound to the flat parameters.
+#[allow(clippy::large_enum_variant)] // one per run
 enum Update {
     Adam { adam: Adam, m: Tensor, v: Tensor },
     Sgd(Launch),
@@ -306,19 +314,22 @@ struct Writer<'a> {
     settings: &'a Settings,
     out: &'a Path,
     update: &'a Update,
+    window: &'a Tensor,
 }
+
+/// The training-state tensor holding code usage since the last restart.
+const WINDOW_TENSOR: &str = "codebook_usage";
 
 impl Writer<'_> {
     fn save(&self, step: u64) -> Result<()> {
-        let named =
-            |flat: &Tensor, prefix: &str| -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
-                Ok(self
-                    .params
-                    .split(&flat.to_f32(self.gpu)?)
-                    .into_iter()
-                    .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
-                    .collect())
-            };
+        let named = |flat: &Tensor, prefix: &str| -> Result<Tensors> {
+            Ok(self
+                .params
+                .split(&flat.to_f32(self.gpu)?)
+                .into_iter()
+                .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
+                .collect())
+        };
         let mut state = TensorFile {
             tensors: HashMap::new(),
             metadata: HashMap::from([
@@ -329,6 +340,15 @@ impl Writer<'_> {
                 ),
             ]),
         };
+        let usage = self
+            .window
+            .to_u32(self.gpu)?
+            .into_iter()
+            .map(|c| c as f32)
+            .collect();
+        state
+            .tensors
+            .insert(WINDOW_TENSOR.to_string(), (vec![self.config.codes], usage));
         if let Update::Adam { m, v, .. } = self.update {
             state.tensors.extend(named(m, "exp_avg.")?);
             state.tensors.extend(named(v, "exp_avg_sq.")?);
@@ -441,6 +461,29 @@ impl Run<'_> {
             }
             OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, params.flat_grads(), s.lr as f32)?),
         };
+        let window = Tensor::zeros(gpu, &[config.codes], DType::U32)?;
+        let restart = if s.codebook_restart > 0 {
+            let codebook = params.value("codebook.weight");
+            let moments = match &update {
+                Update::Adam { m, v, .. } => Some((
+                    params.view(gpu, m, "codebook.weight")?,
+                    params.view(gpu, v, "codebook.weight")?,
+                )),
+                Update::Sgd(_) => None,
+            };
+            let counts = net.counts.as_ref().expect("training graph");
+            Some(Restart::new(
+                gpu,
+                codebook,
+                counts,
+                &window,
+                &net.z_e,
+                moments.as_ref().map(|(m, v)| (m, v)),
+                s.seed,
+            )?)
+        } else {
+            None
+        };
         let mut order = Order {
             seed: s.seed,
             shuffle: s.shuffle,
@@ -474,6 +517,10 @@ impl Run<'_> {
                     .get("step")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
+                if let Some((_, usage)) = state.tensors.get(WINDOW_TENSOR) {
+                    let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
+                    window.write(gpu, bytemuck::cast_slice(&counts))?;
+                }
                 if let Update::Adam { m, v, .. } = &update {
                     let moments = |prefix: &str| -> HashMap<String, Vec<f32>> {
                         state
@@ -503,6 +550,7 @@ impl Run<'_> {
             settings: &s,
             out: &out,
             update: &update,
+            window: &window,
         };
         let mut log = Log::open(
             out.join("metrics.jsonl"),
@@ -558,6 +606,12 @@ impl Run<'_> {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 for l in [net.encode(), net.decode(), train, update.launch()] {
                     l.record(&mut pass);
+                }
+                if let Some(r) = &restart {
+                    r.accumulate().record(&mut pass);
+                    if (step + 1) % s.codebook_restart == 0 {
+                        r.restart(gpu, step + 1).record(&mut pass);
+                    }
                 }
             }
             let is_last = step + 1 == s.steps;
@@ -631,8 +685,13 @@ impl Run<'_> {
             last,
             val_mse,
             images_per_sec: steps_run as f64 * s.batch_size as f64 / seconds.max(1e-9),
+            conv_gflops: steps_run as f64 * net.train_flops / seconds.max(1e-9) / 1e9,
             gpu_bytes,
             param_bytes: params.flat_values().bytes(),
+            optimizer_bytes: match &update {
+                Update::Adam { m, v, .. } => m.bytes() + v.bytes(),
+                Update::Sgd(_) => 0,
+            },
         })
     }
 }
@@ -684,6 +743,14 @@ pub fn save_reconstructions(
     let recons: Vec<Vec<u8>> = outs.iter().map(|o| images::to_pixels(&as_f32(o))).collect();
     let mut tiles: Vec<&[u8]> = shown.iter().map(|&i| data.image(i)).collect();
     tiles.extend(recons.iter().map(Vec::as_slice));
-    let (h, w, pixels) = images::grid(&tiles, data.channels, data.height, data.width, shown.len());
+    let zoom = 96usize.div_ceil(data.height.max(data.width)).max(1);
+    let (h, w, pixels) = images::grid(
+        &tiles,
+        data.channels,
+        data.height,
+        data.width,
+        shown.len(),
+        zoom,
+    );
     images::save_png(path, data.channels, h, w, &pixels)
 }

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use vqvae_wgpu::kernels::quantize::{Rows, gather, quantize};
+use vqvae_wgpu::kernels::restart::Restart;
 use vqvae_wgpu::kernels::{codes, vq_backward};
 use vqvae_wgpu::reference::quantize as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
@@ -243,4 +244,64 @@ fn code_usage_matches_reference() {
             0.0,
         );
     }
+}
+
+#[test]
+fn dead_codes_restart_on_hashed_rows() {
+    let gpu = gpu();
+    let (b, d, h, w, k) = (2, 5, 3, 3, 11);
+    let n = b * h * w;
+    let rows = Rows {
+        n,
+        dim: d,
+        plane: h * w,
+    };
+    let mut rng = Rng::new(77);
+    let ze = rng.vec(n * d);
+    let cb = rng.vec(k * d);
+    // Usage over two steps: codes 0, 3 and 7 are never chosen.
+    let steps: [Vec<u32>; 2] = [
+        vec![0, 1, 0, 0, 1, 1, 0, 0, 3, 1, 5],
+        vec![0, 2, 3, 0, 1, 2, 1, 0, 1, 4, 0],
+    ];
+    let (ze_t, cb_t) = (upload(gpu, &[b, d, h, w], &ze), upload(gpu, &[k, d], &cb));
+    let counts = Tensor::zeros(gpu, &[k], DType::U32).unwrap();
+    let window = Tensor::zeros(gpu, &[k], DType::U32).unwrap();
+    let (m, v) = (
+        upload(gpu, &[k, d], &vec![0.5; k * d]),
+        upload(gpu, &[k, d], &vec![0.25; k * d]),
+    );
+    let seed = 1234;
+    let r = Restart::new(gpu, &cb_t, &counts, &window, &ze_t, Some((&m, &v)), seed).unwrap();
+    for c in &steps {
+        counts.write(gpu, bytemuck::cast_slice(c)).unwrap();
+        gpu.run(&[r.accumulate()]).unwrap();
+    }
+    gpu.run(&[r.restart(gpu, 40)]).unwrap();
+    let total: Vec<u32> = (0..k).map(|i| steps[0][i] + steps[1][i]).collect();
+    let (want, restarted) = r::restart(&rows, &total, &widen(&ze), &widen(&cb), seed as u32, 40);
+    assert_eq!(restarted.iter().filter(|r| **r).count(), 3);
+    assert_close(
+        "restarted codebook",
+        &cb_t.to_f32(gpu).unwrap(),
+        &want,
+        0.0,
+        0.0,
+    );
+    let moments: Vec<f64> = restarted
+        .iter()
+        .flat_map(|&r| vec![if r { 0.0 } else { 0.5 }; d])
+        .collect();
+    assert_close(
+        "cleared first moments",
+        &m.to_f32(gpu).unwrap(),
+        &moments,
+        0.0,
+        0.0,
+    );
+    assert_eq!(
+        window.to_u32(gpu).unwrap(),
+        vec![0; k],
+        "a restart starts a new window"
+    );
 }

@@ -180,6 +180,7 @@ fn loss_falls_in_a_short_run() {
 #[test]
 fn same_seed_same_bits_and_resume_is_exact() {
     let (a, b, c) = (temp_dir("straight"), temp_dir("again"), temp_dir("stopped"));
+    // Codebook restarts at steps 2, 4 and 6: the usage window crosses the stop at 3.
     let schedule = [
         "--log-every",
         "2",
@@ -187,6 +188,8 @@ fn same_seed_same_bits_and_resume_is_exact() {
         "100",
         "--val-every",
         "3",
+        "--codebook-restart",
+        "2",
     ];
     train(&a, &[&["--steps", "6"][..], &schedule].concat());
     train(&b, &[&["--steps", "6"][..], &schedule].concat());

@@ -9,4 +9,5 @@ pub mod loss;
 pub mod optim;
 pub mod quantize;
 pub mod reduce;
+pub mod restart;
 pub mod vq_backward;

@@ -12,6 +12,9 @@ use crate::model::Config;
 /// Parameters or gradients by PyTorch name.
 pub type Named = HashMap<String, Vec<f64>>;
 
+/// Each residual block's input and inner activation, kept for the backward pass.
+type Saved = Vec<(Vec<f64>, Vec<f64>)>;
+
 struct Net<'a> {
     c: &'a Config,
     p: &'a Named,
@@ -75,12 +78,7 @@ impl Net<'_> {
     }
 
     /// The residual stack: returns each block's input and `t`, and the output.
-    fn res_forward(
-        &self,
-        prefix: &str,
-        side: [usize; 2],
-        a0: Vec<f64>,
-    ) -> (Vec<(Vec<f64>, Vec<f64>)>, Vec<f64>) {
+    fn res_forward(&self, prefix: &str, side: [usize; 2], a0: Vec<f64>) -> (Saved, Vec<f64>) {
         let (s1, s2) = self.res_shapes(side);
         let mut saved = Vec::new();
         let mut a = a0;
@@ -98,7 +96,7 @@ impl Net<'_> {
         &self,
         prefix: &str,
         side: [usize; 2],
-        saved: &[(Vec<f64>, Vec<f64>)],
+        saved: &Saved,
         d_out: Vec<f64>,
         g: &mut Named,
     ) -> Vec<f64> {

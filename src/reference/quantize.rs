@@ -102,3 +102,30 @@ pub fn perplexity(counts: &[u32]) -> (f64, usize) {
         .sum();
     (entropy.exp(), counts.iter().filter(|&&c| c > 0).count())
 }
+
+/// The PCG hash (Jarzynski and Olano, 2020) that picks restart rows.
+pub fn pcg(x: u32) -> u32 {
+    let s = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}
+
+/// Dead-code restart: codes with zero `window` usage take row
+/// `pcg(pcg(seed ^ pcg(step)) ^ k) % n` of `ze`. Returns the new codebook and which
+/// codes restarted.
+pub fn restart(
+    rows: &Rows,
+    window: &[u32],
+    ze: &[f64],
+    codebook: &[f64],
+    seed: u32,
+    step: u32,
+) -> (Vec<f64>, Vec<bool>) {
+    let mut out = codebook.to_vec();
+    let restarted: Vec<bool> = window.iter().map(|&w| w == 0).collect();
+    for (k, _) in restarted.iter().enumerate().filter(|(_, r)| **r) {
+        let r = (pcg(pcg(seed ^ pcg(step)) ^ k as u32) % rows.n as u32) as usize;
+        out[k * rows.dim..(k + 1) * rows.dim].copy_from_slice(&row(rows, ze, r));
+    }
+    (out, restarted)
+}
