@@ -4,32 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("vqvae-err-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{temp_dir, vqvae};
 
 /// Runs `vqvae` expecting failure; returns what it printed.
 fn fails(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "vqvae {args:?} should fail cleanly:\n{text}"
-    );
+    let (code, text) = vqvae(args);
+    assert_eq!(code, Some(1), "vqvae {args:?} should fail cleanly:\n{text}");
     assert!(!text.contains("panicked"), "{text}");
     text
 }
@@ -170,12 +151,8 @@ fn sizes_that_cannot_be_used() {
 fn broken_checkpoints_name_the_tensor() {
     let dir = temp_dir("ckpt");
     let run = dir.join("run");
-    let ok = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args(train_args(&run, &["--steps", "0"]))
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    let (code, text) = vqvae(&train_args(&run, &["--steps", "0"]));
+    assert_eq!(code, Some(0), "{text}");
     let good =
         vqvae_wgpu::checkpoint::TensorFile::read(&run.join("checkpoint.safetensors")).unwrap();
 

@@ -111,7 +111,7 @@ fn gather_writes_the_named_codes() {
         let zq = zeros(gpu, zs);
         let rows = Rows::of("test", &zq).unwrap();
         let cb = rng.vec(codes * rows.dim);
-        let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes as u32)).collect();
+        let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes) as u32).collect();
         let it = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
         gpu.run(&[&gather(gpu, &it, &upload(gpu, &[codes, rows.dim], &cb), &zq).unwrap()])
             .unwrap();
@@ -137,7 +137,7 @@ fn vq_backward_matches_reference() {
             let gzq = rng.vec(rows.n * rows.dim);
             // Few codes used, some many times: the per-code sums span chunks.
             let idx: Vec<u32> = (0..rows.n)
-                .map(|_| rng.below(codes.min(4) as u32))
+                .map(|_| rng.below(codes.min(4)) as u32)
                 .collect();
             let zq = r::gather(&rows, &idx, &widen(&cb));
             let zq32: Vec<f32> = zq.iter().map(|&v| v as f32).collect();
@@ -226,7 +226,7 @@ fn code_usage_matches_reference() {
     let gpu = gpu();
     for (n, k, used) in [(1, 1, 1), (1000, 13, 13), (777, 512, 40), (4096, 100, 1)] {
         let mut rng = Rng::new(n as u64);
-        let idx: Vec<u32> = (0..n).map(|_| rng.below(used)).collect();
+        let idx: Vec<u32> = (0..n).map(|_| rng.below(used as usize) as u32).collect();
         let it = Tensor::from_u32(gpu, &[n], &idx).unwrap();
         let counts = Tensor::zeros(gpu, &[k as usize], DType::U32).unwrap();
         let stats = zeros(gpu, &[2]);

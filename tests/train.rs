@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use vqvae_wgpu::checkpoint::TensorFile;
@@ -34,35 +33,17 @@ const TINY: &[&str] = &[
     "4",
 ];
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vqvae-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs `vqvae args...` and returns (success, stdout + stderr).
-pub fn vqvae(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+fn run_ok(args: &[&str]) -> String {
+    let (code, text) = vqvae(args);
+    assert_eq!(code, Some(0), "vqvae {args:?} failed:\n{text}");
+    text
 }
 
 fn train(out: &Path, extra: &[&str]) -> String {
     let mut args = vec!["train", "--out", out.to_str().unwrap(), "--quiet"];
     args.extend_from_slice(TINY);
     args.extend_from_slice(extra);
-    let (ok, text) = vqvae(&args);
-    assert!(ok, "vqvae {args:?} failed:\n{text}");
-    text
+    run_ok(&args)
 }
 
 fn checkpoint(dir: &Path) -> TensorFile {
@@ -104,7 +85,7 @@ pub fn image_folder(name: &str, count: usize, side: u32) -> PathBuf {
 #[test]
 fn checkpoint_holds_exactly_the_design_tensors() {
     let dir = temp_dir("names");
-    let (ok, text) = vqvae(&[
+    run_ok(&[
         "train",
         "--out",
         dir.to_str().unwrap(),
@@ -126,7 +107,6 @@ fn checkpoint_holds_exactly_the_design_tensors() {
         "--batch-size",
         "2",
     ]);
-    assert!(ok, "{text}");
     // DESIGN.md section 1, written out for C=1, H=6, R=5, L=3, K=7, D=2.
     let mut want: HashMap<String, Vec<usize>> = HashMap::new();
     let mut conv = |name: &str, shape: Vec<usize>| {
@@ -198,7 +178,7 @@ fn same_seed_same_bits_and_resume_is_exact() {
         "two runs with one seed differ"
     );
     train(&c, &[&["--steps", "3"][..], &schedule].concat());
-    let (ok, text) = vqvae(&[
+    run_ok(&[
         "train",
         "--resume",
         c.to_str().unwrap(),
@@ -208,7 +188,6 @@ fn same_seed_same_bits_and_resume_is_exact() {
         "6",
         "--quiet",
     ]);
-    assert!(ok, "{text}");
     assert!(
         bits(&checkpoint(&a)) == bits(&checkpoint(&c)),
         "a resumed run differs from an uninterrupted one"
@@ -232,7 +211,7 @@ fn init_round_trips_a_checkpoint_exactly() {
     let (a, b) = (temp_dir("init-src"), temp_dir("init-dst"));
     train(&a, &["--steps", "2"]);
     let ckpt = a.join("checkpoint.safetensors");
-    let (ok, text) = vqvae(&[
+    run_ok(&[
         "train",
         "--init",
         ckpt.to_str().unwrap(),
@@ -242,7 +221,6 @@ fn init_round_trips_a_checkpoint_exactly() {
         "0",
         "--quiet",
     ]);
-    assert!(ok, "{text}");
     assert!(bits(&checkpoint(&a)) == bits(&checkpoint(&b)));
 }
 
@@ -265,7 +243,7 @@ fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() 
     train(&a, &[&["--steps", "0"][..], &common, &data_args].concat());
     let p0 = checkpoint(&a);
     let lr = 0.5;
-    let (ok, text) = vqvae(
+    run_ok(
         &[
             &[
                 "train",
@@ -286,7 +264,6 @@ fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() 
         ]
         .concat(),
     );
-    assert!(ok, "{text}");
     let p1 = checkpoint(&b);
 
     // The reference gradient at p0 on the first batch (images 0..4 in path order), with
@@ -382,8 +359,7 @@ fn decode_of_encode_equals_reconstruct() {
             dec.to_str().unwrap(),
         ],
     ] {
-        let (ok, text) = vqvae(&args);
-        assert!(ok, "{args:?}: {text}");
+        run_ok(&args);
     }
     let npy_bytes = std::fs::read(&codes).unwrap();
     let npy = npyz::NpyFile::new(&npy_bytes[..]).unwrap();
