@@ -565,6 +565,8 @@ impl Run<'_> {
         let mut saved: Option<u64> = None;
         let mut val_mse = None;
         let started = Instant::now();
+        // Time spent validating and saving, left out of images/s.
+        let mut aside = std::time::Duration::ZERO;
         let train = net.loss_and_backward().expect("a training graph");
         let handle = |rows: Vec<StepMetrics>,
                       log: &mut Log,
@@ -641,7 +643,7 @@ impl Run<'_> {
                     r.perplexity,
                     r.codes_used,
                     config.codes,
-                    done / started.elapsed().as_secs_f64()
+                    done / (started.elapsed() - aside).as_secs_f64()
                 ));
             }
             let n = step + 1;
@@ -649,6 +651,7 @@ impl Run<'_> {
                 let rows = ring.flush(gpu)?;
                 handle(rows, &mut log, &mut last, saved)?;
             }
+            let pause = Instant::now();
             if let Some(vn) = &val_net
                 && (is_last || n % s.val_every.max(1) == 0)
             {
@@ -660,9 +663,10 @@ impl Run<'_> {
                 writer.save(n)?;
                 saved = Some(n);
             }
+            aside += pause.elapsed();
         }
         bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
+        let seconds = (started.elapsed() - aside).as_secs_f64();
         let steps_run = s.steps.saturating_sub(first_step);
         if steps_run == 0 {
             writer.save(first_step.max(s.steps))?;
