@@ -290,12 +290,69 @@ enum Update {
 }
 
 impl Update {
+    fn new(gpu: &Gpu, params: &Params, s: &Settings) -> Result<Update> {
+        let (flat, grads) = (params.flat_values(), params.flat_grads());
+        Ok(match s.optimizer {
+            OptimizerKind::Adam => {
+                let m = Tensor::zeros(gpu, flat.shape(), DType::F32)?;
+                let v = Tensor::zeros(gpu, flat.shape(), DType::F32)?;
+                let config = AdamConfig {
+                    lr: s.lr,
+                    ..AdamConfig::default()
+                };
+                let adam = Adam::new(gpu, flat, grads, &m, &v, config)?;
+                Update::Adam { adam, m, v }
+            }
+            OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, grads, s.lr as f32)?),
+        })
+    }
+
+    /// Adam's moments, laid out like the parameters.
+    fn moments(&self) -> Option<(&Tensor, &Tensor)> {
+        match self {
+            Update::Adam { m, v, .. } => Some((m, v)),
+            Update::Sgd(_) => None,
+        }
+    }
+
     fn launch(&self) -> &Launch {
         match self {
             Update::Adam { adam, .. } => adam.launch(),
             Update::Sgd(l) => l,
         }
     }
+}
+
+/// Restores a stopped run's optimizer moments and code usage; returns its step.
+fn restore(
+    gpu: &Gpu,
+    state: &TensorFile,
+    params: &Params,
+    update: &Update,
+    window: &Tensor,
+) -> Result<u64> {
+    if let Some((_, usage)) = state.tensors.get(WINDOW_TENSOR) {
+        let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
+        window.write(gpu, bytemuck::cast_slice(&counts))?;
+    }
+    if let Some((m, v)) = update.moments() {
+        let values = state.values();
+        for (tensor, prefix) in [(m, "exp_avg."), (v, "exp_avg_sq.")] {
+            let named: HashMap<String, Vec<f32>> = values
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+                .collect();
+            tensor.write(
+                gpu,
+                bytemuck::cast_slice(&params.join(&named, "training state")?),
+            )?;
+        }
+    }
+    Ok(state
+        .metadata
+        .get("step")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
 }
 
 /// Model metadata stored in the checkpoint (strings, as safetensors requires).
@@ -349,7 +406,7 @@ impl Writer<'_> {
         state
             .tensors
             .insert(WINDOW_TENSOR.to_string(), (vec![self.config.codes], usage));
-        if let Update::Adam { m, v, .. } = self.update {
+        if let Some((m, v)) = self.update.moments() {
             state.tensors.extend(named(m, "exp_avg.")?);
             state.tensors.extend(named(v, "exp_avg_sq.")?);
         }
@@ -439,37 +496,16 @@ impl Run<'_> {
                 false,
             )?),
         };
-        let flat = params.flat_values();
-        let update = match s.optimizer {
-            OptimizerKind::Adam => {
-                let (m, v) = (
-                    Tensor::zeros(gpu, flat.shape(), DType::F32)?,
-                    Tensor::zeros(gpu, flat.shape(), DType::F32)?,
-                );
-                let adam = Adam::new(
-                    gpu,
-                    flat,
-                    params.flat_grads(),
-                    &m,
-                    &v,
-                    AdamConfig {
-                        lr: s.lr,
-                        ..AdamConfig::default()
-                    },
-                )?;
-                Update::Adam { adam, m, v }
-            }
-            OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, params.flat_grads(), s.lr as f32)?),
-        };
+        let update = Update::new(gpu, &params, &s)?;
         let window = Tensor::zeros(gpu, &[config.codes], DType::U32)?;
         let restart = if s.codebook_restart > 0 {
             let codebook = params.value("codebook.weight");
-            let moments = match &update {
-                Update::Adam { m, v, .. } => Some((
+            let moments = match update.moments() {
+                Some((m, v)) => Some((
                     params.view(gpu, m, "codebook.weight")?,
                     params.view(gpu, v, "codebook.weight")?,
                 )),
-                Update::Sgd(_) => None,
+                None => None,
             };
             let counts = net.counts.as_ref().expect("training graph");
             Some(Restart::new(
@@ -512,34 +548,7 @@ impl Run<'_> {
             Start::Init(model) => params.upload(gpu, &params.join(&model.values(), "--init")?)?,
             Start::Resume { model, state } => {
                 params.upload(gpu, &params.join(&model.values(), "--resume")?)?;
-                first_step = state
-                    .metadata
-                    .get("step")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if let Some((_, usage)) = state.tensors.get(WINDOW_TENSOR) {
-                    let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
-                    window.write(gpu, bytemuck::cast_slice(&counts))?;
-                }
-                if let Update::Adam { m, v, .. } = &update {
-                    let moments = |prefix: &str| -> HashMap<String, Vec<f32>> {
-                        state
-                            .values()
-                            .into_iter()
-                            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v)))
-                            .collect()
-                    };
-                    m.write(
-                        gpu,
-                        bytemuck::cast_slice(&params.join(&moments("exp_avg."), "training state")?),
-                    )?;
-                    v.write(
-                        gpu,
-                        bytemuck::cast_slice(
-                            &params.join(&moments("exp_avg_sq."), "training state")?,
-                        ),
-                    )?;
-                }
+                first_step = restore(gpu, state, &params, &update, &window)?;
             }
         }
         let gpu_bytes = gpu.allocated_bytes() - bytes_before;
@@ -692,10 +701,7 @@ impl Run<'_> {
             conv_gflops: steps_run as f64 * net.train_flops / seconds.max(1e-9) / 1e9,
             gpu_bytes,
             param_bytes: params.flat_values().bytes(),
-            optimizer_bytes: match &update {
-                Update::Adam { m, v, .. } => m.bytes() + v.bytes(),
-                Update::Sgd(_) => 0,
-            },
+            optimizer_bytes: update.moments().map_or(0, |(m, v)| m.bytes() + v.bytes()),
         })
     }
 }
