@@ -584,51 +584,28 @@ fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
         return Err(bad("codes must be a plain integer array".into()));
     };
     let read = |e: std::io::Error| bad(format!("cannot read the codes: {e}"));
+    // Every integer type widens to i64 (u64 past i64::MAX saturates; the range check
+    // that follows rejects it).
+    macro_rules! widen {
+        ($t:ty) => {
+            npy.into_vec::<$t>()
+                .map_err(read)?
+                .into_iter()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect()
+        };
+    }
+    use npyz::TypeChar::{Int, Uint};
     let values: Vec<i64> = match (ty.type_char(), ty.size_field()) {
-        (npyz::TypeChar::Int, 8) => npy.into_vec::<i64>().map_err(read)?,
-        (npyz::TypeChar::Int, 4) => npy
-            .into_vec::<i32>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        (npyz::TypeChar::Int, 2) => npy
-            .into_vec::<i16>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        (npyz::TypeChar::Int, 1) => npy
-            .into_vec::<i8>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        (npyz::TypeChar::Uint, 8) => npy
-            .into_vec::<u64>()
-            .map_err(read)?
-            .into_iter()
-            .map(|v| v.min(i64::MAX as u64) as i64)
-            .collect(),
-        (npyz::TypeChar::Uint, 4) => npy
-            .into_vec::<u32>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        (npyz::TypeChar::Uint, 2) => npy
-            .into_vec::<u16>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        (npyz::TypeChar::Uint, 1) => npy
-            .into_vec::<u8>()
-            .map_err(read)?
-            .into_iter()
-            .map(i64::from)
-            .collect(),
-        _ => return Err(bad(format!("codes have dtype {}, expected integers", ty))),
+        (Int, 8) => widen!(i64),
+        (Int, 4) => widen!(i32),
+        (Int, 2) => widen!(i16),
+        (Int, 1) => widen!(i8),
+        (Uint, 8) => widen!(u64),
+        (Uint, 4) => widen!(u32),
+        (Uint, 2) => widen!(u16),
+        (Uint, 1) => widen!(u8),
+        _ => return Err(bad(format!("codes have dtype {ty}, expected integers"))),
     };
     Ok((values, [n, h, w]))
 }

@@ -243,3 +243,66 @@ fn a_nan_loss_stops_and_keeps_the_last_good_checkpoint() {
             .all(|(_, v)| v.iter().all(|x| x.is_finite()))
     );
 }
+
+fn write_npy_i32(path: &Path, shape: &[u64], values: &[i32]) {
+    use npyz::WriterBuilder;
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = npyz::WriteOptions::<i32>::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(file)
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn decode_checks_the_codes() {
+    let dir = temp_dir("codes");
+    let run = dir.join("run");
+    let (code, text) = vqvae(&train_args(&run, &["--steps", "0"]));
+    assert_eq!(code, Some(0), "{text}");
+    let ckpt = run.join("checkpoint.safetensors");
+    let decode = |codes: &Path| {
+        fails(&[
+            "decode",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--codes",
+            codes.to_str().unwrap(),
+            "--out",
+            dir.join("d").to_str().unwrap(),
+        ])
+    };
+
+    let far = dir.join("far.npy");
+    write_npy_i32(&far, &[1, 2, 2], &[0, 7, 99, 1]);
+    let text = decode(&far);
+    assert!(
+        text.contains("code 99 at flat index 2")
+            && text.contains("0..8")
+            && text.contains("far.npy"),
+        "{text}"
+    );
+
+    let flat = dir.join("flat.npy");
+    write_npy_i32(&flat, &[4], &[0, 1, 2, 3]);
+    let text = decode(&flat);
+    assert!(text.contains("[4]") && text.contains("[N, h, w]"), "{text}");
+
+    // int32 codes in range decode fine.
+    let good = dir.join("good.npy");
+    write_npy_i32(&good, &[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7]);
+    let (code, text) = vqvae(&[
+        "decode",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--codes",
+        good.to_str().unwrap(),
+        "--out",
+        dir.join("ok").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(dir.join("ok").join("00001.png").exists());
+}
