@@ -152,6 +152,7 @@ impl MetricsRing {
                 rows.extend(self.read(i));
             }
         }
+        rows.sort_by_key(|r| r.step);
         Ok(rows)
     }
 

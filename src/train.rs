@@ -642,9 +642,9 @@ impl Run<'_> {
             let mut rows = freed;
             rows.extend(ring.poll(gpu)?);
             handle(rows, &mut log, &mut last, saved)?;
+            bar.set_position(step + 1);
             if let Some(r) = &last {
                 let done = (step + 1 - first_step) as f64 * s.batch_size as f64;
-                bar.set_position(step + 1);
                 bar.set_message(format!(
                     "loss {:.4} recon {:.4} perplexity {:.1} codes {}/{} {:.0} img/s",
                     r.loss,
