@@ -3,6 +3,8 @@
 // with the decoder's gradient at z_q passed straight through to z_e.
 
 override WG: u32 = 64u;
+// code_sums: subtract the assigned code (codebook gradient) or not (EMA statistics).
+override SUBTRACT_CODE: bool = true;
 
 struct Params {
     n: u32,           // rows (latent positions)
@@ -44,7 +46,7 @@ fn ze_grad(
 }
 
 // out[c][k][d] = sum over rows r of chunk c (in order) with idx[r] == k of
-// (z_e[r][d] - codebook[k][d]). One workgroup a chunk, one thread a dimension: no two
+// (z_e[r][d] - codebook[k][d]), or of z_e[r][d] alone without SUBTRACT_CODE. One workgroup a chunk, one thread a dimension: no two
 // threads touch the same element, so no atomics are needed.
 @compute @workgroup_size(WG)
 fn code_sums(
@@ -65,7 +67,11 @@ fn code_sums(
         for (var r = c * p.chunk; r < end; r++) {
             let k = idx[r];
             let zr = ze[(r / p.plane) * p.dim * p.plane + d * p.plane + r % p.plane];
-            out[part + k * p.dim + d] += zr - zq_or_codebook[k * p.dim + d];
+            var v = zr;
+            if (SUBTRACT_CODE) {
+                v -= zq_or_codebook[k * p.dim + d];
+            }
+            out[part + k * p.dim + d] += v;
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::quantize::Rows;
-use crate::launch::{Bind, Launch};
+use crate::launch::{Bind, Dispatch, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -13,7 +13,7 @@ const PARTIAL_BYTES: usize = 32 << 20;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
+pub(crate) struct Params {
     n: u32,
     dim: u32,
     codes: u32,
@@ -95,78 +95,78 @@ pub fn vq_backward(
             codebook.shape()
         )
     })?;
-    let per_chunk = codes * rows.dim * 4;
-    let chunks = rows
-        .n
-        .div_ceil(64)
-        .min(gpu.tuning().parallel_groups as usize)
-        .min((PARTIAL_BYTES / per_chunk).max(1))
-        .max(1);
-    let chunk = rows.n.div_ceil(chunks);
-    let chunks = rows.n.div_ceil(chunk);
+    let sums = CodeSums::new(gpu, op, ze, indices, codebook, true)?;
     let numel = ze.len() as f32;
     let params = Params {
-        n: rows.n as u32,
-        dim: rows.dim as u32,
-        codes: codes as u32,
-        plane: rows.plane as u32,
-        chunk: chunk as u32,
-        chunks: chunks as u32,
-        len: ze.len() as u32,
         commit: 2.0 * beta / numel,
         scale: 2.0 / numel,
-        _pad: [0; 3],
+        ..sums.params
     };
-    let kernel = |entry| {
-        gpu.kernel(
-            &shaders::VQ_BACKWARD,
-            entry,
-            &[("WG", f64::from(WG))],
-            &BINDINGS,
-        )
-    };
-    let partial = Tensor::zeros(gpu, &[chunks, codes, rows.dim], DType::F32)?;
+    let kernel = |entry| gpu.kernel(&shaders::VQ_BACKWARD, entry, &[("WG", f64::from(WG)), ("SUBTRACT_CODE", 1.0)], &BINDINGS);
     let uniform = gpu.uniform(&params);
     let u = uniform.as_entire_binding();
     let wg = WG as usize;
     let ze_grad = gpu.dispatch(
         op,
         &kernel("ze_grad")?,
-        &[
-            u.clone(),
-            ze.binding(),
-            zq.binding(),
-            grad_zq.binding(),
-            gpu.unused(4),
-            grad_ze.binding(),
-        ],
+        &[u.clone(), ze.binding(), zq.binding(), grad_zq.binding(), gpu.unused(4), grad_ze.binding()],
         ze.len().div_ceil(wg) as u64,
-    )?;
-    let sums = gpu.dispatch(
-        op,
-        &kernel("code_sums")?,
-        &[
-            u.clone(),
-            ze.binding(),
-            codebook.binding(),
-            gpu.unused(3),
-            indices.binding(),
-            partial.binding(),
-        ],
-        chunks as u64,
     )?;
     let total = gpu.dispatch(
         op,
         &kernel("codebook_grad")?,
-        &[
-            u,
-            gpu.unused(1),
-            gpu.unused(2),
-            partial.binding(),
-            gpu.unused(4),
-            grad_codebook.binding(),
-        ],
+        &[u, gpu.unused(1), gpu.unused(2), sums.partial.binding(), gpu.unused(4), grad_codebook.binding()],
         (codes * rows.dim).div_ceil(wg) as u64,
     )?;
-    Ok([ze_grad, sums, total].into_iter().collect())
+    let sums_dispatch = sums.dispatch;
+    Ok([ze_grad, sums_dispatch, total].into_iter().collect())
+}
+
+/// Per-code sums of the rows assigned to each code, chunk by chunk: `partial`
+/// `[chunks, codes, dim]`, each chunk summed in row order by one workgroup, so that a
+/// fixed-order pass over chunks gives deterministic totals.
+pub(crate) struct CodeSums {
+    pub dispatch: Dispatch,
+    pub partial: Tensor,
+    pub params: Params,
+}
+
+impl CodeSums {
+    /// Sums `z_e - codebook[k]` (`subtract`) or `z_e` alone over the rows assigned to `k`.
+    pub fn new(gpu: &Gpu, op: &'static str, ze: &Tensor, indices: &Tensor, codebook: &Tensor, subtract: bool) -> Result<CodeSums> {
+        let rows = Rows::of(op, ze)?;
+        let codes = codebook.shape()[0];
+        let per_chunk = codes * rows.dim * 4;
+        let chunks = rows
+            .n
+            .div_ceil(64)
+            .min(gpu.tuning().parallel_groups as usize)
+            .min((PARTIAL_BYTES / per_chunk).max(1))
+            .max(1);
+        let chunk = rows.n.div_ceil(chunks);
+        let chunks = rows.n.div_ceil(chunk);
+        let params = Params {
+            n: rows.n as u32,
+            dim: rows.dim as u32,
+            codes: codes as u32,
+            plane: rows.plane as u32,
+            chunk: chunk as u32,
+            chunks: chunks as u32,
+            len: ze.len() as u32,
+            commit: 0.0,
+            scale: 0.0,
+            _pad: [0; 3],
+        };
+        let constants = [("WG", f64::from(WG)), ("SUBTRACT_CODE", f64::from(u8::from(subtract)))];
+        let kernel = gpu.kernel(&shaders::VQ_BACKWARD, "code_sums", &constants, &BINDINGS)?;
+        let partial = Tensor::zeros(gpu, &[chunks, codes, rows.dim], DType::F32)?;
+        let uniform = gpu.uniform(&params);
+        let dispatch = gpu.dispatch(
+            op,
+            &kernel,
+            &[uniform.as_entire_binding(), ze.binding(), codebook.binding(), gpu.unused(3), indices.binding(), partial.binding()],
+            chunks as u64,
+        )?;
+        Ok(CodeSums { dispatch, partial, params })
+    }
 }
