@@ -45,4 +45,6 @@ shaders! {
     OPTIM => "optim",
     /// Restarting dead codes on encoder outputs.
     RESTART => "restart",
+    /// The exponential-moving-average codebook update (k-means with decay 0).
+    EMA => "ema",
 }

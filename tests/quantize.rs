@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use vqvae_wgpu::kernels::quantize::{Rows, gather, quantize};
 use vqvae_wgpu::kernels::restart::Restart;
-use vqvae_wgpu::kernels::{codes, vq_backward};
+use vqvae_wgpu::kernels::{codes, ema, vq_backward};
 use vqvae_wgpu::reference::quantize as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
 
@@ -303,5 +303,119 @@ fn dead_codes_restart_on_hashed_rows() {
         window.to_u32(gpu).unwrap(),
         vec![0; k],
         "a restart starts a new window"
+    );
+}
+
+#[test]
+fn ema_update_matches_reference() {
+    let gpu = gpu();
+    for (i, &(zs, codes)) in CASES.iter().enumerate() {
+        let mut rng = Rng::new(50 + i as u64);
+        let zt = zeros(gpu, zs);
+        let rows = Rows::of("test", &zt).unwrap();
+        let z = rng.vec(rows.n * rows.dim);
+        let cb = rng.vec(codes * rows.dim);
+        let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes) as u32).collect();
+        // Earlier statistics: some clusters empty so far, the rest positive.
+        let cluster: Vec<f32> = (0..codes)
+            .map(|k| {
+                if k % 3 == 0 {
+                    0.0
+                } else {
+                    (rng.uniform(0.5, 4.0)) as f32
+                }
+            })
+            .collect();
+        let ema_w = rng.vec(codes * rows.dim);
+        let (cb_t, cl_t, w_t) = (
+            upload(gpu, &[codes, rows.dim], &cb),
+            upload(gpu, &[codes], &cluster),
+            upload(gpu, &[codes, rows.dim], &ema_w),
+        );
+        let idx_t = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
+        let (decay, eps) = (0.9, 1e-5);
+        let launch = ema::ema_update(
+            gpu,
+            &upload(gpu, zs, &z),
+            &idx_t,
+            &cb_t,
+            &cl_t,
+            &w_t,
+            decay,
+            eps,
+        )
+        .unwrap();
+        gpu.run(&[&launch]).unwrap();
+        let (want_cl, want_w, want_cb) = r::ema_update(
+            &rows,
+            &widen(&z),
+            &idx,
+            &widen(&cb),
+            &widen(&cluster),
+            &widen(&ema_w),
+            f64::from(decay),
+            f64::from(eps),
+        );
+        let tag = format!("z {zs:?} codes {codes}");
+        assert_close(
+            &format!("cluster {tag}"),
+            &cl_t.to_f32(gpu).unwrap(),
+            &want_cl,
+            1e-6,
+            1e-6,
+        );
+        assert_close(
+            &format!("ema_w {tag}"),
+            &w_t.to_f32(gpu).unwrap(),
+            &want_w,
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("codebook {tag}"),
+            &cb_t.to_f32(gpu).unwrap(),
+            &want_cb,
+            1e-4,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn ema_with_decay_zero_is_a_lloyd_iteration() {
+    let gpu = gpu();
+    let (n, dim, codes) = (500, 3, 7);
+    let mut rng = Rng::new(9);
+    let z = rng.vec(n * dim);
+    let cb = rng.vec(codes * dim);
+    let rows = Rows { n, dim, plane: 1 };
+    let (zt, cb_t) = (upload(gpu, &[n, dim], &z), upload(gpu, &[codes, dim], &cb));
+    let idx = Tensor::zeros(gpu, &[n], DType::U32).unwrap();
+    let (cl, w) = (zeros(gpu, &[codes]), zeros(gpu, &[codes, dim]));
+    let q = quantize(gpu, &zt, &cb_t, &idx, None, None).unwrap();
+    let e = ema::ema_update(gpu, &zt, &idx, &cb_t, &cl, &w, 0.0, 0.0).unwrap();
+    gpu.run(&[&q, &e]).unwrap();
+    // Lloyd: each code moves to the mean of the rows nearest to it.
+    let (nearest, _) = r::nearest(&rows, &widen(&z), &widen(&cb));
+    let mut means = widen(&cb);
+    for c in 0..codes {
+        let members: Vec<usize> = (0..n).filter(|&r| nearest[r] as usize == c).collect();
+        if members.is_empty() {
+            continue;
+        }
+        for d in 0..dim {
+            means[c * dim + d] = members
+                .iter()
+                .map(|&r| f64::from(z[r * dim + d]))
+                .sum::<f64>()
+                / members.len() as f64;
+        }
+    }
+    assert_close(
+        "one k-means step",
+        &cb_t.to_f32(gpu).unwrap(),
+        &means,
+        1e-4,
+        1e-5,
     );
 }

@@ -5,6 +5,7 @@
 pub mod codes;
 pub mod conv;
 pub mod elementwise;
+pub mod ema;
 pub mod loss;
 pub mod optim;
 pub mod quantize;

@@ -13,7 +13,7 @@ const PARTIAL_BYTES: usize = 32 << 20;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct Params {
+struct Params {
     n: u32,
     dim: u32,
     codes: u32,
@@ -102,20 +102,41 @@ pub fn vq_backward(
         scale: 2.0 / numel,
         ..sums.params
     };
-    let kernel = |entry| gpu.kernel(&shaders::VQ_BACKWARD, entry, &[("WG", f64::from(WG)), ("SUBTRACT_CODE", 1.0)], &BINDINGS);
+    let kernel = |entry| {
+        gpu.kernel(
+            &shaders::VQ_BACKWARD,
+            entry,
+            &[("WG", f64::from(WG)), ("SUBTRACT_CODE", 1.0)],
+            &BINDINGS,
+        )
+    };
     let uniform = gpu.uniform(&params);
     let u = uniform.as_entire_binding();
     let wg = WG as usize;
     let ze_grad = gpu.dispatch(
         op,
         &kernel("ze_grad")?,
-        &[u.clone(), ze.binding(), zq.binding(), grad_zq.binding(), gpu.unused(4), grad_ze.binding()],
+        &[
+            u.clone(),
+            ze.binding(),
+            zq.binding(),
+            grad_zq.binding(),
+            gpu.unused(4),
+            grad_ze.binding(),
+        ],
         ze.len().div_ceil(wg) as u64,
     )?;
     let total = gpu.dispatch(
         op,
         &kernel("codebook_grad")?,
-        &[u, gpu.unused(1), gpu.unused(2), sums.partial.binding(), gpu.unused(4), grad_codebook.binding()],
+        &[
+            u,
+            gpu.unused(1),
+            gpu.unused(2),
+            sums.partial.binding(),
+            gpu.unused(4),
+            grad_codebook.binding(),
+        ],
         (codes * rows.dim).div_ceil(wg) as u64,
     )?;
     let sums_dispatch = sums.dispatch;
@@ -128,12 +149,20 @@ pub fn vq_backward(
 pub(crate) struct CodeSums {
     pub dispatch: Dispatch,
     pub partial: Tensor,
-    pub params: Params,
+    pub chunks: u32,
+    params: Params,
 }
 
 impl CodeSums {
     /// Sums `z_e - codebook[k]` (`subtract`) or `z_e` alone over the rows assigned to `k`.
-    pub fn new(gpu: &Gpu, op: &'static str, ze: &Tensor, indices: &Tensor, codebook: &Tensor, subtract: bool) -> Result<CodeSums> {
+    pub fn new(
+        gpu: &Gpu,
+        op: &'static str,
+        ze: &Tensor,
+        indices: &Tensor,
+        codebook: &Tensor,
+        subtract: bool,
+    ) -> Result<CodeSums> {
         let rows = Rows::of(op, ze)?;
         let codes = codebook.shape()[0];
         let per_chunk = codes * rows.dim * 4;
@@ -157,16 +186,31 @@ impl CodeSums {
             scale: 0.0,
             _pad: [0; 3],
         };
-        let constants = [("WG", f64::from(WG)), ("SUBTRACT_CODE", f64::from(u8::from(subtract)))];
+        let constants = [
+            ("WG", f64::from(WG)),
+            ("SUBTRACT_CODE", f64::from(u8::from(subtract))),
+        ];
         let kernel = gpu.kernel(&shaders::VQ_BACKWARD, "code_sums", &constants, &BINDINGS)?;
         let partial = Tensor::zeros(gpu, &[chunks, codes, rows.dim], DType::F32)?;
         let uniform = gpu.uniform(&params);
         let dispatch = gpu.dispatch(
             op,
             &kernel,
-            &[uniform.as_entire_binding(), ze.binding(), codebook.binding(), gpu.unused(3), indices.binding(), partial.binding()],
+            &[
+                uniform.as_entire_binding(),
+                ze.binding(),
+                codebook.binding(),
+                gpu.unused(3),
+                indices.binding(),
+                partial.binding(),
+            ],
             chunks as u64,
         )?;
-        Ok(CodeSums { dispatch, partial, params })
+        Ok(CodeSums {
+            dispatch,
+            partial,
+            chunks: params.chunks,
+            params,
+        })
     }
 }

@@ -129,3 +129,48 @@ pub fn restart(
     }
     (out, restarted)
 }
+
+/// One EMA codebook update as `shaders/ema.wgsl` documents it; returns the new cluster
+/// sizes, EMA sums and codebook.
+#[allow(clippy::too_many_arguments)]
+pub fn ema_update(
+    rows: &Rows,
+    z: &[f64],
+    indices: &[u32],
+    codebook: &[f64],
+    cluster: &[f64],
+    ema_w: &[f64],
+    decay: f64,
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let k = cluster.len();
+    let counts = histogram(indices, k);
+    let mut sums = vec![0.0; codebook.len()];
+    for (r, &c) in indices.iter().enumerate() {
+        for (d, v) in row(rows, z, r).into_iter().enumerate() {
+            sums[c as usize * rows.dim + d] += v;
+        }
+    }
+    let cluster: Vec<f64> = cluster
+        .iter()
+        .zip(&counts)
+        .map(|(s, &c)| decay * s + (1.0 - decay) * f64::from(c))
+        .collect();
+    let ema_w: Vec<f64> = ema_w
+        .iter()
+        .zip(&sums)
+        .map(|(w, s)| decay * w + (1.0 - decay) * s)
+        .collect();
+    let n: f64 = cluster.iter().sum();
+    let codebook = (0..codebook.len())
+        .map(|i| {
+            let size = cluster[i / rows.dim];
+            if size <= 0.0 {
+                codebook[i]
+            } else {
+                ema_w[i] / ((size + eps) / (n + k as f64 * eps) * n)
+            }
+        })
+        .collect();
+    (cluster, ema_w, codebook)
+}

@@ -1,0 +1,136 @@
+//! Launchers for `shaders/ema.wgsl`: the exponential-moving-average codebook update.
+
+use crate::error::{Error, Result, ensure};
+use crate::gpu::Gpu;
+use crate::kernels::quantize::Rows;
+use crate::kernels::vq_backward::CodeSums;
+use crate::kernels::{codes, reduce};
+use crate::launch::{Bind, Launch};
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    codes: u32,
+    dim: u32,
+    chunks: u32,
+    decay: f32,
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// One EMA update of `codebook` `[K, D]` from the rows of `z` (`[n, D]` or
+/// `[batch, D, h, w]`) and their codes `indices` `[n]` (the quantiser's output):
+/// `cluster` `[K]` and `ema_w` `[K, D]` hold the moving averages (start them at zero, or
+/// at counts and sums of a first batch). With `decay` 0 and `eps` 0 one update is one
+/// Lloyd (k-means) iteration; codes never chosen keep their vectors.
+#[allow(clippy::too_many_arguments)]
+pub fn ema_update(
+    gpu: &Gpu,
+    z: &Tensor,
+    indices: &Tensor,
+    codebook: &Tensor,
+    cluster: &Tensor,
+    ema_w: &Tensor,
+    decay: f32,
+    eps: f32,
+) -> Result<Launch> {
+    let op = "ema_update";
+    let rows = Rows::of(op, z)?;
+    let [k, d] = codebook.shape() else {
+        return Err(Error::shape(
+            op,
+            format!(
+                "codebook has shape {:?}, expected [codes, dim]",
+                codebook.shape()
+            ),
+        ));
+    };
+    let (k, d) = (*k, *d);
+    ensure(d == rows.dim, op, || {
+        format!(
+            "codebook {:?} and vectors {:?} differ in dimension",
+            codebook.shape(),
+            z.shape()
+        )
+    })?;
+    ensure(cluster.shape() == [k], op, || {
+        format!(
+            "cluster sizes have shape {:?}, expected [{k}]",
+            cluster.shape()
+        )
+    })?;
+    ensure(ema_w.shape() == codebook.shape(), op, || {
+        format!(
+            "EMA sums have shape {:?}, expected {:?}",
+            ema_w.shape(),
+            codebook.shape()
+        )
+    })?;
+    ensure(indices.len() == rows.n, op, || {
+        format!(
+            "indices have shape {:?}, expected {} elements",
+            indices.shape(),
+            rows.n
+        )
+    })?;
+    if !(0.0..1.0).contains(&decay) || !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::shape(
+            op,
+            format!("decay {decay} must be in [0, 1) and eps {eps} finite and >= 0"),
+        ));
+    }
+    let counts = Tensor::zeros(gpu, &[k], DType::U32)?;
+    let stats = Tensor::zeros(gpu, &[2], DType::F32)?;
+    let total = Tensor::zeros(gpu, &[1], DType::F32)?;
+    let sums = CodeSums::new(gpu, op, z, indices, codebook, false)?;
+    let params = Params {
+        codes: k as u32,
+        dim: d as u32,
+        chunks: sums.chunks,
+        decay,
+        eps,
+        _pad: [0; 3],
+    };
+    let binds = [
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Write,
+        Bind::Write,
+        Bind::Write,
+    ];
+    let kernel = |entry| gpu.kernel(&shaders::EMA, entry, &[("WG", f64::from(WG))], &binds);
+    let uniform = gpu.uniform(&params);
+    let resources = [
+        uniform.as_entire_binding(),
+        counts.binding(),
+        sums.partial.binding(),
+        total.binding(),
+        cluster.binding(),
+        ema_w.binding(),
+        codebook.binding(),
+    ];
+    let wg = WG as usize;
+    let sizes = gpu.dispatch(
+        op,
+        &kernel("cluster_sizes")?,
+        &resources,
+        k.div_ceil(wg) as u64,
+    )?;
+    let update = gpu.dispatch(
+        op,
+        &kernel("update")?,
+        &resources,
+        (k * d).div_ceil(wg) as u64,
+    )?;
+    Ok(codes::code_usage(gpu, indices, &counts, &stats)?
+        .then(sums.dispatch.into())
+        .then(sizes.into())
+        .then(reduce::sum(gpu, cluster, &total)?)
+        .then(update.into()))
+}
