@@ -77,7 +77,7 @@ pub fn ema_update(
             rows.n
         )
     })?;
-    if !(0.0..1.0).contains(&decay) || !(eps >= 0.0 && eps.is_finite()) {
+    if !((0.0..1.0).contains(&decay) && eps >= 0.0 && eps.is_finite()) {
         return Err(Error::shape(
             op,
             format!("decay {decay} must be in [0, 1) and eps {eps} finite and >= 0"),
