@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod params;
+pub mod quantizer;
 pub mod reference;
 pub mod rng;
 pub mod shaders;

@@ -1,0 +1,261 @@
+//! Nearest-code vector quantisation as a component for other wgpu programs: your device
+//! and queue, your buffers (any binding offsets the device allows), your command encoder.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::quantize;
+use crate::launch::Launch;
+use crate::tensor::{DType, Tensor};
+
+/// How the input vectors lie in their buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// A row-major `[n, dim]` matrix.
+    Rows,
+    /// Channels-first feature maps `[batch, dim, h, w]` with `plane = h * w`; vector
+    /// `r` is pixel `r % plane` of image `r / plane`.
+    ChannelsFirst {
+        /// Pixels per feature map, `h * w`.
+        plane: u32,
+    },
+}
+
+/// What a [`Quantizer`] quantises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuantizerConfig {
+    /// Codebook size K.
+    pub codes: u32,
+    /// Vector dimension D.
+    pub dim: u32,
+    /// Layout of the input (and of the quantised output).
+    pub layout: Layout,
+}
+
+/// The buffers of one quantisation: `n` input vectors, the `[codes, dim]` codebook, and
+/// at least one output: code indices (`u32`, `[n]`), quantised vectors (the input's
+/// layout) or squared distances (`f32`, `[n]`).
+#[derive(Clone, Debug)]
+pub struct QuantizeBindings<'a> {
+    /// Number of vectors.
+    pub n: u32,
+    /// The vectors (f32).
+    pub input: wgpu::BufferBinding<'a>,
+    /// The codebook (f32, `[codes, dim]`).
+    pub codebook: wgpu::BufferBinding<'a>,
+    /// Where each vector's nearest code goes.
+    pub indices: Option<wgpu::BufferBinding<'a>>,
+    /// Where each vector's code vector goes.
+    pub quantized: Option<wgpu::BufferBinding<'a>>,
+    /// Where each vector's squared distance to its code goes.
+    pub distances: Option<wgpu::BufferBinding<'a>>,
+}
+
+type BindingKey = Option<(wgpu::Buffer, u64, Option<u64>)>;
+
+/// Nearest-code quantisation recorded into your command encoder.
+///
+/// Pipelines are built once per device; the dispatches for a set of bindings are built
+/// on first use and replayed after, so recording the same buffers again allocates
+/// nothing.
+///
+/// ```no_run
+/// # fn demo(device: &wgpu::Device, queue: &wgpu::Queue, vectors: &wgpu::Buffer, codebook: &wgpu::Buffer, codes: &wgpu::Buffer) -> vqvae_wgpu::Result<()> {
+/// use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+///
+/// let quantizer = Quantizer::new(device, queue, QuantizerConfig { codes: 256, dim: 3, layout: Layout::Rows })?;
+/// let mut encoder = device.create_command_encoder(&Default::default());
+/// quantizer.record(&mut encoder, &QuantizeBindings {
+///     n: 1024,
+///     input: vectors.as_entire_buffer_binding(),
+///     codebook: codebook.as_entire_buffer_binding(),
+///     indices: Some(codes.as_entire_buffer_binding()),
+///     quantized: None,
+///     distances: None,
+/// })?;
+/// queue.submit([encoder.finish()]);
+/// # Ok(()) }
+/// ```
+pub struct Quantizer {
+    gpu: Gpu,
+    config: QuantizerConfig,
+    launches: Mutex<HashMap<(u32, [BindingKey; 5]), Launch>>,
+}
+
+impl Quantizer {
+    /// A quantiser on your device. Errors if K or D is zero or the codebook would not
+    /// fit one storage binding.
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        config: QuantizerConfig,
+    ) -> Result<Quantizer> {
+        let gpu = Gpu::from_device(device.clone(), queue.clone());
+        if config.codes == 0 || config.dim == 0 {
+            return Err(Error::shape(
+                "Quantizer",
+                format!(
+                    "codes {} and dim {} must be at least 1",
+                    config.codes, config.dim
+                ),
+            ));
+        }
+        let bytes = u64::from(config.codes) * u64::from(config.dim) * 4;
+        let limit = gpu.limits().max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(Error::Limit {
+                op: "Quantizer",
+                what: "codebook bytes (max_storage_buffer_binding_size)",
+                needed: bytes,
+                limit,
+            });
+        }
+        if let Layout::ChannelsFirst { plane: 0 } = config.layout {
+            return Err(Error::shape(
+                "Quantizer",
+                "a channels-first plane must hold at least one pixel",
+            ));
+        }
+        Ok(Quantizer {
+            gpu,
+            config,
+            launches: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> QuantizerConfig {
+        self.config
+    }
+
+    /// Records the quantisation into a compute pass of `encoder`.
+    pub fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        b: &QuantizeBindings<'_>,
+    ) -> Result<()> {
+        let launch = self.launch(b)?;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("quantize"),
+            timestamp_writes: None,
+        });
+        launch.record(&mut pass);
+        Ok(())
+    }
+
+    /// Records the quantisation into a compute pass you have begun.
+    pub fn record_in_pass(
+        &self,
+        pass: &mut wgpu::ComputePass<'_>,
+        b: &QuantizeBindings<'_>,
+    ) -> Result<()> {
+        self.launch(b)?.record(pass);
+        Ok(())
+    }
+
+    fn launch(&self, b: &QuantizeBindings<'_>) -> Result<Launch> {
+        let key_of = |x: Option<&wgpu::BufferBinding<'_>>| {
+            x.map(|x| (x.buffer.clone(), x.offset, x.size.map(u64::from)))
+        };
+        let key = (
+            b.n,
+            [
+                Some(&b.input),
+                Some(&b.codebook),
+                b.indices.as_ref(),
+                b.quantized.as_ref(),
+                b.distances.as_ref(),
+            ]
+            .map(key_of),
+        );
+        let mut launches = self.launches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = launches.get(&key) {
+            return Ok(l.clone());
+        }
+        let launch = self.build(b)?;
+        launches.insert(key, launch.clone());
+        Ok(launch)
+    }
+
+    fn build(&self, b: &QuantizeBindings<'_>) -> Result<Launch> {
+        let op = "Quantizer::record";
+        let (n, dim, codes) = (
+            b.n as usize,
+            self.config.dim as usize,
+            self.config.codes as usize,
+        );
+        if n == 0 {
+            return Err(Error::shape(op, "n is 0: nothing to quantise"));
+        }
+        if b.indices.is_none() && b.quantized.is_none() && b.distances.is_none() {
+            return Err(Error::shape(
+                op,
+                "no output given: pass indices, quantized or distances",
+            ));
+        }
+        let shape: Vec<usize> = match self.config.layout {
+            Layout::Rows => vec![n, dim],
+            Layout::ChannelsFirst { plane } => {
+                let plane = plane as usize;
+                if n % plane != 0 {
+                    return Err(Error::shape(
+                        op,
+                        format!("n {n} is not a whole number of {plane}-pixel feature maps"),
+                    ));
+                }
+                vec![n / plane, dim, plane, 1]
+            }
+        };
+        let view = |what: &str,
+                    binding: &wgpu::BufferBinding<'_>,
+                    shape: &[usize],
+                    dtype|
+         -> Result<Tensor> {
+            let needed = shape.iter().product::<usize>() as u64 * 4;
+            if let Some(size) = binding.size
+                && size.get() < needed
+            {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "the {what} binding holds {} bytes; {shape:?} needs {needed}",
+                        size.get()
+                    ),
+                ));
+            }
+            Tensor::from_buffer(
+                &self.gpu,
+                binding.buffer.clone(),
+                binding.offset,
+                shape,
+                dtype,
+            )
+        };
+        let z = view("input", &b.input, &shape, DType::F32)?;
+        let codebook = view("codebook", &b.codebook, &[codes, dim], DType::F32)?;
+        let indices = match &b.indices {
+            Some(i) => view("indices", i, &[n], DType::U32)?,
+            None => Tensor::zeros(&self.gpu, &[n], DType::U32)?,
+        };
+        let quantized = b
+            .quantized
+            .as_ref()
+            .map(|q| view("quantized", q, &shape, DType::F32))
+            .transpose()?;
+        let distances = b
+            .distances
+            .as_ref()
+            .map(|d| view("distances", d, &[n], DType::F32))
+            .transpose()?;
+        quantize::quantize(
+            &self.gpu,
+            &z,
+            &codebook,
+            &indices,
+            distances.as_ref(),
+            quantized.as_ref(),
+        )
+    }
+}
