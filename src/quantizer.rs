@@ -130,6 +130,14 @@ impl Quantizer {
         self.config
     }
 
+    /// The crate's view of your device, for the training-side kernels that work on
+    /// [`Tensor`]s over your buffers ([`Tensor::from_buffer`]): the straight-through and
+    /// codebook gradients ([`crate::kernels::vq_backward`]) and the EMA codebook update
+    /// ([`crate::kernels::ema`]). Their launches record into your compute passes too.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// Records the quantisation into a compute pass of `encoder`.
     pub fn record(
         &self,

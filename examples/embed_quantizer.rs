@@ -1,0 +1,142 @@
+//! Reduce a colour image to a K-colour palette by k-means on the GPU, using only the
+//! public API of the quantiser component on a device opened the plain wgpu way.
+//!
+//! `cargo run --release --example embed_quantizer -- [IMAGE] [K] [OUT.png]`
+//! (without IMAGE, a generated picture; K defaults to 8; OUT to palette.png).
+
+use vqvae_wgpu::kernels::ema;
+use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::{DType, Tensor};
+
+const ITERATIONS: usize = 12;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let image = match args.first().filter(|a| !a.is_empty() && *a != "-") {
+        Some(path) => image::open(path)?.into_rgb8(),
+        None => generated(),
+    };
+    let k: u32 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(8);
+    let out = args.get(2).cloned().unwrap_or_else(|| "palette.png".into());
+    let (w, h) = image.dimensions();
+    let n = (w * h) as usize;
+
+    // A device the plain wgpu way.
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
+    println!("adapter: {}", adapter.get_info().name);
+
+    // Our buffers: pixels as [n, 3] rows in 0..1, a codebook of K colours picked evenly
+    // along the image, code indices, and the k-means statistics.
+    let pixels: Vec<f32> = image
+        .as_raw()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    let start: Vec<f32> = (0..k as usize)
+        .flat_map(|i| pixels[(i * n / k as usize) * 3..][..3].to_vec())
+        .collect();
+    let storage = |bytes: &[u8]| {
+        let b = device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.len().max(4) as u64,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        queue.write_buffer(&b, 0, bytes);
+        b
+    };
+    let (input, codebook) = (
+        storage(bytemuck::cast_slice(&pixels)),
+        storage(bytemuck::cast_slice(&start)),
+    );
+    let (indices, quantized) = (storage(&vec![0; n * 4]), storage(&vec![0; n * 12]));
+    let (cluster, sums) = (
+        storage(&vec![0; k as usize * 4]),
+        storage(&vec![0; k as usize * 12]),
+    );
+
+    let quantizer = Quantizer::new(
+        &device,
+        &queue,
+        QuantizerConfig {
+            codes: k,
+            dim: 3,
+            layout: Layout::Rows,
+        },
+    )?;
+    let bindings = QuantizeBindings {
+        n: n as u32,
+        input: input.as_entire_buffer_binding(),
+        codebook: codebook.as_entire_buffer_binding(),
+        indices: Some(indices.as_entire_buffer_binding()),
+        quantized: Some(quantized.as_entire_buffer_binding()),
+        distances: None,
+    };
+    // One Lloyd iteration = assign (the quantiser) + an EMA update with decay 0.
+    let gpu = quantizer.gpu();
+    let view = |b: &wgpu::Buffer, shape: &[usize], dtype| {
+        Tensor::from_buffer(gpu, b.clone(), 0, shape, dtype)
+    };
+    let lloyd = ema::ema_update(
+        gpu,
+        &view(&input, &[n, 3], DType::F32)?,
+        &view(&indices, &[n], DType::U32)?,
+        &view(&codebook, &[k as usize, 3], DType::F32)?,
+        &view(&cluster, &[k as usize], DType::F32)?,
+        &view(&sums, &[k as usize, 3], DType::F32)?,
+        0.0,
+        0.0,
+    )?;
+    let mut encoder = device.create_command_encoder(&Default::default());
+    for _ in 0..ITERATIONS {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        quantizer.record_in_pass(&mut pass, &bindings)?;
+        lloyd.record(&mut pass);
+    }
+    quantizer.record(&mut encoder, &bindings)?;
+    queue.submit([encoder.finish()]);
+
+    let result = Tensor::from_buffer(gpu, quantized, 0, &[n * 3], DType::F32)?.to_f32(gpu)?;
+    let palette =
+        Tensor::from_buffer(gpu, codebook, 0, &[k as usize * 3], DType::F32)?.to_f32(gpu)?;
+    let bytes: Vec<u8> = result
+        .iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    image::RgbImage::from_raw(w, h, bytes)
+        .ok_or("image size")?
+        .save(&out)?;
+    println!("{k}-colour palette after {ITERATIONS} k-means iterations:");
+    for c in palette.chunks(3) {
+        println!(
+            "  #{:02x}{:02x}{:02x}",
+            (c[0] * 255.0) as u8,
+            (c[1] * 255.0) as u8,
+            (c[2] * 255.0) as u8
+        );
+    }
+    println!("wrote {out}");
+    Ok(())
+}
+
+/// A 160x120 picture: a sky gradient, a sun, hills.
+fn generated() -> image::RgbImage {
+    image::RgbImage::from_fn(160, 120, |x, y| {
+        let (fx, fy) = (x as f32, y as f32);
+        let hill = 80.0 + 12.0 * (fx / 20.0).sin();
+        if (fx - 120.0).powi(2) + (fy - 30.0).powi(2) < 300.0 {
+            image::Rgb([250, 210, 60])
+        } else if fy > hill {
+            image::Rgb([40, (120.0 + fy * 0.5) as u8, 50])
+        } else {
+            image::Rgb([(90.0 + fy) as u8, (140.0 + fy * 0.6) as u8, 230])
+        }
+    })
+}
