@@ -23,12 +23,17 @@ fn buffer(device: &wgpu::Device, queue: &wgpu::Queue, data: &[f32]) -> wgpu::Buf
 }
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n as u32).map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0).collect()
+    (0..n as u32)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+        .collect()
 }
 
 /// The same job on the CPU, f32, one thread: nearest code by ||e||^2 - 2 z.e.
 fn cpu_nearest(z: &[f32], codebook: &[f32], dim: usize) -> Vec<u32> {
-    let norms: Vec<f32> = codebook.chunks(dim).map(|e| e.iter().map(|v| v * v).sum()).collect();
+    let norms: Vec<f32> = codebook
+        .chunks(dim)
+        .map(|e| e.iter().map(|v| v * v).sum())
+        .collect();
     z.chunks(dim)
         .map(|row| {
             let mut best = (0u32, f32::INFINITY);
@@ -46,7 +51,8 @@ fn cpu_nearest(z: &[f32], codebook: &[f32], dim: usize) -> Vec<u32> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
         power_preference: wgpu::PowerPreference::HighPerformance,
         ..Default::default()
@@ -59,13 +65,22 @@ fn main() {
     .expect("a device");
     let info = adapter.get_info();
     let cpu = info.device_type == wgpu::DeviceType::Cpu;
-    println!("adapter: {} ({:?}, {:?})", info.name, info.device_type, info.backend);
+    println!(
+        "adapter: {} ({:?}, {:?})",
+        info.name, info.device_type, info.backend
+    );
     // (N, K, D): N from 1k to 1M at the model's K and D, then K and D swept.
-    let mut cases: Vec<(usize, usize, usize)> = vec![(1 << 10, 512, 64), (1 << 14, 512, 64), (1 << 17, 512, 64)];
+    let mut cases: Vec<(usize, usize, usize)> =
+        vec![(1 << 10, 512, 64), (1 << 14, 512, 64), (1 << 17, 512, 64)];
     if !cpu || !quick {
         cases.push((1 << 20, 512, 64));
     }
-    cases.extend([(1 << 14, 16, 64), (1 << 14, 128, 64), (1 << 14, 2048, 64), (1 << 14, 8192, 64)]);
+    cases.extend([
+        (1 << 14, 16, 64),
+        (1 << 14, 128, 64),
+        (1 << 14, 2048, 64),
+        (1 << 14, 8192, 64),
+    ]);
     cases.extend([(1 << 16, 512, 3), (1 << 16, 512, 16), (1 << 14, 512, 256)]);
     if quick {
         cases.retain(|&(n, k, d)| n * k * d <= 1 << 30);
@@ -79,7 +94,16 @@ fn main() {
         let cb = values(k * d, 2);
         let (zb, cbb) = (buffer(&device, &queue, &z), buffer(&device, &queue, &cb));
         let idx = buffer(&device, &queue, &vec![0.0; n]);
-        let q = Quantizer::new(&device, &queue, QuantizerConfig { codes: k as u32, dim: d as u32, layout: Layout::Rows }).expect("quantizer");
+        let q = Quantizer::new(
+            &device,
+            &queue,
+            QuantizerConfig {
+                codes: k as u32,
+                dim: d as u32,
+                layout: Layout::Rows,
+            },
+        )
+        .expect("quantizer");
         let bindings = QuantizeBindings {
             n: n as u32,
             input: zb.as_entire_buffer_binding(),
@@ -93,7 +117,12 @@ fn main() {
             q.record(&mut encoder, &bindings).expect("record");
             let start = Instant::now();
             let i = queue.submit([encoder.finish()]);
-            device.poll(wgpu::PollType::Wait { submission_index: Some(i), timeout: None }).expect("wait");
+            device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(i),
+                    timeout: None,
+                })
+                .expect("wait");
             start.elapsed().as_secs_f64()
         };
         run();

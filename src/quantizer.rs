@@ -203,8 +203,34 @@ impl Quantizer {
                 "no output given: pass indices, quantized or distances",
             ));
         }
-        let shape: Vec<usize> = match self.config.layout {
-            Layout::Rows => vec![n, dim],
+        // Bindings must hold all n vectors.
+        let vectors = (n * dim * 4) as u64;
+        for (what, binding, needed) in [
+            ("input", Some(&b.input), vectors),
+            ("codebook", Some(&b.codebook), (codes * dim * 4) as u64),
+            ("indices", b.indices.as_ref(), n as u64 * 4),
+            ("quantized", b.quantized.as_ref(), vectors),
+            ("distances", b.distances.as_ref(), n as u64 * 4),
+        ] {
+            if let Some(size) = binding.and_then(|b| b.size)
+                && size.get() < needed
+            {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "the {what} binding holds {} bytes; {n} vectors of dimension {dim} need {needed}",
+                        size.get()
+                    ),
+                ));
+            }
+        }
+        // Row-major input larger than one storage binding is quantised in chunks of rows
+        // (multiples of 64 rows keep every chunk's offsets aligned).
+        let (chunk, plane) = match self.config.layout {
+            Layout::Rows => {
+                let limit = self.gpu.limits().max_storage_buffer_binding_size as usize;
+                (((limit / (dim * 4)) / 64 * 64).max(64).min(n), 1)
+            }
             Layout::ChannelsFirst { plane } => {
                 let plane = plane as usize;
                 if n % plane != 0 {
@@ -213,57 +239,52 @@ impl Quantizer {
                         format!("n {n} is not a whole number of {plane}-pixel feature maps"),
                     ));
                 }
-                vec![n / plane, dim, plane, 1]
+                (n, plane)
             }
         };
-        let view = |what: &str,
-                    binding: &wgpu::BufferBinding<'_>,
-                    shape: &[usize],
-                    dtype|
-         -> Result<Tensor> {
-            let needed = shape.iter().product::<usize>() as u64 * 4;
-            if let Some(size) = binding.size
-                && size.get() < needed
-            {
-                return Err(Error::shape(
-                    op,
-                    format!(
-                        "the {what} binding holds {} bytes; {shape:?} needs {needed}",
-                        size.get()
-                    ),
-                ));
-            }
+        let view = |binding: &wgpu::BufferBinding<'_>, offset: u64, shape: &[usize], dtype| {
             Tensor::from_buffer(
                 &self.gpu,
                 binding.buffer.clone(),
-                binding.offset,
+                binding.offset + offset,
                 shape,
                 dtype,
             )
         };
-        let z = view("input", &b.input, &shape, DType::F32)?;
-        let codebook = view("codebook", &b.codebook, &[codes, dim], DType::F32)?;
-        let indices = match &b.indices {
-            Some(i) => view("indices", i, &[n], DType::U32)?,
-            None => Tensor::zeros(&self.gpu, &[n], DType::U32)?,
-        };
-        let quantized = b
-            .quantized
-            .as_ref()
-            .map(|q| view("quantized", q, &shape, DType::F32))
-            .transpose()?;
-        let distances = b
-            .distances
-            .as_ref()
-            .map(|d| view("distances", d, &[n], DType::F32))
-            .transpose()?;
-        quantize::quantize(
-            &self.gpu,
-            &z,
-            &codebook,
-            &indices,
-            distances.as_ref(),
-            quantized.as_ref(),
-        )
+        let codebook = view(&b.codebook, 0, &[codes, dim], DType::F32)?;
+        let mut launch = Launch::default();
+        for first in (0..n).step_by(chunk) {
+            let rows = chunk.min(n - first);
+            let shape: Vec<usize> = if plane == 1 {
+                vec![rows, dim]
+            } else {
+                vec![rows / plane, dim, plane, 1]
+            };
+            let (row_offset, one_offset) = ((first * dim * 4) as u64, (first * 4) as u64);
+            let z = view(&b.input, row_offset, &shape, DType::F32)?;
+            let indices = match &b.indices {
+                Some(i) => view(i, one_offset, &[rows], DType::U32)?,
+                None => Tensor::zeros(&self.gpu, &[rows], DType::U32)?,
+            };
+            let quantized = b
+                .quantized
+                .as_ref()
+                .map(|q| view(q, row_offset, &shape, DType::F32))
+                .transpose()?;
+            let distances = b
+                .distances
+                .as_ref()
+                .map(|d| view(d, one_offset, &[rows], DType::F32))
+                .transpose()?;
+            launch = launch.then(quantize::quantize(
+                &self.gpu,
+                &z,
+                &codebook,
+                &indices,
+                distances.as_ref(),
+                quantized.as_ref(),
+            )?);
+        }
+        Ok(launch)
     }
 }

@@ -10,6 +10,10 @@ use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig
 use vqvae_wgpu::reference::{quantize as r, widen};
 
 fn device() -> (wgpu::Device, wgpu::Queue) {
+    device_with(wgpu::Limits::default())
+}
+
+fn device_with(limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN.with_env(),
         ..wgpu::InstanceDescriptor::new_without_display_handle()
@@ -17,8 +21,11 @@ fn device() -> (wgpu::Device, wgpu::Queue) {
     let adapter =
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .expect("a Vulkan adapter");
-    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))
-        .expect("a device")
+    let descriptor = wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    };
+    pollster::block_on(adapter.request_device(&descriptor)).expect("a device")
 }
 
 const ALIGN: u64 = 256;
@@ -288,4 +295,113 @@ fn bad_arguments_are_errors() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("alignment"), "{e}");
+}
+
+#[test]
+fn a_kmeans_step_through_the_component_matches_the_reference() {
+    use vqvae_wgpu::kernels::ema;
+    use vqvae_wgpu::{DType, Tensor};
+    let (device, queue) = device();
+    let (n, d, k) = (200, 3, 5);
+    let mut rng = Rng::new(21);
+    let (z, cb) = (rng.vec(n * d), rng.vec(k * d));
+    let input = buffer_at_offset(&device, &queue, bytemuck::cast_slice(&z), 0);
+    let codebook = buffer_at_offset(&device, &queue, bytemuck::cast_slice(&cb), 0);
+    let idx = buffer_at_offset(&device, &queue, &vec![0u8; n * 4], 0);
+    let (cluster, sums) = (
+        buffer_at_offset(&device, &queue, &vec![0u8; k * 4], 0),
+        buffer_at_offset(&device, &queue, &vec![0u8; k * d * 4], 0),
+    );
+    let q = Quantizer::new(
+        &device,
+        &queue,
+        QuantizerConfig {
+            codes: k as u32,
+            dim: d as u32,
+            layout: Layout::Rows,
+        },
+    )
+    .unwrap();
+    let view = |b: &wgpu::Buffer, shape: &[usize], dtype| {
+        Tensor::from_buffer(q.gpu(), b.clone(), ALIGN, shape, dtype).unwrap()
+    };
+    let step = ema::ema_update(
+        q.gpu(),
+        &view(&input, &[n, d], DType::F32),
+        &view(&idx, &[n], DType::U32),
+        &view(&codebook, &[k, d], DType::F32),
+        &view(&cluster, &[k], DType::F32),
+        &view(&sums, &[k, d], DType::F32),
+        0.0,
+        0.0,
+    )
+    .unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        let b = QuantizeBindings {
+            n: n as u32,
+            input: binding(&input, (n * d * 4) as u64),
+            codebook: binding(&codebook, (k * d * 4) as u64),
+            indices: Some(binding(&idx, (n * 4) as u64)),
+            quantized: None,
+            distances: None,
+        };
+        q.record_in_pass(&mut pass, &b).unwrap();
+        step.record(&mut pass);
+    }
+    queue.submit([encoder.finish()]);
+    let rows = Rows {
+        n,
+        dim: d,
+        plane: 1,
+    };
+    let got_idx: Vec<u32> =
+        bytemuck::cast_slice(&read(&device, &queue, &idx, ALIGN, (n * 4) as u64)).to_vec();
+    let (want, _, want_cb) = r::ema_update(
+        &rows,
+        &widen(&z),
+        &got_idx,
+        &widen(&cb),
+        &[0.0; 5],
+        &[0.0; 15],
+        0.0,
+        0.0,
+    );
+    assert_eq!(
+        want,
+        r::histogram(&got_idx, k)
+            .iter()
+            .map(|&c| f64::from(c))
+            .collect::<Vec<_>>()
+    );
+    let got: Vec<f32> =
+        bytemuck::cast_slice(&read(&device, &queue, &codebook, ALIGN, (k * d * 4) as u64)).to_vec();
+    for (g, w) in got.iter().zip(&want_cb) {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{got:?} vs {want_cb:?}"
+        );
+    }
+}
+
+#[test]
+fn inputs_larger_than_one_binding_are_split_not_refused() {
+    // A device that binds at most 64 KiB: 10000 rows of 4 floats (160 KB) take 3 chunks.
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 64 << 10,
+        ..wgpu::Limits::default()
+    };
+    let (device, queue) = device_with(limits);
+    let q = Quantizer::new(
+        &device,
+        &queue,
+        QuantizerConfig {
+            codes: 9,
+            dim: 4,
+            layout: Layout::Rows,
+        },
+    )
+    .unwrap();
+    check(&device, &queue, &q, 10_000, 5);
 }
