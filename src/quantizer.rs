@@ -226,11 +226,8 @@ impl Quantizer {
         }
         // Row-major input larger than one storage binding is quantised in chunks of rows
         // (multiples of 64 rows keep every chunk's offsets aligned).
-        let (chunk, plane) = match self.config.layout {
-            Layout::Rows => {
-                let limit = self.gpu.limits().max_storage_buffer_binding_size as usize;
-                (((limit / (dim * 4)) / 64 * 64).max(64).min(n), 1)
-            }
+        let plane = match self.config.layout {
+            Layout::Rows => 1,
             Layout::ChannelsFirst { plane } => {
                 let plane = plane as usize;
                 if n % plane != 0 {
@@ -239,9 +236,14 @@ impl Quantizer {
                         format!("n {n} is not a whole number of {plane}-pixel feature maps"),
                     ));
                 }
-                (n, plane)
+                plane
             }
         };
+        // Inputs larger than one storage binding are quantised in chunks of whole feature
+        // maps (rows, for row-major input) whose byte offsets stay 256-aligned.
+        let unit = plane * (64 / gcd(plane, 64));
+        let limit = self.gpu.limits().max_storage_buffer_binding_size as usize;
+        let chunk = ((limit / (dim * 4)) / unit * unit).max(unit).min(n);
         let view = |binding: &wgpu::BufferBinding<'_>, offset: u64, shape: &[usize], dtype| {
             Tensor::from_buffer(
                 &self.gpu,
@@ -287,4 +289,8 @@ impl Quantizer {
         }
         Ok(launch)
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -404,4 +404,17 @@ fn inputs_larger_than_one_binding_are_split_not_refused() {
     )
     .unwrap();
     check(&device, &queue, &q, 10_000, 5);
+    // Channels-first: 100 maps of 7x7 pixels, 4 floats deep (78 KB) in chunks of 64
+    // whole maps, the smallest count whose offsets stay aligned.
+    let q = Quantizer::new(
+        &device,
+        &queue,
+        QuantizerConfig {
+            codes: 6,
+            dim: 4,
+            layout: Layout::ChannelsFirst { plane: 49 },
+        },
+    )
+    .unwrap();
+    check(&device, &queue, &q, 100 * 49, 6);
 }

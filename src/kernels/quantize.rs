@@ -9,7 +9,7 @@ use crate::tensor::{DType, Tensor};
 /// The most rows one thread of the nearest-code kernels can own.
 const MAX_ROWS_PER_THREAD: u32 = 8;
 /// Codes x dimensions staged per tile by the shared variant.
-const SHARED_TILE_BYTES: u32 = 16 * 16 * 4;
+const SHARED_TILE_BYTES: u32 = 8 * 16 * 4;
 
 /// How the vectors to quantise lie in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
