@@ -306,3 +306,34 @@ fn decode_checks_the_codes() {
     assert_eq!(code, Some(0), "{text}");
     assert!(dir.join("ok").join("00001.png").exists());
 }
+
+#[test]
+fn resume_keeps_its_settings_and_sgd_never_restarts() {
+    let dir = temp_dir("resume");
+    let run = dir.join("run");
+    let (code, text) = vqvae(&train_args(&run, &["--steps", "1"]));
+    assert_eq!(code, Some(0), "{text}");
+    let text = fails(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--batch-size",
+        "3",
+    ]);
+    assert!(
+        text.contains("--batch-size") && text.contains("(2)") && text.contains("saved settings"),
+        "{text}"
+    );
+    let text = fails(&train_args(
+        &dir.join("sgd"),
+        &["--optimizer", "sgd", "--codebook-restart", "5"],
+    ));
+    assert!(
+        text.contains("--codebook-restart") && text.contains("sgd"),
+        "{text}"
+    );
+}

@@ -200,3 +200,24 @@ fn work_beyond_one_grid_dimension_is_split_not_refused() {
     let got = out.to_f32(gpu).unwrap();
     assert!(got.iter().zip(&a).all(|(g, a)| *g == 2.0 * a));
 }
+
+#[test]
+fn ema_arguments_are_checked() {
+    use vqvae_wgpu::kernels::ema;
+    let gpu = gpu();
+    let (z, cb) = (zeros(gpu, &[10, 3]), zeros(gpu, &[4, 3]));
+    let idx = Tensor::zeros(gpu, &[10], DType::U32).unwrap();
+    let (cl, w) = (zeros(gpu, &[4]), zeros(gpu, &[4, 3]));
+    let e = message(
+        ema::ema_update(gpu, &z, &idx, &cb, &cl, &w, 1.5, 0.0)
+            .err()
+            .unwrap(),
+    );
+    assert!(e.contains("decay 1.5"), "{e}");
+    let e = message(
+        ema::ema_update(gpu, &z, &idx, &cb, &zeros(gpu, &[5]), &w, 0.9, 1e-5)
+            .err()
+            .unwrap(),
+    );
+    assert!(e.contains("[5]") && e.contains("[4]"), "{e}");
+}
