@@ -88,11 +88,6 @@ impl Params {
         &self.specs
     }
 
-    /// Number of parameters (without padding).
-    pub fn count(&self) -> usize {
-        self.specs.iter().map(ParamSpec::len).sum()
-    }
-
     /// The part of `flat` (laid out like these parameters, e.g. an optimizer moment)
     /// that belongs to parameter `name`.
     pub fn view(&self, gpu: &Gpu, flat: &Tensor, name: &str) -> Result<Tensor> {

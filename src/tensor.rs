@@ -145,20 +145,6 @@ impl Tensor {
         })
     }
 
-    /// The same elements under another shape with as many elements.
-    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if shape.iter().product::<usize>() != self.len() {
-            return Err(Error::shape(
-                "reshape",
-                format!("cannot view shape {:?} as {shape:?}", self.shape),
-            ));
-        }
-        Ok(Tensor {
-            shape: shape.to_vec(),
-            ..self.clone()
-        })
-    }
-
     /// Uploads `bytes`, which must be exactly the tensor's size.
     pub fn write(&self, gpu: &Gpu, bytes: &[u8]) -> Result<()> {
         if bytes.len() as u64 != self.bytes() {
