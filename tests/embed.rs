@@ -5,9 +5,11 @@
 mod common;
 
 use common::{Rng, Sample};
+use vqvae_wgpu::kernels::elementwise;
 use vqvae_wgpu::kernels::quantize::Rows;
 use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
 use vqvae_wgpu::reference::{quantize as r, widen};
+use vqvae_wgpu::{DType, Tensor};
 
 fn device() -> (wgpu::Device, wgpu::Queue) {
     device_with(wgpu::Limits::default())
@@ -84,15 +86,29 @@ fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: u
     let (k, d) = (codes as usize, dim as usize);
     let mut rng = Rng::new(seed);
     let (z, cb) = (rng.vec(n * d), rng.vec(k * d));
-    let input = buffer_at_offset(device, queue, bytemuck::cast_slice(&z), 64);
+    // The first `m` inputs are made by a pass of the caller's before the quantiser runs
+    // (z/2 + z/2); the rest are uploaded.
+    let m = (n * d).min(1024);
+    let halves: Vec<f32> = z[..m].iter().map(|v| v / 2.0).collect();
+    let half = buffer_at_offset(device, queue, bytemuck::cast_slice(&halves), 0);
+    let mut uploaded = z.clone();
+    uploaded[..m].fill(0.0);
+    let input = buffer_at_offset(device, queue, bytemuck::cast_slice(&uploaded), 64);
+    let doubled = buffer_at_offset(device, queue, &vec![0u8; m * 4], 0);
     let codebook = buffer_at_offset(device, queue, bytemuck::cast_slice(&cb), 0);
     let out = |bytes: usize| buffer_at_offset(device, queue, &vec![0u8; bytes], 0);
     let (idx, zq, dist) = (out(n * 4), out(n * d * 4), out(n * 4));
     let marker = buffer_at_offset(device, queue, &[7u8; 16], 0);
 
     let mut encoder = device.create_command_encoder(&Default::default());
-    // Other work before and after, in the same encoder.
+    // Other work before and after, in the same encoder: transfers and compute passes.
     encoder.clear_buffer(&marker, ALIGN, Some(8));
+    let gpu = quantizer.gpu();
+    let flat =
+        |b: &wgpu::Buffer| Tensor::from_buffer(gpu, b.clone(), ALIGN, &[m], DType::F32).unwrap();
+    let make_input = elementwise::add(gpu, &flat(&half), &flat(&half), &flat(&input)).unwrap();
+    let use_output = elementwise::add(gpu, &flat(&zq), &flat(&zq), &flat(&doubled)).unwrap();
+    make_input.record(&mut encoder.begin_compute_pass(&Default::default()));
     quantizer
         .record(
             &mut encoder,
@@ -106,6 +122,7 @@ fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: u
             },
         )
         .unwrap();
+    use_output.record(&mut encoder.begin_compute_pass(&Default::default()));
     let copied = (n * 4).min(8) as u64;
     encoder.copy_buffer_to_buffer(&idx, ALIGN, &marker, ALIGN + 8, copied);
     queue.submit([encoder.finish()]);
@@ -142,6 +159,12 @@ fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: u
         widen(&got_zq),
         r::gather(&rows, &got_idx, &cb64),
         "{layout:?} quantized"
+    );
+    let twice: Vec<f32> =
+        bytemuck::cast_slice(&read(device, queue, &doubled, ALIGN, (m * 4) as u64)).to_vec();
+    assert!(
+        twice.iter().zip(&got_zq[..m]).all(|(t, q)| *t == 2.0 * q),
+        "the pass after saw the quantised vectors"
     );
     let got_dist: Vec<f32> =
         bytemuck::cast_slice(&read(device, queue, &dist, ALIGN, (n * 4) as u64)).to_vec();
@@ -300,7 +323,6 @@ fn bad_arguments_are_errors() {
 #[test]
 fn a_kmeans_step_through_the_component_matches_the_reference() {
     use vqvae_wgpu::kernels::ema;
-    use vqvae_wgpu::{DType, Tensor};
     let (device, queue) = device();
     let (n, d, k) = (200, 3, 5);
     let mut rng = Rng::new(21);
