@@ -18,6 +18,7 @@ pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod npy;
 pub mod params;
 pub mod quantizer;
 pub mod reference;

@@ -9,11 +9,11 @@ use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
-use vqvae_wgpu::images;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::network::Vqvae;
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::train::{self, CodebookInit, OptimizerKind, Run, Settings, Start};
+use vqvae_wgpu::{images, npy};
 
 #[derive(Parser)]
 #[command(
@@ -542,22 +542,8 @@ fn encode(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize) -> 
     let all: Vec<usize> = (0..dataset.len).collect();
     let codes = train::run_batches(&gpu, &net, &dataset, &all, &[net.encode()], &net.indices)?;
     let (h, w) = (dataset.height / 4, dataset.width / 4);
-    let file = std::fs::File::create(out).map_err(vqvae_wgpu::error::io("writing", out))?;
-    let mut writer = {
-        use npyz::WriterBuilder;
-        npyz::WriteOptions::<i64>::new()
-            .default_dtype()
-            .shape(&[dataset.len as u64, h as u64, w as u64])
-            .writer(std::io::BufWriter::new(file))
-            .begin_nd()
-            .map_err(vqvae_wgpu::error::io("writing", out))?
-    };
-    writer
-        .extend(codes.iter().flatten().map(|&c| i64::from(c)))
-        .map_err(vqvae_wgpu::error::io("writing", out))?;
-    writer
-        .finish()
-        .map_err(vqvae_wgpu::error::io("writing", out))?;
+    let flat: Vec<i64> = codes.iter().flatten().map(|&c| i64::from(c)).collect();
+    npy::write_codes(out, [dataset.len, h, w], &flat)?;
     println!(
         "wrote codes of shape [{}, {h}, {w}] to {}",
         dataset.len,
@@ -566,56 +552,12 @@ fn encode(checkpoint: &Path, data: &DataArgs, out: &Path, batch_size: usize) -> 
     Ok(())
 }
 
-/// Reads a .npy array of integer codes of any integer type as [N, h, w].
-fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
-    let bad = |m: String| vqvae_wgpu::error::Error::Data {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    let bytes = std::fs::read(path).map_err(vqvae_wgpu::error::io("reading", path))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let [n, h, w] = shape[..] else {
-        return Err(bad(format!(
-            "codes have shape {shape:?}, expected [N, h, w]"
-        )));
-    };
-    let npyz::DType::Plain(ty) = npy.dtype() else {
-        return Err(bad("codes must be a plain integer array".into()));
-    };
-    let read = |e: std::io::Error| bad(format!("cannot read the codes: {e}"));
-    // Every integer type widens to i64 (u64 past i64::MAX saturates; the range check
-    // that follows rejects it).
-    macro_rules! widen {
-        ($t:ty) => {
-            npy.into_vec::<$t>()
-                .map_err(read)?
-                .into_iter()
-                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
-                .collect()
-        };
-    }
-    use npyz::TypeChar::{Int, Uint};
-    let values: Vec<i64> = match (ty.type_char(), ty.size_field()) {
-        (Int, 8) => widen!(i64),
-        (Int, 4) => widen!(i32),
-        (Int, 2) => widen!(i16),
-        (Int, 1) => widen!(i8),
-        (Uint, 8) => widen!(u64),
-        (Uint, 4) => widen!(u32),
-        (Uint, 2) => widen!(u16),
-        (Uint, 1) => widen!(u8),
-        _ => return Err(bad(format!("codes have dtype {ty}, expected integers"))),
-    };
-    Ok((values, [n, h, w]))
-}
-
 fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Result<()> {
     if batch_size == 0 {
         return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
     }
     let (file, config) = load_model(checkpoint)?;
-    let (values, [n, h, w]) = read_codes(codes)?;
+    let (values, [n, h, w]) = npy::read_codes(codes)?;
     if n == 0 || h == 0 || w == 0 {
         return Err(Error::Data {
             path: codes.to_path_buf(),

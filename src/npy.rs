@@ -1,0 +1,62 @@
+//! Code grids as NumPy `.npy` files: int64 `[N, h, w]` out, any integer type in.
+
+use std::path::Path;
+
+use crate::error::{Result, data, io};
+
+/// Writes `values` as an int64 array of `shape`.
+pub fn write_codes(path: &Path, shape: [usize; 3], values: &[i64]) -> Result<()> {
+    use npyz::WriterBuilder;
+    let file = std::fs::File::create(path).map_err(io("writing", path))?;
+    let mut writer = npyz::WriteOptions::<i64>::new()
+        .default_dtype()
+        .shape(&shape.map(|d| d as u64))
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(io("writing", path))?;
+    writer
+        .extend(values.iter().copied())
+        .map_err(io("writing", path))?;
+    writer.finish().map_err(io("writing", path))
+}
+
+/// Reads a .npy array of integer codes of any integer type as [N, h, w].
+pub fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
+    let bad = |m: String| data(path, m);
+    let bytes = std::fs::read(path).map_err(io("reading", path))?;
+    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let [n, h, w] = shape[..] else {
+        return Err(bad(format!(
+            "codes have shape {shape:?}, expected [N, h, w]"
+        )));
+    };
+    let npyz::DType::Plain(ty) = npy.dtype() else {
+        return Err(bad("codes must be a plain integer array".into()));
+    };
+    let read = |e: std::io::Error| bad(format!("cannot read the codes: {e}"));
+    // Every integer type widens to i64 (u64 past i64::MAX saturates; the range check
+    // that follows rejects it).
+    macro_rules! widen {
+        ($t:ty) => {
+            npy.into_vec::<$t>()
+                .map_err(read)?
+                .into_iter()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect()
+        };
+    }
+    use npyz::TypeChar::{Int, Uint};
+    let values: Vec<i64> = match (ty.type_char(), ty.size_field()) {
+        (Int, 8) => widen!(i64),
+        (Int, 4) => widen!(i32),
+        (Int, 2) => widen!(i16),
+        (Int, 1) => widen!(i8),
+        (Uint, 8) => widen!(u64),
+        (Uint, 4) => widen!(u32),
+        (Uint, 2) => widen!(u16),
+        (Uint, 1) => widen!(u8),
+        _ => return Err(bad(format!("codes have dtype {ty}, expected integers"))),
+    };
+    Ok((values, [n, h, w]))
+}
