@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::quantize::Rows;
+use crate::kernels::quantize::{self, Rows};
 use crate::kernels::vq_backward::CodeSums;
 use crate::kernels::{codes, reduce};
 use crate::launch::{Bind, Launch};
@@ -40,23 +40,7 @@ pub fn ema_update(
 ) -> Result<Launch> {
     let op = "ema_update";
     let rows = Rows::of(op, z)?;
-    let [k, d] = codebook.shape() else {
-        return Err(Error::shape(
-            op,
-            format!(
-                "codebook has shape {:?}, expected [codes, dim]",
-                codebook.shape()
-            ),
-        ));
-    };
-    let (k, d) = (*k, *d);
-    ensure(d == rows.dim, op, || {
-        format!(
-            "codebook {:?} and vectors {:?} differ in dimension",
-            codebook.shape(),
-            z.shape()
-        )
-    })?;
+    let (k, d) = (quantize::codebook_shape(op, codebook, rows.dim)?, rows.dim);
     ensure(cluster.shape() == [k], op, || {
         format!(
             "cluster sizes have shape {:?}, expected [{k}]",

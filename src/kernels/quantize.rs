@@ -63,7 +63,8 @@ const BINDINGS: [Bind; 7] = [
     Bind::Write,
 ];
 
-fn codebook_shape(op: &'static str, codebook: &Tensor, dim: usize) -> Result<usize> {
+/// The number of codes in `codebook`, which must be f32 `[codes, dim]`.
+pub(crate) fn codebook_shape(op: &'static str, codebook: &Tensor, dim: usize) -> Result<usize> {
     codebook.expect_dtype(op, DType::F32)?;
     match *codebook.shape() {
         [k, d] if d == dim => Ok(k),

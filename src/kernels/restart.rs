@@ -1,8 +1,8 @@
 //! Launchers for `shaders/restart.wgsl`: restarting codes that no vector chose.
 
-use crate::error::{Error, Result, ensure};
+use crate::error::{Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::quantize::Rows;
+use crate::kernels::quantize::{self, Rows};
 use crate::launch::{Bind, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -44,25 +44,10 @@ impl Restart {
     ) -> Result<Restart> {
         let op = "restart";
         let rows = Rows::of(op, z_e)?;
-        let [codes, dim] = codebook.shape() else {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "codebook has shape {:?}, expected [codes, dim]",
-                    codebook.shape()
-                ),
-            ));
-        };
-        ensure(*dim == rows.dim, op, || {
-            format!(
-                "codebook {:?} and vectors {:?} differ in dimension",
-                codebook.shape(),
-                z_e.shape()
-            )
-        })?;
+        let (codes, dim) = (quantize::codebook_shape(op, codebook, rows.dim)?, rows.dim);
         for (name, t) in [("counts", counts), ("window", window)] {
             t.expect_dtype(op, DType::U32)?;
-            ensure(t.len() == *codes, op, || {
+            ensure(t.len() == codes, op, || {
                 format!("{name} has shape {:?}, expected [{codes}]", t.shape())
             })?;
         }
@@ -87,8 +72,8 @@ impl Restart {
             Bind::Write,
         ];
         let params = Params {
-            codes: *codes as u32,
-            dim: *dim as u32,
+            codes: codes as u32,
+            dim: dim as u32,
             n: rows.n as u32,
             plane: rows.plane as u32,
             seed: (seed ^ (seed >> 32)) as u32,

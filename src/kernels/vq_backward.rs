@@ -1,8 +1,8 @@
 //! Launchers for `shaders/vq_backward.wgsl`: the quantiser's backward pass.
 
-use crate::error::{Error, Result, ensure};
+use crate::error::{Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::quantize::Rows;
+use crate::kernels::quantize::{self, Rows};
 use crate::launch::{Bind, Dispatch, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -75,19 +75,7 @@ pub fn vq_backward(
             rows.n
         )
     })?;
-    let codes = match *codebook.shape() {
-        [k, d] if d == rows.dim => k,
-        _ => {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "codebook has shape {:?}, expected [codes, {}]",
-                    codebook.shape(),
-                    rows.dim
-                ),
-            ));
-        }
-    };
+    let codes = quantize::codebook_shape(op, codebook, rows.dim)?;
     ensure(grad_codebook.shape() == codebook.shape(), op, || {
         format!(
             "codebook gradient has shape {:?}, expected {:?}",
