@@ -416,56 +416,56 @@ fn train_command(a: TrainArgs) -> Result<()> {
 /// A resumed run keeps the saved settings; flags may change only the step target and
 /// how often it logs, validates and saves.
 fn resumed_settings(a: &TrainArgs, saved: Settings, wanted: Settings) -> Result<Settings> {
-    let clash = |flag: &str, given: bool, same: bool, was: String| -> Result<()> {
-        if given && !same {
-            return Err(Error::Usage(format!(
-                "{flag} differs from the resumed run's ({was}); --resume continues with its saved settings"
-            )));
-        }
-        Ok(())
-    };
-    clash(
-        "--batch-size",
-        a.batch_size.is_some(),
-        wanted.batch_size == saved.batch_size,
-        saved.batch_size.to_string(),
-    )?;
-    clash(
-        "--lr",
-        a.lr.is_some(),
-        wanted.lr == saved.lr,
-        saved.lr.to_string(),
-    )?;
-    clash(
-        "--optimizer",
-        a.optimizer.is_some(),
-        wanted.optimizer == saved.optimizer,
-        format!("{:?}", saved.optimizer),
-    )?;
-    clash(
-        "--seed",
-        a.seed.is_some(),
-        wanted.seed == saved.seed,
-        saved.seed.to_string(),
-    )?;
-    clash(
-        "--no-shuffle",
-        a.no_shuffle,
-        !saved.shuffle,
-        format!("shuffle {}", saved.shuffle),
-    )?;
-    clash(
-        "--val-images",
-        a.val_images.is_some(),
-        wanted.val_images == saved.val_images,
-        saved.val_images.to_string(),
-    )?;
-    clash(
-        "--codebook-restart",
-        a.codebook_restart.is_some(),
-        wanted.codebook_restart == saved.codebook_restart,
-        saved.codebook_restart.to_string(),
-    )?;
+    // (flag, given on the command line, same as saved, the saved value)
+    let checks = [
+        (
+            "--batch-size",
+            a.batch_size.is_some(),
+            wanted.batch_size == saved.batch_size,
+            saved.batch_size.to_string(),
+        ),
+        (
+            "--lr",
+            a.lr.is_some(),
+            wanted.lr == saved.lr,
+            saved.lr.to_string(),
+        ),
+        (
+            "--optimizer",
+            a.optimizer.is_some(),
+            wanted.optimizer == saved.optimizer,
+            format!("{:?}", saved.optimizer),
+        ),
+        (
+            "--seed",
+            a.seed.is_some(),
+            wanted.seed == saved.seed,
+            saved.seed.to_string(),
+        ),
+        (
+            "--no-shuffle",
+            a.no_shuffle,
+            !saved.shuffle,
+            format!("shuffle {}", saved.shuffle),
+        ),
+        (
+            "--val-images",
+            a.val_images.is_some(),
+            wanted.val_images == saved.val_images,
+            saved.val_images.to_string(),
+        ),
+        (
+            "--codebook-restart",
+            a.codebook_restart.is_some(),
+            wanted.codebook_restart == saved.codebook_restart,
+            saved.codebook_restart.to_string(),
+        ),
+    ];
+    if let Some((flag, _, _, was)) = checks.iter().find(|(_, given, same, _)| *given && !same) {
+        return Err(Error::Usage(format!(
+            "{flag} differs from the resumed run's ({was}); --resume continues with its saved settings"
+        )));
+    }
     Ok(Settings {
         steps: a.steps.unwrap_or(saved.steps),
         log_every: a.log_every.unwrap_or(saved.log_every),
