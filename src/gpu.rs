@@ -111,10 +111,10 @@ impl Gpu {
                 });
             }
         }
-        let adapter = found.into_iter().next().ok_or_else(|| Error::NoAdapter {
-            request: format!(" on backends {:?}", options.backends),
-            hint: NO_ADAPTER_HINT,
-        })?;
+        let adapter = match found.into_iter().next() {
+            Some(adapter) => adapter,
+            None => return Err(no_adapter_on(options)),
+        };
         Gpu::from_adapter(&adapter)
     }
 
@@ -272,6 +272,48 @@ impl Gpu {
         self.wait(Some(index), context)
     }
 
+    /// Copies `bytes` bytes of `buffer` from `offset` (a `COPY_SRC` buffer) into a
+    /// staging buffer, waits, and returns them.
+    pub(crate) fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<Vec<u8>> {
+        let staging = self.scoped("download", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, bytes);
+        self.submit(encoder, "download")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait(None, "download")?;
+        let mapped = rx.recv().ok().and_then(|r| r.ok());
+        if mapped.is_none() {
+            return Err(Error::DeviceLost {
+                context: "download".into(),
+                message: "mapping the staging buffer failed".into(),
+            });
+        }
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu {
+                context: "download".into(),
+                message: e.to_string(),
+            })?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
     /// Waits for `index` (or all work) to finish on the GPU.
     pub fn wait(&self, index: Option<wgpu::SubmissionIndex>, context: &str) -> Result<()> {
         self.device
@@ -289,12 +331,7 @@ impl Gpu {
 
 /// One line about an adapter: name, type, backend, driver.
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
-    let driver = [info.driver.as_str(), info.driver_info.as_str()]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let driver = driver_text(&info.driver, &info.driver_info);
     format!(
         "{} ({:?}, {:?}{})",
         info.name,
@@ -306,6 +343,80 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
             format!(", {driver}")
         }
     )
+}
+
+/// The error for backends that hold no adapter: it lists the adapters on the others.
+fn no_adapter_on(options: &GpuOptions) -> Error {
+    let elsewhere: Vec<String> = adapters(&GpuOptions {
+        backends: wgpu::Backends::all(),
+        ..options.clone()
+    })
+    .iter()
+    .map(|a| describe(&a.get_info()))
+    .collect();
+    Error::NoAdapter {
+        request: format!(
+            " on backend {} (found: {})",
+            backend_names(options.backends),
+            list_or_none(&elsewhere)
+        ),
+        hint: if elsewhere.is_empty() {
+            NO_ADAPTER_HINT
+        } else {
+            "Choose the backend of one of the adapters found (--backend or WGPU_BACKEND)."
+        },
+    }
+}
+
+/// The backends wgpu's conventions name (`WGPU_BACKEND`): a comma-separated list of
+/// `vulkan` (`vk`), `metal` (`mtl`), `dx12` (`d3d12`) and `gl` (`gles`, `opengl`).
+pub fn parse_backends(list: &str) -> Result<wgpu::Backends> {
+    let mut backends = wgpu::Backends::empty();
+    for name in list.split(',').map(str::trim) {
+        backends |= match name.to_lowercase().as_str() {
+            "vulkan" | "vk" => wgpu::Backends::VULKAN,
+            "metal" | "mtl" => wgpu::Backends::METAL,
+            "dx12" | "d3d12" => wgpu::Backends::DX12,
+            "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+            _ => {
+                return Err(Error::Usage(format!(
+                    "backend '{name}': expected vulkan, metal, dx12 or gl (or a comma-separated list of them)"
+                )));
+            }
+        };
+    }
+    Ok(backends)
+}
+
+/// Lower-case names of `backends`, comma-separated (`vulkan,gl`).
+pub fn backend_names(backends: wgpu::Backends) -> String {
+    let names = [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+        (wgpu::Backends::BROWSER_WEBGPU, "webgpu"),
+    ];
+    let found: Vec<&str> = names
+        .iter()
+        .filter(|(b, _)| backends.contains(*b))
+        .map(|(_, n)| *n)
+        .collect();
+    if found.is_empty() {
+        "none".to_string()
+    } else {
+        found.join(",")
+    }
+}
+
+/// A driver's name and version details as one string (either may be empty).
+pub(crate) fn driver_text(driver: &str, info: &str) -> String {
+    [driver, info]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn list_or_none(names: &[String]) -> String {

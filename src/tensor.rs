@@ -190,38 +190,7 @@ impl Tensor {
     }
 
     fn read(&self, gpu: &Gpu) -> Result<Vec<u8>> {
-        let staging = gpu.scoped("download", || {
-            gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("download"),
-                size: self.bytes(),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&self.buffer, self.offset, &staging, 0, self.bytes());
-        gpu.submit(encoder, "download")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait(None, "download")?;
-        let mapped = rx.recv().ok().and_then(|r| r.ok());
-        if mapped.is_none() {
-            return Err(Error::DeviceLost {
-                context: "download".into(),
-                message: "mapping the staging buffer failed".into(),
-            });
-        }
-        let data = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Gpu {
-                context: "download".into(),
-                message: e.to_string(),
-            })?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
+        gpu.read_bytes(&self.buffer, self.offset, self.bytes())
     }
 }
 
