@@ -1,10 +1,11 @@
-//! `vqvae`: train a VQ-VAE on the GPU, reconstruct, encode to codes, decode, and show
-//! the adapters (DESIGN.md section 3).
+//! `vqvae`: train a VQ-VAE on the GPU, reconstruct, encode to codes, decode, show the
+//! adapters (DESIGN.md section 3), and benchmark the adapter.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use vqvae_wgpu::bench::{self, Report};
 use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
@@ -74,7 +75,60 @@ enum Command {
         batch_size: usize,
     },
     /// List the adapters found and the one chosen, with its backend and limits.
-    Info,
+    Info(AdapterArgs),
+    /// Measure the kernels, the quantiser, training steps and inference on one adapter;
+    /// or compare saved results.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct AdapterArgs {
+    /// Backends to search, comma-separated: vulkan, metal, dx12, gl [default:
+    /// WGPU_BACKEND, else all].
+    #[arg(long)]
+    backend: Option<String>,
+    /// Part of the adapter's name [default: WGPU_ADAPTER_NAME, else the best adapter].
+    #[arg(long)]
+    adapter: Option<String>,
+}
+
+impl AdapterArgs {
+    /// wgpu's environment conventions, overridden by the flags given.
+    fn options(&self) -> Result<GpuOptions> {
+        let mut options = GpuOptions::default().with_env();
+        if let Some(list) = &self.backend {
+            options.backends =
+                gpu::parse_backends(list).map_err(|e| Error::Usage(format!("--backend: {e}")))?;
+        }
+        if let Some(name) = &self.adapter {
+            options.adapter_name = Some(name.clone());
+        }
+        Ok(options)
+    }
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The small suite: under a minute on a CPU adapter.
+    #[arg(long)]
+    quick: bool,
+    /// Also write every figure, with the adapter, driver and limits, to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Print saved JSON results side by side with ratios to the first; runs nothing.
+    #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with_all = ["quick", "json", "runs", "wall_clock", "only"])]
+    compare: Vec<PathBuf>,
+    /// Timed runs per benchmark [default: 5; 3 with --quick].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Time with the host clock even where the GPU has timestamp queries.
+    #[arg(long)]
+    wall_clock: bool,
+    /// Only the benchmarks whose name or shape contains this.
+    #[arg(long)]
+    only: Option<String>,
+    #[command(flatten)]
+    adapter: AdapterArgs,
 }
 
 #[derive(Args)]
@@ -197,7 +251,8 @@ fn main() -> ExitCode {
             out,
             batch_size,
         } => decode(&checkpoint, &codes, &out, batch_size),
-        Command::Info => info(),
+        Command::Info(adapter) => info(&adapter),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -613,8 +668,53 @@ fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Res
     Ok(())
 }
 
-fn info() -> Result<()> {
-    let options = GpuOptions::default().with_env();
+fn bench(a: &BenchArgs) -> Result<()> {
+    if !a.compare.is_empty() {
+        let reports = a
+            .compare
+            .iter()
+            .map(|p| Ok((p.clone(), Report::read(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        print!("{}", bench::compare(&reports));
+        return Ok(());
+    }
+    let gpu = Gpu::open_with(&a.adapter.options()?)?;
+    println!("adapter: {}", gpu::describe(gpu.info()));
+    println!("{}", bench::header());
+    let mut previous: Option<bench::Entry> = None;
+    let report = bench::run(
+        &gpu,
+        &bench::Options {
+            quick: a.quick,
+            runs: a.runs.unwrap_or(if a.quick { 3 } else { 5 }),
+            wall_clock: a.wall_clock,
+            only: a.only.clone(),
+        },
+        |entry| {
+            if let Some(heading) = bench::group_break(previous.as_ref(), entry) {
+                println!("{heading}");
+            }
+            println!("{}", bench::row(entry));
+            previous = Some(entry.clone());
+        },
+    )?;
+    println!("\ntiming: {}", report.environment.summary());
+    if let Some(path) = &a.json {
+        report.write(path)?;
+        println!("results: {}", path.display());
+    }
+    let failed = report.results.iter().filter(|e| e.error.is_some()).count();
+    if failed > 0 {
+        return Err(Error::Usage(format!(
+            "{failed} of {} benchmarks failed (their errors are above)",
+            report.results.len()
+        )));
+    }
+    Ok(())
+}
+
+fn info(adapter: &AdapterArgs) -> Result<()> {
+    let options = adapter.options()?;
     let all = gpu::adapters(&GpuOptions {
         backends: wgpu::Backends::all(),
         ..options.clone()

@@ -194,6 +194,8 @@ pub struct Vqvae {
     pub usage: Option<Tensor>,
     /// How often each code was chosen in the batch `[K]` (u32; training graphs).
     pub counts: Option<Tensor>,
+    /// Floating-point operations of the convolutions in one forward pass.
+    pub forward_flops: f64,
     /// Floating-point operations of the convolutions in one training step (forward,
     /// weight gradients, input gradients).
     pub train_flops: f64,
@@ -395,6 +397,7 @@ impl Vqvae {
             terms,
             usage,
             counts: code_counts,
+            forward_flops,
             train_flops,
             encode,
             decode,

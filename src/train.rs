@@ -227,7 +227,7 @@ fn validate(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize]) -> Result
 }
 
 /// Parameter values for a fresh run: PyTorch-style, from the seed.
-fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f32>> {
+pub(crate) fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f32>> {
     let mut rng = Rng::for_purpose(seed, 0x1417);
     params
         .specs()

@@ -1,0 +1,539 @@
+//! The fixed benchmark suite: every kernel at the reference model's shapes, the
+//! quantiser over a sweep of N, K and D, and whole training steps and inference at two
+//! model sizes and two batch sizes. The shapes never depend on the adapter, so results
+//! from different machines compare line by line.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::conv::{self, ConvShape, Relu};
+use crate::kernels::optim::{Adam, AdamConfig};
+use crate::kernels::{codes, loss, quantize, vq_backward};
+use crate::launch::Launch;
+use crate::model::Config;
+use crate::network::Vqvae;
+use crate::params::Params;
+use crate::rng::Rng;
+use crate::tensor::{DType, Tensor};
+use crate::train::fresh_values;
+
+/// Which part of the suite a benchmark belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    /// One kernel at the reference model's shapes.
+    Kernel,
+    /// The quantiser's nearest-code search over a sweep of N, K and D.
+    Quantizer,
+    /// A whole training step: forward, loss, backward and Adam.
+    Train,
+    /// Encoding and decoding a batch.
+    Inference,
+}
+
+/// One benchmark: its identity and how to build its work on a GPU.
+pub(crate) struct Case {
+    pub group: Group,
+    pub name: String,
+    pub shape: String,
+    /// Part of the `--quick` suite: each layer's forward, the quantiser, loss and
+    /// optimizer kernels, one point of the sweep, and the small model at batch 32.
+    pub quick: bool,
+    pub build: Box<Builder>,
+}
+
+/// Builds a case's work on a GPU.
+pub(crate) type Builder = dyn Fn(&Gpu) -> Result<Work>;
+
+/// The work of a case, built and bound, and what one run of it amounts to.
+pub(crate) struct Work {
+    pub launch: Launch,
+    /// Floating-point operations per run (convolutions and distances).
+    pub flops: Option<f64>,
+    /// Bytes a run must read and write at least: its inputs and outputs once each.
+    pub bytes: Option<f64>,
+    /// Images per run.
+    pub images: Option<usize>,
+}
+
+/// Reference sizes: batch, channels, image side, H, R, K, D.
+const B: usize = 32;
+const C: usize = 3;
+const SIDE: usize = 32;
+const H: usize = 128;
+const R: usize = 32;
+const K: usize = 512;
+const D: usize = 64;
+
+/// The whole suite, in the order it runs.
+pub(crate) fn cases() -> Vec<Case> {
+    let mut all = kernels();
+    all.extend(quantizer_sweep());
+    all.extend(models());
+    all
+}
+
+/// A tensor of values uniform in [-1, 1), the same for every adapter.
+fn filled(gpu: &Gpu, shape: &[usize], seed: u64) -> Result<Tensor> {
+    let mut rng = Rng::for_purpose(seed, 0xBE4C);
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
+    Tensor::from_f32(gpu, shape, &data)
+}
+
+fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(gpu, shape, DType::F32)
+}
+
+/// The work of a kernel reading and writing f32 tensors of `shapes` once each.
+fn kernel_work(launch: Launch, flops: Option<f64>, shapes: &[&[usize]]) -> Result<Work> {
+    let elements: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    Ok(Work {
+        launch,
+        flops,
+        bytes: Some(elements as f64 * 4.0),
+        images: None,
+    })
+}
+
+fn case(
+    group: Group,
+    name: impl Into<String>,
+    shape: impl Into<String>,
+    quick: bool,
+    build: impl Fn(&Gpu) -> Result<Work> + 'static,
+) -> Case {
+    Case {
+        group,
+        name: name.into(),
+        shape: shape.into(),
+        quick,
+        build: Box::new(build),
+    }
+}
+
+fn kernel(
+    name: impl Into<String>,
+    shape: impl Into<String>,
+    quick: bool,
+    build: impl Fn(&Gpu) -> Result<Work> + 'static,
+) -> Case {
+    case(Group::Kernel, name, shape, quick, build)
+}
+
+fn conv_shape(
+    cin: usize,
+    cout: usize,
+    side: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> ConvShape {
+    ConvShape {
+        batch: B,
+        cin,
+        cout,
+        hin: side,
+        win: side,
+        kh: k,
+        kw: k,
+        stride,
+        pad,
+    }
+}
+
+fn describe_conv(s: &ConvShape) -> String {
+    format!(
+        "{}x{}x{}x{} k{} s{} -> {}",
+        s.batch, s.cin, s.hin, s.win, s.kh, s.stride, s.cout
+    )
+}
+
+/// Forward, input gradient and weight gradient of a convolution layer.
+fn conv_cases(name: &str, s: ConvShape) -> [Case; 3] {
+    let shape = describe_conv(&s);
+    let (x, w, y) = (s.x_shape(), s.w_shape(), s.y_shape());
+    [
+        kernel(format!("{name} forward"), shape.clone(), true, move |gpu| {
+            let launch = conv::conv2d(
+                gpu,
+                &s,
+                &filled(gpu, &x, 1)?,
+                &filled(gpu, &w, 2)?,
+                &filled(gpu, &[s.cout], 3)?,
+                &zeros(gpu, &y)?,
+                Relu::NONE,
+            )?;
+            kernel_work(launch, Some(s.flops()), &[&x, &w, &[s.cout], &y])
+        }),
+        kernel(
+            format!("{name} input grad"),
+            shape.clone(),
+            false,
+            move |gpu| {
+                let launch = conv::conv2d_input_grad(
+                    gpu,
+                    &s,
+                    &filled(gpu, &y, 4)?,
+                    &filled(gpu, &w, 2)?,
+                    &zeros(gpu, &x)?,
+                )?;
+                kernel_work(launch, Some(s.flops()), &[&y, &w, &x])
+            },
+        ),
+        kernel(format!("{name} weight grad"), shape, false, move |gpu| {
+            let launch = conv::conv2d_weight_grad(
+                gpu,
+                &s,
+                &filled(gpu, &x, 1)?,
+                &filled(gpu, &y, 4)?,
+                &zeros(gpu, &w)?,
+                false,
+            )?;
+            kernel_work(launch, Some(s.flops()), &[&x, &y, &w])
+        }),
+    ]
+}
+
+/// Forward, input gradient and weight gradient (with bias) of a transposed convolution
+/// whose forward is the input gradient of `s`.
+fn deconv_cases(name: &str, s: ConvShape) -> [Case; 3] {
+    let shape = format!(
+        "{}x{}x{}x{} k{} s{} -> {}",
+        s.batch,
+        s.cout,
+        s.hout(),
+        s.wout(),
+        s.kh,
+        s.stride,
+        s.cin
+    );
+    // The transposed layer's input is `s`'s output and its output `s`'s input.
+    let (input, w, output) = (s.y_shape(), s.w_shape(), s.x_shape());
+    [
+        kernel(format!("{name} forward"), shape.clone(), true, move |gpu| {
+            let launch = conv::conv_transpose2d(
+                gpu,
+                &s,
+                &filled(gpu, &input, 1)?,
+                &filled(gpu, &w, 2)?,
+                &filled(gpu, &[s.cin], 3)?,
+                &zeros(gpu, &output)?,
+                Relu::NONE,
+            )?;
+            kernel_work(launch, Some(s.flops()), &[&input, &w, &[s.cin], &output])
+        }),
+        kernel(
+            format!("{name} input grad"),
+            shape.clone(),
+            false,
+            move |gpu| {
+                let launch = conv::conv_transpose2d_input_grad(
+                    gpu,
+                    &s,
+                    &filled(gpu, &output, 4)?,
+                    &filled(gpu, &w, 2)?,
+                    &zeros(gpu, &input)?,
+                )?;
+                kernel_work(launch, Some(s.flops()), &[&output, &w, &input])
+            },
+        ),
+        kernel(format!("{name} weight grad"), shape, false, move |gpu| {
+            let launch = conv::conv_transpose2d_weight_grad(
+                gpu,
+                &s,
+                &filled(gpu, &input, 1)?,
+                &filled(gpu, &output, 4)?,
+                &zeros(gpu, &w)?,
+                true,
+            )?;
+            kernel_work(launch, Some(s.flops()), &[&input, &output, &w, &[s.cin]])
+        }),
+    ]
+}
+
+/// Every kernel of a training step at the reference model's shapes (batch 32 of
+/// 32x32x3 images, H=128, R=32, K=512, D=64), and a 1024^3 matrix product for scale.
+fn kernels() -> Vec<Case> {
+    let lat = SIDE / 4;
+    let mm = ConvShape {
+        batch: 1,
+        cin: 1024,
+        cout: 1024,
+        hin: 32,
+        win: 32,
+        kh: 1,
+        kw: 1,
+        stride: 1,
+        pad: 0,
+    };
+    let mut all = vec![kernel(
+        "matmul 1024^3 (1x1 conv)",
+        describe_conv(&mm),
+        false,
+        move |gpu| {
+            let launch = conv::conv2d(
+                gpu,
+                &mm,
+                &filled(gpu, &mm.x_shape(), 1)?,
+                &filled(gpu, &mm.w_shape(), 2)?,
+                &zeros(gpu, &[mm.cout])?,
+                &zeros(gpu, &mm.y_shape())?,
+                Relu::NONE,
+            )?;
+            kernel_work(
+                launch,
+                Some(mm.flops()),
+                &[&mm.x_shape(), &mm.w_shape(), &mm.y_shape()],
+            )
+        },
+    )];
+    all.extend(conv_cases(
+        "encoder.conv1",
+        conv_shape(C, H / 2, SIDE, 4, 2, 1),
+    ));
+    all.extend(conv_cases(
+        "encoder.conv2",
+        conv_shape(H / 2, H, SIDE / 2, 4, 2, 1),
+    ));
+    all.extend(conv_cases("encoder.conv3", conv_shape(H, H, lat, 3, 1, 1)));
+    all.extend(conv_cases("res.conv1", conv_shape(H, R, lat, 3, 1, 1)));
+    all.extend(conv_cases("res.conv2", conv_shape(R, H, lat, 1, 1, 0)));
+    all.extend(conv_cases("pre_vq", conv_shape(H, D, lat, 1, 1, 0)));
+    all.extend(conv_cases("decoder.conv1", conv_shape(D, H, lat, 3, 1, 1)));
+    let deconv = |cin, cout, side| ConvShape::transposed(B, cin, cout, [side, side], 4, 2, 1);
+    all.extend(deconv_cases(
+        "decoder.deconv1",
+        deconv(H, H / 2, lat).expect("valid shape"),
+    ));
+    all.extend(deconv_cases(
+        "decoder.deconv2",
+        deconv(H / 2, C, SIDE / 2).expect("valid shape"),
+    ));
+
+    let n = B * lat * lat;
+    let z_shape = [B, D, lat, lat];
+    let shape = format!("N={n} K={K} D={D}");
+    all.push(kernel(
+        "quantizer forward",
+        shape.clone(),
+        true,
+        move |gpu| {
+            let launch = quantize::quantize(
+                gpu,
+                &filled(gpu, &z_shape, 5)?,
+                &filled(gpu, &[K, D], 6)?,
+                &Tensor::zeros(gpu, &[n], DType::U32)?,
+                Some(&zeros(gpu, &[n])?),
+                Some(&zeros(gpu, &z_shape)?),
+            )?;
+            kernel_work(
+                launch,
+                Some(2.0 * (n * K * D) as f64),
+                &[&z_shape, &[K, D], &[n], &[n], &z_shape],
+            )
+        },
+    ));
+    all.push(kernel("quantizer backward", shape, true, move |gpu| {
+        let (z, cb) = (filled(gpu, &z_shape, 5)?, filled(gpu, &[K, D], 6)?);
+        let (idx, zq) = (Tensor::zeros(gpu, &[n], DType::U32)?, zeros(gpu, &z_shape)?);
+        // Real assignments: the codebook gradient's cost depends on how rows spread.
+        gpu.run(&[&quantize::quantize(gpu, &z, &cb, &idx, None, Some(&zq))?])?;
+        let launch = vq_backward::vq_backward(
+            gpu,
+            &z,
+            &zq,
+            &idx,
+            &cb,
+            &filled(gpu, &z_shape, 7)?,
+            0.25,
+            &zeros(gpu, &z_shape)?,
+            &zeros(gpu, &[K, D])?,
+        )?;
+        kernel_work(
+            launch,
+            None,
+            &[
+                &z_shape,
+                &z_shape,
+                &[n],
+                &[K, D],
+                &z_shape,
+                &z_shape,
+                &[K, D],
+            ],
+        )
+    }));
+    let x_shape = [B, C, SIDE, SIDE];
+    all.push(kernel(
+        "loss (MSE and VQ terms)",
+        format!("{B}x{C}x{SIDE}x{SIDE}, N={n}"),
+        true,
+        move |gpu| {
+            let launch = loss::vqvae_loss(
+                gpu,
+                &filled(gpu, &x_shape, 8)?,
+                &filled(gpu, &x_shape, 9)?,
+                &filled(gpu, &[n], 10)?,
+                n * D,
+                0.25,
+                &zeros(gpu, &x_shape)?,
+                &zeros(gpu, &[4])?,
+            )?;
+            kernel_work(launch, None, &[&x_shape, &x_shape, &[n], &x_shape])
+        },
+    ));
+    all.push(kernel(
+        "code usage (histogram, perplexity)",
+        format!("N={n} K={K}"),
+        true,
+        move |gpu| {
+            let mut rng = Rng::for_purpose(11, 0xC0DE);
+            let idx: Vec<u32> = (0..n).map(|_| rng.below(K) as u32).collect();
+            let launch = codes::code_usage(
+                gpu,
+                &Tensor::from_u32(gpu, &[n], &idx)?,
+                &Tensor::zeros(gpu, &[K], DType::U32)?,
+                &zeros(gpu, &[2])?,
+            )?;
+            kernel_work(launch, None, &[&[n], &[K]])
+        },
+    ));
+    let count: usize = Config::reference(C).params().iter().map(|p| p.len()).sum();
+    all.push(kernel(
+        "adam",
+        format!("{count} parameters (reference model)"),
+        true,
+        move |gpu| {
+            let t = |seed| filled(gpu, &[count], seed);
+            let adam = Adam::new(
+                gpu,
+                &t(12)?,
+                &t(13)?,
+                &zeros(gpu, &[count])?,
+                &zeros(gpu, &[count])?,
+                AdamConfig::default(),
+            )?;
+            Ok(Work {
+                launch: adam.launch().clone(),
+                flops: None,
+                // Reads parameters, gradients and both moments; writes all but the gradients.
+                bytes: Some(7.0 * 4.0 * count as f64),
+                images: None,
+            })
+        },
+    ));
+    all
+}
+
+/// The nearest-code search alone (indices out) over N, then K, then D.
+fn quantizer_sweep() -> Vec<Case> {
+    let mut shapes = vec![(1 << 10, K, D), (1 << 14, K, D), (1 << 18, K, D)];
+    shapes.extend([(1 << 14, 64, D), (1 << 14, 4096, D)]);
+    shapes.extend([(1 << 14, K, 8), (1 << 14, K, 256)]);
+    shapes
+        .into_iter()
+        .map(|(n, k, d)| {
+            let quick = (n, k, d) == (1 << 14, K, D);
+            case(
+                Group::Quantizer,
+                "nearest code",
+                format!("N={n} K={k} D={d}"),
+                quick,
+                move |gpu| {
+                    let launch = quantize::quantize(
+                        gpu,
+                        &filled(gpu, &[n, d], 5)?,
+                        &filled(gpu, &[k, d], 6)?,
+                        &Tensor::zeros(gpu, &[n], DType::U32)?,
+                        None,
+                        None,
+                    )?;
+                    kernel_work(
+                        launch,
+                        Some(2.0 * (n * k * d) as f64),
+                        &[&[n, d], &[k, d], &[n]],
+                    )
+                },
+            )
+        })
+        .collect()
+}
+
+/// A training step and inference for the README's quick-start model and the
+/// paper-size reference model, at batch 32 and 128 of 32x32x3 images.
+fn models() -> Vec<Case> {
+    let small = Config {
+        hidden: 64,
+        codes: 128,
+        code_dim: 16,
+        ..Config::reference(C)
+    };
+    let paper = Config::reference(C);
+    let mut all = Vec::new();
+    for (group, what) in [
+        (Group::Train, "train step"),
+        (Group::Inference, "encode + decode"),
+    ] {
+        for (label, config) in [("quick-start model", small), ("paper-size model", paper)] {
+            for batch in [32, 128] {
+                let shape = format!(
+                    "batch {batch} {C}x{SIDE}x{SIDE}, H{} R{} L{} K{} D{}",
+                    config.hidden,
+                    config.res_hidden,
+                    config.res_layers,
+                    config.codes,
+                    config.code_dim
+                );
+                let quick = label == "quick-start model" && batch == 32;
+                let train = group == Group::Train;
+                all.push(case(
+                    group,
+                    format!("{what}, {label}"),
+                    shape,
+                    quick,
+                    move |gpu| model_work(gpu, &config, batch, train),
+                ));
+            }
+        }
+    }
+    all
+}
+
+/// The model's graph with fresh weights on a batch of noise: with `train`, forward,
+/// loss, backward and Adam; without, encoder, quantiser and decoder.
+fn model_work(gpu: &Gpu, config: &Config, batch: usize, train: bool) -> Result<Work> {
+    let params = Params::new(gpu, config.params())?;
+    params.upload(
+        gpu,
+        &params.join(&fresh_values(&params, 0), "initialisation")?,
+    )?;
+    let net = Vqvae::new(gpu, &params, config, batch, [SIDE, SIDE], train)?;
+    net.x.write(
+        gpu,
+        bytemuck::cast_slice(&{
+            let mut rng = Rng::for_purpose(14, 0x1A6E);
+            (0..net.x.len())
+                .map(|_| rng.uniform(-0.5, 0.5) as f32)
+                .collect::<Vec<f32>>()
+        }),
+    )?;
+    let mut launch = net.encode().clone().then(net.decode().clone());
+    let flops = if train {
+        let (flat, grads) = (params.flat_values(), params.flat_grads());
+        let (m, v) = (zeros(gpu, flat.shape())?, zeros(gpu, flat.shape())?);
+        let adam = Adam::new(gpu, flat, grads, &m, &v, AdamConfig::default())?;
+        let backward = net.loss_and_backward().expect("a training graph");
+        launch = launch.then(backward.clone()).then(adam.launch().clone());
+        net.train_flops
+    } else {
+        net.forward_flops
+    };
+    Ok(Work {
+        launch,
+        flops: Some(flops),
+        bytes: None,
+        images: Some(batch),
+    })
+}

@@ -1,0 +1,187 @@
+//! `vqvae bench`: the quick suite's JSON has everything a comparison needs and only
+//! sane figures; `--compare` lines runs up with ratios; bad choices are clear errors.
+
+mod common;
+
+use common::{temp_dir, vqvae};
+use serde_json::Value;
+use vqvae_wgpu::bench::{Report, Stats};
+
+/// A figure that is absent (`null`) or a positive finite number.
+fn positive_or_null(entry: &Value, key: &str) -> Option<f64> {
+    let v = &entry[key];
+    if v.is_null() {
+        return None;
+    }
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} not a number: {entry}"));
+    assert!(x.is_finite() && x > 0.0, "{key} = {x} in {entry}");
+    Some(x)
+}
+
+#[test]
+fn quick_suite_reports_every_group_with_sane_figures_and_compares() {
+    let dir = temp_dir("bench-quick");
+    let json = dir.join("quick.json");
+    let (code, text) = vqvae(&["bench", "--quick", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{text}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["suite"], "quick");
+    assert!(report["date"].as_str().unwrap().starts_with("20"));
+    let env = &report["environment"];
+    for key in [
+        "adapter",
+        "vendor",
+        "device",
+        "device_type",
+        "backend",
+        "driver",
+        "wgpu_version",
+        "os",
+        "tuning",
+    ] {
+        assert!(
+            !env[key].as_str().unwrap_or_default().is_empty(),
+            "environment.{key} missing: {env}"
+        );
+    }
+    assert!(
+        ["gpu-timestamps", "wall-clock"].contains(&env["timing"].as_str().unwrap()),
+        "{env}"
+    );
+    assert!(
+        env["limits"]["maxStorageBufferBindingSize"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(env["features"].is_array());
+
+    let results = report["results"].as_array().unwrap();
+    let mut groups = std::collections::BTreeSet::new();
+    let (mut gflops, mut gbps, mut images) = (0, 0, 0);
+    for e in results {
+        assert!(e["error"].is_null(), "{e}");
+        assert!(!e["name"].as_str().unwrap().is_empty());
+        assert!(!e["shape"].as_str().unwrap().is_empty());
+        assert!(
+            text.contains(e["name"].as_str().unwrap()),
+            "row missing: {e}"
+        );
+        groups.insert(e["group"].as_str().unwrap().to_string());
+        assert!(e["runs"].as_u64().unwrap() >= 1 && e["reps_per_run"].as_u64().unwrap() >= 1);
+        let t = &e["time_ms"];
+        let [median, min, max] = ["median", "min", "max"].map(|k| positive_or_null(t, k).unwrap());
+        assert!(min <= median && median <= max, "{t}");
+        gflops += usize::from(positive_or_null(e, "gflops").is_some());
+        gbps += usize::from(positive_or_null(e, "gbps").is_some());
+        images += usize::from(positive_or_null(e, "images_per_sec").is_some());
+        assert!(positive_or_null(e, "memory_bytes").is_some(), "{e}");
+    }
+    let want = ["inference", "kernel", "quantizer", "train"].map(String::from);
+    assert_eq!(groups, want.into_iter().collect());
+    assert!(gflops > 0 && gbps > 0 && images >= 2);
+
+    // The same report with every benchmark twice as fast and the last one missing.
+    let mut faster = Report::read(&json).unwrap();
+    faster.results.pop();
+    for e in &mut faster.results {
+        let t = e.time_ms.as_mut().unwrap();
+        (t.median, t.min, t.max) = (t.median / 2.0, t.min / 2.0, t.max / 2.0);
+    }
+    let faster_json = dir.join("faster.json");
+    faster.write(&faster_json).unwrap();
+    let (code, text) = vqvae(&[
+        "bench",
+        "--compare",
+        json.to_str().unwrap(),
+        faster_json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("A: ") && text.contains("B: "), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            results
+                .iter()
+                .any(|e| l.starts_with(e["name"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(rows.len(), results.len(), "{text}");
+    let (last, others) = rows.split_last().unwrap();
+    assert!(others.iter().all(|l| l.ends_with("2.00x")), "{text}");
+    assert!(last.ends_with(" -"), "{text}");
+}
+
+#[test]
+fn stats_are_median_min_and_max() {
+    let odd = Stats::of(&[3.0, 1.0, 2.0]);
+    assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+    let even = Stats::of(&[4.0, 1.0, 2.0, 10.0]);
+    assert_eq!((even.median, even.min, even.max), (3.0, 1.0, 10.0));
+    let one = Stats::of(&[5.0]);
+    assert_eq!((one.median, one.min, one.max), (5.0, 5.0, 5.0));
+}
+
+/// Runs `vqvae bench` expecting a clean failure; returns what it printed.
+fn fails(args: &[&str]) -> String {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    let (code, text) = vqvae(&all);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+#[test]
+fn adapter_choices_that_match_nothing_list_what_there_is() {
+    let text = fails(&["--quick", "--backend", "vulcan"]);
+    assert!(
+        text.contains("'vulcan'") && text.contains("vulkan, metal, dx12 or gl"),
+        "{text}"
+    );
+    // A backend this OS does not have: the error lists the adapters on the others.
+    let absent = if cfg!(target_os = "macos") {
+        "dx12"
+    } else {
+        "metal"
+    };
+    let text = fails(&["--quick", "--backend", absent]);
+    assert!(text.contains(&format!("on backend {absent}")), "{text}");
+    assert!(
+        text.contains("found: ") && text.contains("Vulkan"),
+        "{text}"
+    );
+    let text = fails(&["--quick", "--adapter", "no such adapter"]);
+    assert!(
+        text.contains("'no such adapter'") && text.contains("found: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_options_and_files_are_named() {
+    assert!(fails(&["--runs", "0"]).contains("--runs 0"));
+    assert!(fails(&["--only", "no such benchmark"]).contains("'no such benchmark'"));
+    let dir = temp_dir("bench-bad");
+    let missing = dir.join("missing.json");
+    let garbage = dir.join("garbage.json");
+    std::fs::write(&garbage, "{\"schema\": 1}").unwrap();
+    let text = fails(&[
+        "--compare",
+        garbage.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert!(
+        text.contains("garbage.json") && text.contains("not a `vqvae bench --json` report"),
+        "{text}"
+    );
+    let text = fails(&[
+        "--compare",
+        missing.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+    ]);
+    assert!(text.contains("missing.json"), "{text}");
+}
