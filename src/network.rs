@@ -6,171 +6,10 @@ use crate::gpu::Gpu;
 use crate::kernels::conv::{ConvShape, Relu};
 use crate::kernels::{codes, elementwise, loss, quantize, vq_backward};
 use crate::launch::Launch;
-use crate::layers::Conv;
+use crate::layers::{Conv, ResShape, ResStack};
 use crate::model::Config;
 use crate::params::Params;
-use crate::tensor::{DType, Tensor};
-
-fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
-    Tensor::zeros(gpu, shape, DType::F32)
-}
-
-/// `out = a + conv2(relu(conv1(relu(a))))`, with its activations.
-struct ResBlock {
-    conv1: Conv,
-    conv2: Conv,
-    /// relu(conv1(relu(a))).
-    t: Tensor,
-    /// conv2(t).
-    u: Tensor,
-}
-
-impl ResBlock {
-    fn new(
-        gpu: &Gpu,
-        params: &Params,
-        prefix: &str,
-        c: &Config,
-        batch: usize,
-        side: [usize; 2],
-    ) -> Result<ResBlock> {
-        let (h, r) = (c.hidden, c.res_hidden);
-        let shape = |cin, cout, k, pad| ConvShape {
-            batch,
-            cin,
-            cout,
-            hin: side[0],
-            win: side[1],
-            kh: k,
-            kw: k,
-            stride: 1,
-            pad,
-        };
-        Ok(ResBlock {
-            conv1: Conv::new(
-                params,
-                &format!("{prefix}.conv1"),
-                shape(h, r, 3, 1),
-                false,
-                Relu::BOTH,
-            ),
-            conv2: Conv::new(
-                params,
-                &format!("{prefix}.conv2"),
-                shape(r, h, 1, 0),
-                false,
-                Relu::NONE,
-            ),
-            t: zeros(gpu, &[batch, r, side[0], side[1]])?,
-            u: zeros(gpu, &[batch, h, side[0], side[1]])?,
-        })
-    }
-
-    fn forward(&self, gpu: &Gpu, a: &Tensor, out: &Tensor) -> Result<Launch> {
-        Ok(self
-            .conv1
-            .forward(gpu, a, &self.t)?
-            .then(self.conv2.forward(gpu, &self.t, &self.u)?)
-            .then(elementwise::add(gpu, a, &self.u, out)?))
-    }
-}
-
-/// A residual stack's forward and backward: blocks, the activation between each pair,
-/// and the gradient scratch of the backward pass.
-struct ResStack {
-    blocks: Vec<ResBlock>,
-    /// acts[0] is the stack's input, acts[i + 1] block i's output.
-    acts: Vec<Tensor>,
-    /// grads[i]: the gradient at acts[i]; scratch for each block's backward pass.
-    grads: Vec<Tensor>,
-    scratch: Vec<[Tensor; 4]>,
-}
-
-impl ResStack {
-    fn new(
-        gpu: &Gpu,
-        params: &Params,
-        prefix: &str,
-        c: &Config,
-        batch: usize,
-        side: [usize; 2],
-        train: bool,
-    ) -> Result<ResStack> {
-        let act = [batch, c.hidden, side[0], side[1]];
-        let blocks = (0..c.res_layers)
-            .map(|i| ResBlock::new(gpu, params, &format!("{prefix}.res.{i}"), c, batch, side))
-            .collect::<Result<Vec<_>>>()?;
-        let acts = (0..=c.res_layers)
-            .map(|_| zeros(gpu, &act))
-            .collect::<Result<_>>()?;
-        let (grads, scratch) = if train {
-            let t = [batch, c.res_hidden, side[0], side[1]];
-            (
-                (0..=c.res_layers)
-                    .map(|_| zeros(gpu, &act))
-                    .collect::<Result<_>>()?,
-                (0..c.res_layers)
-                    .map(|_| {
-                        Ok([
-                            zeros(gpu, &t)?,
-                            zeros(gpu, &t)?,
-                            zeros(gpu, &act)?,
-                            zeros(gpu, &act)?,
-                        ])
-                    })
-                    .collect::<Result<_>>()?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(ResStack {
-            blocks,
-            acts,
-            grads,
-            scratch,
-        })
-    }
-
-    fn input(&self) -> &Tensor {
-        &self.acts[0]
-    }
-
-    fn output(&self) -> &Tensor {
-        &self.acts[self.blocks.len()]
-    }
-
-    fn forward(&self, gpu: &Gpu) -> Result<Launch> {
-        let mut launch = Launch::default();
-        for (i, b) in self.blocks.iter().enumerate() {
-            launch = launch.then(b.forward(gpu, &self.acts[i], &self.acts[i + 1])?);
-        }
-        Ok(launch)
-    }
-
-    /// From the gradient at the output (`grads[L]`) to the gradient at the input (`grads[0]`).
-    fn backward(&self, gpu: &Gpu) -> Result<Launch> {
-        let mut launch = Launch::default();
-        for (i, b) in self.blocks.iter().enumerate().rev() {
-            let [dt, dt_pre, da_relu, da_branch] = &self.scratch[i];
-            let d_out = &self.grads[i + 1];
-            launch = launch
-                .then(b.conv2.backward(gpu, &b.t, d_out, Some(dt))?)
-                .then(elementwise::relu_backward(gpu, dt, &b.t, dt_pre)?)
-                .then(
-                    b.conv1
-                        .backward(gpu, &self.acts[i], dt_pre, Some(da_relu))?,
-                )
-                .then(elementwise::relu_backward(
-                    gpu,
-                    da_relu,
-                    &self.acts[i],
-                    da_branch,
-                )?)
-                .then(elementwise::add(gpu, d_out, da_branch, &self.grads[i])?);
-        }
-        Ok(launch)
-    }
-}
+use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 
 /// The VQ-VAE bound to its parameters for `batch` images of one size.
 pub struct Vqvae {
@@ -279,8 +118,16 @@ impl Vqvae {
             true,
             Relu::NONE,
         );
-        let enc_res = ResStack::new(gpu, params, "encoder", c, batch, side, train)?;
-        let dec_res = ResStack::new(gpu, params, "decoder", c, batch, side, train)?;
+        let res = ResShape {
+            channels: h,
+            hidden: c.res_hidden,
+            blocks: c.res_layers,
+            batch,
+            side,
+            mask: None,
+        };
+        let enc_res = ResStack::new(gpu, params, "encoder.res", &res, train)?;
+        let dec_res = ResStack::new(gpu, params, "decoder.res", &res, train)?;
 
         let x = zeros(gpu, &[batch, c.channels, height, width])?;
         let h1 = zeros(gpu, &enc1.out_shape())?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::checkpoint::Tensors;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::ParamSpec;
@@ -141,5 +142,32 @@ impl Params {
     /// Uploads a flat array laid out like these parameters.
     pub fn upload(&self, gpu: &Gpu, flat: &[f32]) -> Result<()> {
         self.values.write(gpu, bytemuck::cast_slice(flat))
+    }
+
+    /// Downloads `flat` (laid out like these parameters: the values, or an optimizer
+    /// moment) as named tensors, each name with `prefix` in front.
+    pub fn download_named(&self, gpu: &Gpu, flat: &Tensor, prefix: &str) -> Result<Tensors> {
+        Ok(self
+            .split(&flat.to_f32(gpu)?)
+            .into_iter()
+            .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
+            .collect())
+    }
+
+    /// Uploads into `flat` the tensors of `values` whose names start with `prefix`, the
+    /// prefix removed; every parameter must be there (`what` names the source in errors).
+    pub fn upload_named(
+        &self,
+        gpu: &Gpu,
+        flat: &Tensor,
+        values: &HashMap<String, Vec<f32>>,
+        prefix: &str,
+        what: &str,
+    ) -> Result<()> {
+        let named: HashMap<String, Vec<f32>> = values
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+            .collect();
+        flat.write(gpu, bytemuck::cast_slice(&self.join(&named, what)?))
     }
 }

@@ -194,6 +194,11 @@ impl Tensor {
     }
 }
 
+/// A zero-filled f32 tensor of `shape`.
+pub(crate) fn zeros_f32(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+    Tensor::zeros(gpu, shape, DType::F32)
+}
+
 /// The byte size of a tensor of `shape`, checked against the device's limits.
 fn byte_size(gpu: &Gpu, op: &'static str, shape: &[usize]) -> Result<u64> {
     if shape.is_empty() || shape.contains(&0) {

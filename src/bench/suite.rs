@@ -15,7 +15,7 @@ use crate::model::Config;
 use crate::network::Vqvae;
 use crate::params::Params;
 use crate::rng::Rng;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 use crate::train::fresh_values;
 
 /// Which part of the suite a benchmark belongs to.
@@ -80,10 +80,6 @@ fn filled(gpu: &Gpu, shape: &[usize], seed: u64) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect();
     Tensor::from_f32(gpu, shape, &data)
-}
-
-fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
-    Tensor::zeros(gpu, shape, DType::F32)
 }
 
 /// The work of a kernel reading and writing f32 tensors of `shapes` once each.

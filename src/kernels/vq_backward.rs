@@ -75,7 +75,7 @@ pub fn vq_backward(
             rows.n
         )
     })?;
-    let codes = quantize::codebook_shape(op, codebook, rows.dim)?;
+    quantize::codebook_shape(op, codebook, rows.dim)?;
     ensure(grad_codebook.shape() == codebook.shape(), op, || {
         format!(
             "codebook gradient has shape {:?}, expected {:?}",
@@ -87,7 +87,6 @@ pub fn vq_backward(
     let numel = ze.len() as f32;
     let params = Params {
         commit: 2.0 * beta / numel,
-        scale: 2.0 / numel,
         ..sums.params
     };
     let kernel = |entry| {
@@ -99,13 +98,12 @@ pub fn vq_backward(
         )
     };
     let uniform = gpu.uniform(&params);
-    let u = uniform.as_entire_binding();
     let wg = WG as usize;
     let ze_grad = gpu.dispatch(
         op,
         &kernel("ze_grad")?,
         &[
-            u.clone(),
+            uniform.as_entire_binding(),
             ze.binding(),
             zq.binding(),
             grad_zq.binding(),
@@ -114,21 +112,8 @@ pub fn vq_backward(
         ],
         ze.len().div_ceil(wg) as u64,
     )?;
-    let total = gpu.dispatch(
-        op,
-        &kernel("codebook_grad")?,
-        &[
-            u,
-            gpu.unused(1),
-            gpu.unused(2),
-            sums.partial.binding(),
-            gpu.unused(4),
-            grad_codebook.binding(),
-        ],
-        (codes * rows.dim).div_ceil(wg) as u64,
-    )?;
-    let sums_dispatch = sums.dispatch;
-    Ok([ze_grad, sums_dispatch, total].into_iter().collect())
+    let total = sums.total(gpu, op, -2.0 / numel, grad_codebook)?;
+    Ok([ze_grad, sums.dispatch, total].into_iter().collect())
 }
 
 /// Per-code sums of the rows assigned to each code, chunk by chunk: `partial`
@@ -200,5 +185,40 @@ impl CodeSums {
             chunks: params.chunks,
             params,
         })
+    }
+
+    /// The dispatch that sums the chunks in order: `out[k][d] = factor * total`.
+    pub fn total(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        factor: f32,
+        out: &Tensor,
+    ) -> Result<Dispatch> {
+        let params = Params {
+            scale: -factor,
+            ..self.params
+        };
+        let kernel = gpu.kernel(
+            &shaders::VQ_BACKWARD,
+            "codebook_grad",
+            &[("WG", f64::from(WG)), ("SUBTRACT_CODE", 1.0)],
+            &BINDINGS,
+        )?;
+        let uniform = gpu.uniform(&params);
+        let len = (params.codes * params.dim) as usize;
+        gpu.dispatch(
+            op,
+            &kernel,
+            &[
+                uniform.as_entire_binding(),
+                gpu.unused(1),
+                gpu.unused(2),
+                self.partial.binding(),
+                gpu.unused(4),
+                out.binding(),
+            ],
+            len.div_ceil(WG as usize) as u64,
+        )
     }
 }
