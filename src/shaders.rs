@@ -47,4 +47,9 @@ shaders! {
     RESTART => "restart",
     /// The exponential-moving-average codebook update (k-means with decay 0).
     EMA => "ema",
+    /// Causal masks of PixelCNN convolutions, applied to weights and their gradients.
+    CAUSAL_MASK => "causal_mask",
+    /// Softmax over code logits: cross-entropy with its gradient, and seeded
+    /// categorical sampling with a temperature.
+    SOFTMAX => "softmax",
 }

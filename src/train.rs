@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, Tensors};
+use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use crate::data::Dataset;
 use crate::error::{Error, Result, io};
 use crate::gpu::Gpu;
@@ -133,18 +133,18 @@ pub struct Run<'a> {
     pub progress: bool,
 }
 
-/// Which training images each step's batch holds.
-struct Order {
-    seed: u64,
-    shuffle: bool,
-    len: usize,
-    epoch: Option<(usize, Vec<usize>)>,
+/// Which training items each step's batch holds.
+pub(crate) struct Order {
+    pub seed: u64,
+    pub shuffle: bool,
+    pub len: usize,
+    pub epoch: Option<(usize, Vec<usize>)>,
 }
 
 impl Order {
     /// Indices of the batch of `step` (0-based): positions step*B.. of the epochs laid
     /// end to end, each epoch a permutation fixed by the seed.
-    fn batch(&mut self, step: u64, size: usize) -> Vec<usize> {
+    pub fn batch(&mut self, step: u64, size: usize) -> Vec<usize> {
         (0..size)
             .map(|k| {
                 let pos = step as usize * size + k;
@@ -338,14 +338,7 @@ fn restore(
     if let Some((m, v)) = update.moments() {
         let values = state.values();
         for (tensor, prefix) in [(m, "exp_avg."), (v, "exp_avg_sq.")] {
-            let named: HashMap<String, Vec<f32>> = values
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
-                .collect();
-            tensor.write(
-                gpu,
-                bytemuck::cast_slice(&params.join(&named, "training state")?),
-            )?;
+            params.upload_named(gpu, tensor, &values, prefix, "training state")?;
         }
     }
     Ok(state
@@ -356,13 +349,17 @@ fn restore(
 }
 
 /// Model metadata stored in the checkpoint (strings, as safetensors requires).
-fn model_metadata(config: &Config, step: u64) -> HashMap<String, String> {
+fn model_metadata(config: &Config, step: u64, [h, w]: [usize; 2]) -> HashMap<String, String> {
     HashMap::from([
         ("format".to_string(), "vqvae-wgpu".to_string()),
         ("beta".to_string(), config.beta.to_string()),
         ("step".to_string(), step.to_string()),
+        (IMAGE_SIZE_KEY.to_string(), format!("{h}x{w}")),
     ])
 }
+
+/// The model checkpoint's metadata key for the image size it was trained at (`HxW`).
+pub const IMAGE_SIZE_KEY: &str = "image_size";
 
 struct Writer<'a> {
     gpu: &'a Gpu,
@@ -372,6 +369,7 @@ struct Writer<'a> {
     out: &'a Path,
     update: &'a Update,
     window: &'a Tensor,
+    image: [usize; 2],
 }
 
 /// The training-state tensor holding code usage since the last restart.
@@ -379,14 +377,8 @@ const WINDOW_TENSOR: &str = "codebook_usage";
 
 impl Writer<'_> {
     fn save(&self, step: u64) -> Result<()> {
-        let named = |flat: &Tensor, prefix: &str| -> Result<Tensors> {
-            Ok(self
-                .params
-                .split(&flat.to_f32(self.gpu)?)
-                .into_iter()
-                .map(|(n, s, v)| (format!("{prefix}{n}"), (s, v)))
-                .collect())
-        };
+        let named =
+            |flat: &Tensor, prefix: &str| self.params.download_named(self.gpu, flat, prefix);
         let mut state = TensorFile {
             tensors: HashMap::new(),
             metadata: HashMap::from([
@@ -412,7 +404,7 @@ impl Writer<'_> {
         }
         let model = TensorFile {
             tensors: named(self.params.flat_values(), "")?,
-            metadata: model_metadata(self.config, step),
+            metadata: model_metadata(self.config, step, self.image),
         };
         model.write(&self.out.join(MODEL_FILE))?;
         state.write(&self.out.join(STATE_FILE))
@@ -420,14 +412,14 @@ impl Writer<'_> {
 }
 
 /// Appends JSON lines to the metrics log.
-struct Log {
+pub(crate) struct Log {
     file: std::fs::File,
     path: PathBuf,
 }
 
 impl Log {
     /// Opens `path`; a resumed run keeps the lines up to its step and drops the rest.
-    fn open(path: PathBuf, keep_until: Option<u64>) -> Result<Log> {
+    pub fn open(path: PathBuf, keep_until: Option<u64>) -> Result<Log> {
         let kept = match keep_until {
             Some(step) => std::fs::read_to_string(&path)
                 .unwrap_or_default()
@@ -450,7 +442,7 @@ impl Log {
         Ok(Log { file, path })
     }
 
-    fn line(&mut self, value: &serde_json::Value) -> Result<()> {
+    pub fn line(&mut self, value: &serde_json::Value) -> Result<()> {
         writeln!(self.file, "{value}").map_err(io("writing", &self.path))
     }
 }
@@ -560,6 +552,7 @@ impl Run<'_> {
             out: &out,
             update: &update,
             window: &window,
+            image: size,
         };
         let mut log = Log::open(
             out.join("metrics.jsonl"),
@@ -715,7 +708,7 @@ fn batch_error(e: Error, batch: usize) -> Error {
     }
 }
 
-fn progress_bar(show: bool, position: u64, total: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(show: bool, position: u64, total: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

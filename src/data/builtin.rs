@@ -123,6 +123,7 @@ pub(super) fn generate(seed: u64) -> Vec<Raw> {
     let mut rng = Rng::for_purpose(seed, 0xda7a);
     (0..COUNT)
         .map(|i| Raw {
+            label: None,
             name: format!("{i:05}"),
             path: PathBuf::from("built-in"),
             channels: 3,

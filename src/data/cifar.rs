@@ -50,6 +50,7 @@ pub(super) fn load_file(path: &Path) -> Result<Vec<Raw>> {
         .enumerate()
         .map(|(i, r)| Raw {
             name: format!("{i:05}"),
+            label: Some(r[0]),
             path: path.to_path_buf(),
             channels: 3,
             width: SIDE,

@@ -68,6 +68,7 @@ fn to_raw(img: DynamicImage, name: String, path: PathBuf) -> Raw {
         .map(|(c, i)| interleaved[i * channels + c])
         .collect();
     Raw {
+        label: None,
         name,
         path,
         channels,

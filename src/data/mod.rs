@@ -30,6 +30,9 @@ pub struct Dataset {
     pub names: Vec<String>,
     /// Where the data came from, for messages and run settings.
     pub source: String,
+    /// One class per image, where the data has labels: CIFAR-10 batches, or an IDX
+    /// images file with its labels file beside it (`*-labels-idx1-ubyte[.gz]`).
+    pub labels: Option<Vec<u8>>,
 }
 
 /// How to load a dataset.
@@ -47,6 +50,8 @@ pub struct LoadOptions {
 /// One decoded image before the dataset is assembled: planar pixels.
 pub(crate) struct Raw {
     pub name: String,
+    /// The class, where the data has labels (CIFAR-10, IDX with a labels file).
+    pub label: Option<u8>,
     pub path: PathBuf,
     pub channels: usize,
     pub width: usize,
@@ -158,6 +163,7 @@ fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dat
     let mut pixels = Vec::with_capacity(raws.len() * channels * height * width);
     let mut names = Vec::with_capacity(raws.len());
     let len = raws.len();
+    let labels: Option<Vec<u8>> = raws.iter().map(|r| r.label).collect();
     for raw in raws {
         let raw = if (raw.height, raw.width) == (height, width) {
             raw
@@ -175,6 +181,7 @@ fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dat
         width,
         names,
         source,
+        labels,
     })
 }
 

@@ -6,6 +6,7 @@ pub mod conv;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod prior;
 pub mod quantize;
 
 /// `max(v, 0)` element-wise.

@@ -3,7 +3,7 @@
 use crate::kernels::quantize::Rows;
 
 /// Flat index of element `d` of row `r`.
-fn at(rows: &Rows, r: usize, d: usize) -> usize {
+pub(crate) fn at(rows: &Rows, r: usize, d: usize) -> usize {
     (r / rows.plane) * rows.dim * rows.plane + d * rows.plane + r % rows.plane
 }
 
