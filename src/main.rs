@@ -13,6 +13,10 @@ use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::network::Vqvae;
 use vqvae_wgpu::params::Params;
+use vqvae_wgpu::prior::{
+    self, CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorConfig, PriorNet, PriorRun, PriorSettings,
+    PriorStart, SampleSettings,
+};
 use vqvae_wgpu::train::{self, CodebookInit, OptimizerKind, Run, Settings, Start};
 use vqvae_wgpu::{images, npy};
 
@@ -74,11 +78,98 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Train a PixelCNN prior over the codes a trained model gives the data; writes
+    /// DIR/prior.safetensors, DIR/prior_state.safetensors and DIR/prior_metrics.jsonl.
+    TrainPrior(Box<TrainPriorArgs>),
+    /// Draw code grids from a prior on the GPU, decode them, and write them as one image.
+    Sample(SampleArgs),
     /// List the adapters found and the one chosen, with its backend and limits.
     Info(AdapterArgs),
     /// Measure the kernels, the quantiser, training steps and inference on one adapter;
     /// or compare saved results.
     Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct TrainPriorArgs {
+    /// The trained autoencoder whose codes the prior models.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Condition on the data's classes (CIFAR-10, or IDX with its labels file beside it).
+    #[arg(long)]
+    conditional: bool,
+    /// Steps to train in all [default: 2000]; a resumed run continues up to this.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Code grids per step [default: 64].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam's learning rate [default: 1e-3].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of initialisation and batch order [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Channels of the code embedding [default: 32].
+    #[arg(long)]
+    embed_dim: Option<usize>,
+    /// Channels between the prior's layers [default: 64].
+    #[arg(long)]
+    prior_channels: Option<usize>,
+    /// Residual blocks [default: 4].
+    #[arg(long)]
+    prior_blocks: Option<usize>,
+    /// Grids held out from the end of the data [default: 5%, at most 1000].
+    #[arg(long)]
+    val_grids: Option<usize>,
+    /// Steps between loss read-backs [default: 50].
+    #[arg(long)]
+    log_every: Option<u64>,
+    /// Steps between held-out evaluations and checkpoints [default: 500].
+    #[arg(long)]
+    val_every: Option<u64>,
+    /// Continue the prior run saved in this folder.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// The trained autoencoder.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The prior trained on its codes (`vqvae train-prior`).
+    #[arg(long)]
+    prior: PathBuf,
+    /// Images to draw.
+    #[arg(long, default_value_t = 16)]
+    count: usize,
+    /// Output PNG: the images in a grid.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Softmax temperature: below 1 safer, above 1 more varied.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    temperature: f32,
+    /// The class to draw (conditional priors); without it, classes take turns.
+    #[arg(long)]
+    class: Option<usize>,
+    /// Also write the sampled codes [count, h, w] as .npy.
+    #[arg(long, value_name = "FILE")]
+    codes_out: Option<PathBuf>,
+    /// Grids drawn at once.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
 }
 
 #[derive(Args)]
@@ -251,6 +342,8 @@ fn main() -> ExitCode {
             out,
             batch_size,
         } => decode(&checkpoint, &codes, &out, batch_size),
+        Command::TrainPrior(args) => train_prior(&args),
+        Command::Sample(args) => sample(&args),
         Command::Info(adapter) => info(&adapter),
         Command::Bench(args) => bench(&args),
     };
@@ -633,39 +726,54 @@ fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: usize) -> Res
         });
     }
     let gpu = open_gpu()?;
-    let params = Params::new(&gpu, config.params())?;
-    params.upload(
-        &gpu,
-        &params.join(&file.values(), &checkpoint.display().to_string())?,
-    )?;
-    let batch = batch_size.min(n);
-    let net = Vqvae::new(&gpu, &params, &config, batch, [4 * h, 4 * w], false)?;
+    let codes: Vec<u32> = values.iter().map(|&v| v as u32).collect();
+    let pixels = decode_codes(&gpu, &file, &config, checkpoint, &codes, [h, w], batch_size)?;
     std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
-    let per = h * w;
-    let image_len = config.channels * 16 * per;
-    for first in (0..n).step_by(batch) {
-        let count = batch.min(n - first);
-        let mut idx: Vec<u32> = values[first * per..(first + count) * per]
-            .iter()
-            .map(|&v| v as u32)
-            .collect();
-        idx.resize(batch * per, 0);
-        net.indices.write(&gpu, bytemuck::cast_slice(&idx))?;
-        gpu.run(&[net.gather(), net.decode()])?;
-        let x = net.x_hat.to_f32(&gpu)?;
-        for k in 0..count {
-            let pixels = images::to_pixels(&x[k * image_len..(k + 1) * image_len]);
-            images::save_png(
-                &out.join(format!("{:05}.png", first + k)),
-                config.channels,
-                4 * h,
-                4 * w,
-                &pixels,
-            )?;
-        }
+    for (i, image) in pixels.iter().enumerate() {
+        images::save_png(
+            &out.join(format!("{i:05}.png")),
+            config.channels,
+            4 * h,
+            4 * w,
+            image,
+        )?;
     }
     println!("wrote {n} decoded images to {}", out.display());
     Ok(())
+}
+
+/// Decodes code grids `[n, h, w]` (each code below K) with the model in `file`, `batch`
+/// grids at a time, into 8-bit planar images of `4h x 4w`.
+fn decode_codes(
+    gpu: &Gpu,
+    file: &TensorFile,
+    config: &Config,
+    checkpoint: &Path,
+    codes: &[u32],
+    [h, w]: [usize; 2],
+    batch: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let per = h * w;
+    let n = codes.len() / per;
+    let params = Params::new(gpu, config.params())?;
+    params.upload(
+        gpu,
+        &params.join(&file.values(), &checkpoint.display().to_string())?,
+    )?;
+    let batch = batch.min(n);
+    let net = Vqvae::new(gpu, &params, config, batch, [4 * h, 4 * w], false)?;
+    let image_len = config.channels * 16 * per;
+    let mut out = Vec::with_capacity(n);
+    for first in (0..n).step_by(batch) {
+        let count = batch.min(n - first);
+        let mut idx = codes[first * per..(first + count) * per].to_vec();
+        idx.resize(batch * per, 0);
+        net.indices.write(gpu, bytemuck::cast_slice(&idx))?;
+        gpu.run(&[net.gather(), net.decode()])?;
+        let x = net.x_hat.to_f32(gpu)?;
+        out.extend((0..count).map(|k| images::to_pixels(&x[k * image_len..(k + 1) * image_len])));
+    }
+    Ok(out)
 }
 
 fn bench(a: &BenchArgs) -> Result<()> {
@@ -746,5 +854,237 @@ fn info(adapter: &AdapterArgs) -> Result<()> {
         "  max_compute_workgroups_per_dimension: {}",
         l.max_compute_workgroups_per_dimension
     );
+    Ok(())
+}
+
+fn train_prior(a: &TrainPriorArgs) -> Result<()> {
+    let resumed = match &a.resume {
+        Some(dir) => Some((
+            TensorFile::read(&dir.join(PRIOR_FILE))?,
+            TensorFile::read(&dir.join(PRIOR_STATE_FILE))?,
+        )),
+        None => None,
+    };
+    let (gpu, data, params, net) = inference(&a.checkpoint, &a.data, 64)?;
+    let codes_k = net.config.codes;
+    eprintln!(
+        "data: {} images of {}x{}x{} from {}",
+        data.len, data.channels, data.height, data.width, data.source
+    );
+    let saved_config = match &resumed {
+        Some((model, _)) => {
+            let path = a.resume.as_ref().expect("resuming").join(PRIOR_FILE);
+            Some(PriorConfig::of_checkpoint(model, &path)?)
+        }
+        None => None,
+    };
+    let conditional = a.conditional || saved_config.is_some_and(|c| c.classes > 0);
+    let labels: Option<Vec<usize>> = match (&data.labels, conditional) {
+        (_, false) => None,
+        (Some(l), true) => Some(l.iter().map(|&c| usize::from(c)).collect()),
+        (None, true) => {
+            return Err(Error::Usage(format!(
+                "--conditional: {} has no labels (CIFAR-10 batches have them; an IDX images file needs its *-labels-idx1-ubyte file beside it)",
+                data.source
+            )));
+        }
+    };
+    let grid = [data.height / 4, data.width / 4];
+    let classes = labels
+        .as_ref()
+        .map_or(0, |l| l.iter().max().map_or(0, |&m| m + 1));
+    let config = match saved_config {
+        Some(c) => {
+            if c.codes != codes_k || c.grid != grid || c.classes < classes {
+                return Err(Error::Usage(format!(
+                    "--resume: the saved prior models K={} codes on a {:?} grid with {} classes; {} and this data give K={codes_k}, a {grid:?} grid and {classes} classes",
+                    c.codes,
+                    c.grid,
+                    c.classes,
+                    a.checkpoint.display()
+                )));
+            }
+            c
+        }
+        None => {
+            let d = PriorConfig::new(codes_k, grid, classes);
+            PriorConfig {
+                embed: a.embed_dim.unwrap_or(d.embed),
+                channels: a.prior_channels.unwrap_or(d.channels),
+                blocks: a.prior_blocks.unwrap_or(d.blocks),
+                ..d
+            }
+        }
+    };
+    config.validate()?;
+    let wanted = PriorSettings {
+        batch_size: a.batch_size.unwrap_or(64),
+        steps: a.steps.unwrap_or(2000),
+        lr: a.lr.unwrap_or(1e-3),
+        seed: a.seed.unwrap_or(0),
+        val_grids: a.val_grids.unwrap_or((data.len / 20).min(1000)),
+        log_every: a.log_every.unwrap_or(50),
+        checkpoint_every: a.val_every.unwrap_or(500),
+        val_every: a.val_every.unwrap_or(500),
+    };
+    let (settings, start) = match resumed {
+        Some((model, state)) => {
+            let saved: PriorSettings = state
+                .metadata
+                .get("settings")
+                .and_then(|s| serde_json::from_str(s).ok())
+                .ok_or_else(|| Error::Checkpoint {
+                    path: a.resume.as_ref().expect("resuming").join(PRIOR_STATE_FILE),
+                    message: "no run settings in its metadata".into(),
+                })?;
+            for (flag, given, same) in [
+                (
+                    "--batch-size",
+                    a.batch_size.is_some(),
+                    wanted.batch_size == saved.batch_size,
+                ),
+                ("--lr", a.lr.is_some(), wanted.lr == saved.lr),
+                ("--seed", a.seed.is_some(), wanted.seed == saved.seed),
+            ] {
+                if given && !same {
+                    return Err(Error::Usage(format!(
+                        "{flag} differs from the resumed prior run's; --resume continues with its saved settings"
+                    )));
+                }
+            }
+            let settings = PriorSettings {
+                steps: wanted.steps,
+                ..saved
+            };
+            let start = PriorStart::Resume {
+                model: Box::new(model),
+                state: Box::new(state),
+            };
+            (settings, start)
+        }
+        None => (wanted, PriorStart::Fresh),
+    };
+    eprintln!("encoding {} images ...", data.len);
+    let all: Vec<usize> = (0..data.len).collect();
+    let codes = train::run_batches(&gpu, &net, &data, &all, &[net.encode()], &net.indices)?;
+    let grids = CodeGrids {
+        codes: codes.concat(),
+        n: data.len,
+        grid,
+        labels,
+    };
+    let autoencoder = prior::codebook_fingerprint(&params.value("codebook.weight").to_f32(&gpu)?);
+    let summary = PriorRun {
+        gpu: &gpu,
+        grids: &grids,
+        config,
+        settings,
+        out: a.out.clone(),
+        start,
+        progress: !a.quiet,
+        autoencoder,
+    }
+    .train()?;
+    println!("trained the prior to step {}", summary.step);
+    if let Some(bits) = summary.val_bits {
+        println!(
+            "held-out NLL: {bits:.3} bits per code (uniform prior {:.3}, training-set code frequencies {:.3})",
+            summary.uniform_bits, summary.frequency_bits
+        );
+    }
+    println!("{:.1} ms per training step", summary.ms_per_step);
+    println!("prior:   {}", a.out.join(PRIOR_FILE).display());
+    println!("metrics: {}", a.out.join("prior_metrics.jsonl").display());
+    Ok(())
+}
+
+fn sample(a: &SampleArgs) -> Result<()> {
+    let (file, config) = load_model(&a.checkpoint)?;
+    let prior_file = TensorFile::read(&a.prior)?;
+    let pc = PriorConfig::of_checkpoint(&prior_file, &a.prior)?;
+    let mismatch = |message: String| Error::Checkpoint {
+        path: a.prior.clone(),
+        message,
+    };
+    if pc.codes != config.codes {
+        return Err(mismatch(format!(
+            "models K={} codes, but {} has a codebook of K={}",
+            pc.codes,
+            a.checkpoint.display(),
+            config.codes
+        )));
+    }
+    if let Some(size) = file.metadata.get(train::IMAGE_SIZE_KEY)
+        && let Some((h, w)) = size.split_once('x')
+        && [h.parse().unwrap_or(0) / 4, w.parse().unwrap_or(0) / 4] != pc.grid
+    {
+        return Err(mismatch(format!(
+            "models {}x{} code grids, but {} was trained on {size} images ({}x{} grids)",
+            pc.grid[0],
+            pc.grid[1],
+            a.checkpoint.display(),
+            h.parse::<usize>().unwrap_or(0) / 4,
+            w.parse::<usize>().unwrap_or(0) / 4
+        )));
+    }
+    let values = file.values();
+    if let (Some(want), Some(codebook)) = (
+        prior_file.metadata.get(prior::AUTOENCODER_KEY),
+        values.get("codebook.weight"),
+    ) && *want != prior::codebook_fingerprint(codebook)
+    {
+        return Err(mismatch(format!(
+            "was trained on the codes of another autoencoder (its codebook differs from {}'s)",
+            a.checkpoint.display()
+        )));
+    }
+    let settings = SampleSettings {
+        count: a.count,
+        temperature: a.temperature,
+        seed: a.seed,
+        class: a.class,
+    };
+    settings.check(&pc)?;
+    if a.batch_size == 0 {
+        return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
+    }
+    let gpu = open_gpu()?;
+    let params = Params::new(&gpu, pc.params())?;
+    params.upload(
+        &gpu,
+        &params.join(&prior_file.values(), &a.prior.display().to_string())?,
+    )?;
+    let net = PriorNet::new(&gpu, &params, &pc, a.batch_size.min(a.count), false)?;
+    let started = std::time::Instant::now();
+    let codes = prior::sample_codes(&gpu, &net, &settings)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let pixels = decode_codes(
+        &gpu,
+        &file,
+        &config,
+        &a.checkpoint,
+        &codes,
+        pc.grid,
+        a.batch_size,
+    )?;
+    let (h, w) = (4 * pc.grid[0], 4 * pc.grid[1]);
+    let tiles: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+    let columns = (a.count as f64).sqrt().ceil() as usize;
+    let zoom = 64usize.div_ceil(h.max(w)).max(1);
+    let (gh, gw, grid) = images::grid(&tiles, config.channels, h, w, columns, zoom);
+    images::save_png(&a.out, config.channels, gh, gw, &grid)?;
+    println!(
+        "sampled {} code grids of {}x{} in {seconds:.2} s ({:.1} ms per image), decoded to {}",
+        a.count,
+        pc.grid[0],
+        pc.grid[1],
+        seconds * 1e3 / a.count as f64,
+        a.out.display()
+    );
+    if let Some(path) = &a.codes_out {
+        let flat: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
+        npy::write_codes(path, [a.count, pc.grid[0], pc.grid[1]], &flat)?;
+        println!("codes: {}", path.display());
+    }
     Ok(())
 }
