@@ -165,6 +165,34 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     let mut cond = vec!["train-prior", "--checkpoint", &ae, "--conditional", "--out"];
     cond.push(prior_dir.to_str().unwrap());
     assert!(fails(&cond).contains("has no labels"));
+    // A prior of 4x4 grids (16x16 images) for a model trained on 32x32 images.
+    let small = dir.join("small");
+    let mut args = vec![
+        "train-prior",
+        "--checkpoint",
+        &ae,
+        "--image-size",
+        "16",
+        "--out",
+    ];
+    args.extend([small.to_str().unwrap(), "--steps", "1"]);
+    args.extend_from_slice(TINY_PRIOR);
+    let (code, text) = vqvae(&args);
+    assert_eq!(code, Some(0), "{text}");
+    let small_prior = small.join("prior.safetensors").display().to_string();
+    let text = fails(&[
+        "sample",
+        "--checkpoint",
+        &ae,
+        "--prior",
+        &small_prior,
+        "--out",
+        &png,
+    ]);
+    assert!(
+        text.contains("4x4 code grids") && text.contains("32x32 images"),
+        "{text}"
+    );
     // A model checkpoint is not a prior.
     let text = fails(&["sample", "--checkpoint", &ae, "--prior", &ae, "--out", &png]);
     assert!(text.contains("not a prior"), "{text}");
@@ -265,4 +293,16 @@ fn class_conditioning_reads_idx_labels_and_checks_classes() {
         text.contains("toy-labels-idx1-ubyte") && text.contains("number 24"),
         "{text}"
     );
+}
+
+#[test]
+fn cifar_batches_carry_their_labels() {
+    let dir = temp_dir("prior-cifar-labels");
+    let path = dir.join("data_batch_1.bin");
+    let record = |label: u8| std::iter::once(label).chain(std::iter::repeat_n(label * 20, 3072));
+    let bytes: Vec<u8> = [3u8, 0, 9].into_iter().flat_map(record).collect();
+    std::fs::write(&path, bytes).unwrap();
+    let data = vqvae_wgpu::data::Dataset::load(Some(&path), &Default::default()).unwrap();
+    assert_eq!(data.labels, Some(vec![3, 0, 9]));
+    assert_eq!(data.image(2)[0], 180);
 }
