@@ -1069,7 +1069,11 @@ fn sample(a: &SampleArgs) -> Result<()> {
     )?;
     let (h, w) = (4 * pc.grid[0], 4 * pc.grid[1]);
     let tiles: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
-    let columns = (a.count as f64).sqrt().ceil() as usize;
+    // Classes taking turns fill one column each.
+    let columns = match (pc.classes, a.class) {
+        (n, None) if n > 1 && a.count >= n => n,
+        _ => (a.count as f64).sqrt().ceil() as usize,
+    };
     let zoom = 64usize.div_ceil(h.max(w)).max(1);
     let (gh, gw, grid) = images::grid(&tiles, config.channels, h, w, columns, zoom);
     images::save_png(&a.out, config.channels, gh, gw, &grid)?;

@@ -2,7 +2,7 @@
 //! side, on the layers the autoencoder uses.
 
 use super::PriorConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::causal_mask::Mask;
 use crate::kernels::conv::{ConvShape, Relu};
@@ -221,14 +221,20 @@ impl PriorNet {
         self.backward.as_ref()
     }
 
-    /// Writes the one-hot planes of `labels` (one per grid; the last repeats to fill the
-    /// batch) into the class input of a conditional prior.
+    /// Writes the one-hot planes of `labels` (one per grid, at least one; the last
+    /// repeats to fill the batch) into the class input of a conditional prior.
     pub fn set_classes(&self, gpu: &Gpu, labels: &[usize]) -> Result<()> {
         let Some(t) = &self.classes else {
             return Ok(());
         };
         let plane = self.config.grid[0] * self.config.grid[1];
         let classes = self.config.classes;
+        if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
+            return Err(Error::Usage(format!(
+                "class {bad}: the prior knows classes 0..{}",
+                classes - 1
+            )));
+        }
         let mut v = vec![0.0f32; t.len()];
         for b in 0..self.batch {
             let label = labels[b.min(labels.len() - 1)];
