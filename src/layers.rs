@@ -141,17 +141,7 @@ pub(crate) struct ResBlock {
 impl ResBlock {
     fn new(gpu: &Gpu, params: &Params, prefix: &str, r: &ResShape) -> Result<ResBlock> {
         let (batch, side) = (r.batch, r.side);
-        let shape = |cin, cout, k, pad| ConvShape {
-            batch,
-            cin,
-            cout,
-            hin: side[0],
-            win: side[1],
-            kh: k,
-            kw: k,
-            stride: 1,
-            pad,
-        };
+        let shape = |cin, cout, k, pad| ConvShape::new(batch, cin, cout, side, k, 1, pad);
         let conv1 = Conv::new(
             params,
             &format!("{prefix}.conv1"),

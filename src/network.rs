@@ -58,16 +58,8 @@ impl Vqvae {
         let (hh, h) = (c.hidden / 2, c.hidden);
         let half = [height / 2, width / 2];
         let side = [height / 4, width / 4];
-        let conv = |cin, cout, [hin, win]: [usize; 2], k, stride, pad| ConvShape {
-            batch,
-            cin,
-            cout,
-            hin,
-            win,
-            kh: k,
-            kw: k,
-            stride,
-            pad,
+        let conv = |cin, cout, size, k, stride, pad| {
+            ConvShape::new(batch, cin, cout, size, k, stride, pad)
         };
         let enc1 = Conv::new(
             params,

@@ -7,9 +7,10 @@ use std::path::Path;
 
 use common::{temp_dir, vqvae};
 
-/// Trains a tiny autoencoder with `codes` codes into `dir`; returns its checkpoint.
-fn autoencoder(dir: &Path, codes: &str) -> String {
-    let (code, text) = vqvae(&[
+/// Trains a tiny autoencoder with `codes` codes into `dir`, on the built-in images or
+/// `extra`'s data; returns its checkpoint.
+fn autoencoder(dir: &Path, codes: &str, extra: &[&str]) -> String {
+    let mut args = vec![
         "train",
         "--hidden",
         "8",
@@ -17,6 +18,8 @@ fn autoencoder(dir: &Path, codes: &str) -> String {
         "4",
         "--res-layers",
         "1",
+    ];
+    args.extend([
         "--codes",
         codes,
         "--code-dim",
@@ -25,10 +28,10 @@ fn autoencoder(dir: &Path, codes: &str) -> String {
         "10",
         "--batch-size",
         "8",
-        "--quiet",
-        "--out",
-        dir.to_str().unwrap(),
     ]);
+    args.extend(["--quiet", "--out", dir.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let (code, text) = vqvae(&args);
     assert_eq!(code, Some(0), "{text}");
     dir.join("checkpoint.safetensors").display().to_string()
 }
@@ -55,7 +58,7 @@ const TINY_PRIOR: &[&str] = &[
 #[test]
 fn train_prior_then_sample_writes_images_and_codes_and_resumes() {
     let dir = temp_dir("prior-cli");
-    let ae = autoencoder(&dir.join("ae"), "16");
+    let ae = autoencoder(&dir.join("ae"), "16", &[]);
     let prior_dir = dir.join("prior");
     let out = prior_dir.to_str().unwrap();
     let mut args = vec![
@@ -132,8 +135,8 @@ fn train_prior_then_sample_writes_images_and_codes_and_resumes() {
 #[test]
 fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     let dir = temp_dir("prior-cli-errors");
-    let ae = autoencoder(&dir.join("ae"), "16");
-    let other = autoencoder(&dir.join("other"), "12");
+    let ae = autoencoder(&dir.join("ae"), "16", &[]);
+    let other = autoencoder(&dir.join("other"), "12", &[]);
     let prior_dir = dir.join("prior");
     let mut args = vec!["train-prior", "--checkpoint", &ae, "--out"];
     args.extend([prior_dir.to_str().unwrap(), "--steps", "2"]);
@@ -223,31 +226,7 @@ fn class_conditioning_reads_idx_labels_and_checks_classes() {
     let dir = temp_dir("prior-cli-classes");
     let labels: Vec<u8> = (0..24).map(|i| (i % 3) as u8).collect();
     let data = labelled_idx(&dir, 24, &labels);
-    let ae_dir = dir.join("ae");
-    let (code, text) = vqvae(&[
-        "train",
-        "--data",
-        &data,
-        "--hidden",
-        "8",
-        "--res-hidden",
-        "4",
-        "--res-layers",
-        "1",
-        "--codes",
-        "8",
-        "--code-dim",
-        "2",
-        "--steps",
-        "5",
-        "--batch-size",
-        "8",
-        "--quiet",
-        "--out",
-        ae_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
-    let ae = ae_dir.join("checkpoint.safetensors").display().to_string();
+    let ae = autoencoder(&dir.join("ae"), "8", &["--data", &data]);
     let prior_dir = dir.join("prior").display().to_string();
     let mut args = vec![
         "train-prior",

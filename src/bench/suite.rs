@@ -126,17 +126,7 @@ fn conv_shape(
     stride: usize,
     pad: usize,
 ) -> ConvShape {
-    ConvShape {
-        batch: B,
-        cin,
-        cout,
-        hin: side,
-        win: side,
-        kh: k,
-        kw: k,
-        stride,
-        pad,
-    }
+    ConvShape::new(B, cin, cout, [side, side], k, stride, pad)
 }
 
 fn describe_conv(s: &ConvShape) -> String {
@@ -253,17 +243,7 @@ fn deconv_cases(name: &str, s: ConvShape) -> [Case; 3] {
 /// 32x32x3 images, H=128, R=32, K=512, D=64), and a 1024^3 matrix product for scale.
 fn kernels() -> Vec<Case> {
     let lat = SIDE / 4;
-    let mm = ConvShape {
-        batch: 1,
-        cin: 1024,
-        cout: 1024,
-        hin: 32,
-        win: 32,
-        kh: 1,
-        kw: 1,
-        stride: 1,
-        pad: 0,
-    };
+    let mm = ConvShape::new(1, 1024, 1024, [32, 32], 1, 1, 0);
     let mut all = vec![kernel(
         "matmul 1024^3 (1x1 conv)",
         describe_conv(&mm),

@@ -35,6 +35,29 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
+    /// A `k x k` convolution of `[batch, cin, hin, win]` images to `cout` channels.
+    pub fn new(
+        batch: usize,
+        cin: usize,
+        cout: usize,
+        [hin, win]: [usize; 2],
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> ConvShape {
+        ConvShape {
+            batch,
+            cin,
+            cout,
+            hin,
+            win,
+            kh: k,
+            kw: k,
+            stride,
+            pad,
+        }
+    }
+
     /// The convolution whose input gradient is `ConvTranspose2d(cin_t, cout_t, k,
     /// stride, pad)` applied to a `[batch, cin_t, h, w]` input. Its X side is the
     /// transposed convolution's output, its Y side the transposed convolution's input,
@@ -55,17 +78,7 @@ impl ConvShape {
                 format!("padding {pad} is too large for kernel {k} on a {h}x{w} input"),
             ));
         };
-        let s = ConvShape {
-            batch,
-            cin: cout_t,
-            cout: cin_t,
-            hin,
-            win,
-            kh: k,
-            kw: k,
-            stride,
-            pad,
-        };
+        let s = ConvShape::new(batch, cout_t, cin_t, [hin, win], k, stride, pad);
         s.validate("conv_transpose2d")?;
         Ok(s)
     }

@@ -51,17 +51,7 @@ impl PriorNet {
     ) -> Result<PriorNet> {
         let c = config;
         let side = c.grid;
-        let conv = |cin, cout, k: usize| ConvShape {
-            batch,
-            cin,
-            cout,
-            hin: side[0],
-            win: side[1],
-            kh: k,
-            kw: k,
-            stride: 1,
-            pad: k / 2,
-        };
+        let conv = |cin, cout, k: usize| ConvShape::new(batch, cin, cout, side, k, 1, k / 2);
         let conv_in = Conv::new(
             params,
             "conv_in",

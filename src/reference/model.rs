@@ -29,17 +29,7 @@ fn same(
     k: usize,
     pad: usize,
 ) -> ConvShape {
-    ConvShape {
-        batch,
-        cin,
-        cout,
-        hin: side[0],
-        win: side[1],
-        kh: k,
-        kw: k,
-        stride: 1,
-        pad,
-    }
+    ConvShape::new(batch, cin, cout, side, k, 1, pad)
 }
 
 impl Net<'_> {
@@ -134,17 +124,7 @@ pub fn loss_and_grads(
     let (hh, h, d) = (c.hidden / 2, c.hidden, c.code_dim);
     let half = [height / 2, width / 2];
     let side = [height / 4, width / 4];
-    let down = |cin, cout, [hin, win]: [usize; 2]| ConvShape {
-        batch,
-        cin,
-        cout,
-        hin,
-        win,
-        kh: 4,
-        kw: 4,
-        stride: 2,
-        pad: 1,
-    };
+    let down = |cin, cout, size| ConvShape::new(batch, cin, cout, size, 4, 2, 1);
     let (s1, s2, s3) = (
         down(c.channels, hh, [height, width]),
         down(hh, h, half),
