@@ -78,17 +78,7 @@ impl Config {
         let (c, h, r, d) = (self.channels, self.hidden, self.res_hidden, self.code_dim);
         let mut out = Vec::new();
         let mut conv = |name: String, cout: usize, cin: usize, k: usize| {
-            let fan_in = cin * k * k;
-            out.push(ParamSpec {
-                name: format!("{name}.weight"),
-                shape: vec![cout, cin, k, k],
-                init: Init::Uniform(fan_in),
-            });
-            out.push(ParamSpec {
-                name: format!("{name}.bias"),
-                shape: vec![cout],
-                init: Init::Uniform(fan_in),
-            });
+            out.extend(ParamSpec::conv(&name, cout, cin, k));
         };
         conv("encoder.conv1".into(), h / 2, c, 4);
         conv("encoder.conv2".into(), h, h / 2, 4);
@@ -214,6 +204,23 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// A `Conv2d(cin, cout, k)`'s weight and bias, PyTorch-initialised.
+    pub fn conv(name: &str, cout: usize, cin: usize, k: usize) -> [ParamSpec; 2] {
+        let fan_in = cin * k * k;
+        [
+            ParamSpec {
+                name: format!("{name}.weight"),
+                shape: vec![cout, cin, k, k],
+                init: Init::Uniform(fan_in),
+            },
+            ParamSpec {
+                name: format!("{name}.bias"),
+                shape: vec![cout],
+                init: Init::Uniform(fan_in),
+            },
+        ]
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()

@@ -106,17 +106,7 @@ impl PriorConfig {
             init: Init::Uniform(1),
         }];
         let mut conv = |name: String, cout: usize, cin: usize, size: usize| {
-            let fan_in = cin * size * size;
-            out.push(ParamSpec {
-                name: format!("{name}.weight"),
-                shape: vec![cout, cin, size, size],
-                init: Init::Uniform(fan_in),
-            });
-            out.push(ParamSpec {
-                name: format!("{name}.bias"),
-                shape: vec![cout],
-                init: Init::Uniform(fan_in),
-            });
+            out.extend(ParamSpec::conv(&name, cout, cin, size));
         };
         conv("conv_in".into(), p, f, self.first_kernel);
         if self.classes > 0 {
