@@ -149,6 +149,6 @@ fn measure(
     });
     entry.gflops = work.flops.map(|f| f / seconds / 1e9);
     entry.gbps = work.bytes.map(|b| b / seconds / 1e9);
-    entry.images_per_sec = work.images.map(|n| n as f64 / seconds);
+    entry.images_per_sec = work.images.map(|n| n / seconds);
     Ok(())
 }

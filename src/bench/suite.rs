@@ -9,11 +9,12 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{self, ConvShape, Relu};
 use crate::kernels::optim::{Adam, AdamConfig};
-use crate::kernels::{codes, loss, quantize, vq_backward};
+use crate::kernels::{codes, loss, quantize, softmax, vq_backward};
 use crate::launch::Launch;
 use crate::model::Config;
 use crate::network::Vqvae;
 use crate::params::Params;
+use crate::prior::{PriorConfig, PriorNet};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 use crate::train::fresh_values;
@@ -30,6 +31,8 @@ pub enum Group {
     Train,
     /// Encoding and decoding a batch.
     Inference,
+    /// The PixelCNN prior: a training step, and sampling.
+    Prior,
 }
 
 /// One benchmark: its identity and how to build its work on a GPU.
@@ -53,8 +56,8 @@ pub(crate) struct Work {
     pub flops: Option<f64>,
     /// Bytes a run must read and write at least: its inputs and outputs once each.
     pub bytes: Option<f64>,
-    /// Images per run.
-    pub images: Option<usize>,
+    /// Images per run (a fraction where a run makes part of an image).
+    pub images: Option<f64>,
 }
 
 /// Reference sizes: batch, channels, image side, H, R, K, D.
@@ -71,6 +74,7 @@ pub(crate) fn cases() -> Vec<Case> {
     let mut all = kernels();
     all.extend(quantizer_sweep());
     all.extend(models());
+    all.extend(prior());
     all
 }
 
@@ -510,6 +514,80 @@ fn model_work(gpu: &Gpu, config: &Config, batch: usize, train: bool) -> Result<W
         launch,
         flops: Some(flops),
         bytes: None,
-        images: Some(batch),
+        images: Some(batch as f64),
+    })
+}
+
+/// The prior of the README's Fashion-MNIST run: K=128 codes on 7x7 grids, 10 classes,
+/// the default sizes, 64 grids a batch.
+fn prior() -> Vec<Case> {
+    let config = PriorConfig::new(128, [7, 7], 10);
+    let shape = format!(
+        "batch 64, 7x7 grids, K128, E{} P{} R{} L{} k{}",
+        config.embed, config.channels, config.hidden, config.blocks, config.first_kernel
+    );
+    vec![
+        case(
+            Group::Prior,
+            "prior train step",
+            shape.clone(),
+            false,
+            move |gpu| prior_work(gpu, &config, true),
+        ),
+        case(
+            Group::Prior,
+            "prior sampling, one position",
+            shape,
+            false,
+            move |gpu| prior_work(gpu, &config, false),
+        ),
+    ]
+}
+
+/// With `train`, the prior's forward, loss, backward and Adam on random codes; without,
+/// one position of sampling (a forward pass and a draw), whose images count a
+/// position as a fraction of a grid.
+fn prior_work(gpu: &Gpu, config: &PriorConfig, train: bool) -> Result<Work> {
+    const BATCH: usize = 64;
+    let params = Params::new(gpu, config.params())?;
+    params.upload(
+        gpu,
+        &params.join(&fresh_values(&params, 0), "initialisation")?,
+    )?;
+    let net = PriorNet::new(gpu, &params, config, BATCH, train)?;
+    let mut rng = Rng::for_purpose(15, 0x9A1E);
+    let codes: Vec<u32> = (0..net.codes.len())
+        .map(|_| rng.below(config.codes) as u32)
+        .collect();
+    net.codes.write(gpu, bytemuck::cast_slice(&codes))?;
+    net.set_classes(
+        gpu,
+        &(0..BATCH).map(|b| b % config.classes).collect::<Vec<_>>(),
+    )?;
+    let plane = config.grid[0] * config.grid[1];
+    if train {
+        let (flat, grads) = (params.flat_values(), params.flat_grads());
+        let (m, v) = (zeros(gpu, flat.shape())?, zeros(gpu, flat.shape())?);
+        let adam = Adam::new(gpu, flat, grads, &m, &v, AdamConfig::default())?;
+        let launch = net
+            .forward()
+            .clone()
+            .then(net.loss().expect("a training graph").clone())
+            .then(net.backward().expect("a training graph").clone())
+            .then(adam.launch().clone());
+        // Every convolution's forward, weight gradient and input gradient.
+        return Ok(Work {
+            launch,
+            flops: Some(3.0 * net.forward_flops),
+            bytes: None,
+            images: Some(BATCH as f64),
+        });
+    }
+    let draw = softmax::sample(gpu, &net.logits, &net.codes, plane / 2, 1.0, 0)?;
+    Ok(Work {
+        launch: net.forward().clone().then(draw),
+        flops: Some(net.forward_flops),
+        bytes: None,
+        images: Some(BATCH as f64 / plane as f64),
     })
 }

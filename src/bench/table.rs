@@ -18,6 +18,9 @@ fn heading(group: Group) -> &'static str {
             "training step: forward, loss, backward, Adam (GFLOP/s of the convolutions)"
         }
         Group::Inference => "inference: encoder, quantiser, decoder (GFLOP/s of the convolutions)",
+        Group::Prior => {
+            "PixelCNN prior, Fashion-MNIST size (img/s of sampling: 49 positions per image)"
+        }
     }
 }
 
