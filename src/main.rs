@@ -964,11 +964,27 @@ fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         }
         None => (wanted, PriorStart::Fresh),
     };
-    eprintln!("encoding {} images ...", data.len);
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(data.len as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "encoding {pos}/{len} images [{bar:30}] (eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        )
+    };
     let all: Vec<usize> = (0..data.len).collect();
-    let codes = train::run_batches(&gpu, &net, &data, &all, &[net.encode()], &net.indices)?;
+    let mut codes = Vec::with_capacity(data.len * grid[0] * grid[1]);
+    for chunk in all.chunks(16 * net.batch) {
+        let grids = train::run_batches(&gpu, &net, &data, chunk, &[net.encode()], &net.indices)?;
+        codes.extend(grids.concat());
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
     let grids = CodeGrids {
-        codes: codes.concat(),
+        codes,
         n: data.len,
         grid,
         labels,
