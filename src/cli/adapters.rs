@@ -1,0 +1,115 @@
+//! `vqvae info` and `vqvae bench`: the adapters, and the benchmark suite on one of them.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use vqvae_wgpu::bench::{self, Report};
+use vqvae_wgpu::error::{Error, Result};
+use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
+
+use super::common::AdapterArgs;
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// The small suite: under a minute on a CPU adapter.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Also write every figure, with the adapter, driver and limits, to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) json: Option<PathBuf>,
+    /// Print saved JSON results side by side with ratios to the first; runs nothing.
+    #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with_all = ["quick", "json", "runs", "wall_clock", "only"])]
+    pub(crate) compare: Vec<PathBuf>,
+    /// Timed runs per benchmark [default: 5; 3 with --quick].
+    #[arg(long)]
+    pub(crate) runs: Option<usize>,
+    /// Time with the host clock even where the GPU has timestamp queries.
+    #[arg(long)]
+    pub(crate) wall_clock: bool,
+    /// Only the benchmarks whose name or shape contains this.
+    #[arg(long)]
+    pub(crate) only: Option<String>,
+    #[command(flatten)]
+    pub(crate) adapter: AdapterArgs,
+}
+
+pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
+    if !a.compare.is_empty() {
+        let reports = a
+            .compare
+            .iter()
+            .map(|p| Ok((p.clone(), Report::read(p)?)))
+            .collect::<Result<Vec<_>>>()?;
+        print!("{}", bench::compare(&reports));
+        return Ok(());
+    }
+    let gpu = Gpu::open_with(&a.adapter.options()?)?;
+    println!("adapter: {}", gpu::describe(gpu.info()));
+    println!("{}", bench::header());
+    let mut previous: Option<bench::Entry> = None;
+    let report = bench::run(
+        &gpu,
+        &bench::Options {
+            quick: a.quick,
+            runs: a.runs.unwrap_or(if a.quick { 3 } else { 5 }),
+            wall_clock: a.wall_clock,
+            only: a.only.clone(),
+        },
+        |entry| {
+            if let Some(heading) = bench::group_break(previous.as_ref(), entry) {
+                println!("{heading}");
+            }
+            println!("{}", bench::row(entry));
+            previous = Some(entry.clone());
+        },
+    )?;
+    println!("\ntiming: {}", report.environment.summary());
+    if let Some(path) = &a.json {
+        report.write(path)?;
+        println!("results: {}", path.display());
+    }
+    let failed = report.results.iter().filter(|e| e.error.is_some()).count();
+    if failed > 0 {
+        return Err(Error::Usage(format!(
+            "{failed} of {} benchmarks failed (their errors are above)",
+            report.results.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn info(adapter: &AdapterArgs) -> Result<()> {
+    let options = adapter.options()?;
+    let all = gpu::adapters(&GpuOptions {
+        backends: wgpu::Backends::all(),
+        ..options.clone()
+    });
+    println!("adapters found:");
+    for a in &all {
+        println!("  {}", gpu::describe(&a.get_info()));
+    }
+    let gpu = Gpu::open_with(&options)?;
+    let l = gpu.limits();
+    println!("chosen: {}", gpu::describe(gpu.info()));
+    println!("  backend: {:?}", gpu.info().backend);
+    println!("  tuning: {:?}", gpu.tuning());
+    println!("  features: {:?}", gpu.device().features());
+    println!(
+        "  max_storage_buffer_binding_size: {}",
+        l.max_storage_buffer_binding_size
+    );
+    println!("  max_buffer_size: {}", l.max_buffer_size);
+    println!(
+        "  max_compute_workgroup_storage_size: {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  max_compute_invocations_per_workgroup: {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dimension: {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    Ok(())
+}

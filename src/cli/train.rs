@@ -1,0 +1,348 @@
+//! `vqvae train`: flags, checks against a checkpoint or a resumed run, and the run.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use vqvae_wgpu::data::{Dataset, LoadOptions};
+use vqvae_wgpu::error::{Error, Result};
+use vqvae_wgpu::model::Config;
+use vqvae_wgpu::train::{CodebookInit, OptimizerKind, Run, Settings, Start};
+
+use super::common::{DataArgs, load_model, open_gpu};
+
+#[derive(Args)]
+pub(crate) struct ModelArgs {
+    /// Image channels C (1 or 3); default: the data's.
+    #[arg(long)]
+    pub(crate) channels: Option<usize>,
+    /// Hidden channels H [default: 128].
+    #[arg(long)]
+    pub(crate) hidden: Option<usize>,
+    /// Residual hidden channels R [default: 32].
+    #[arg(long)]
+    pub(crate) res_hidden: Option<usize>,
+    /// Residual blocks L [default: 2].
+    #[arg(long)]
+    pub(crate) res_layers: Option<usize>,
+    /// Codebook size K [default: 512].
+    #[arg(long)]
+    pub(crate) codes: Option<usize>,
+    /// Code dimension D [default: 64].
+    #[arg(long)]
+    pub(crate) code_dim: Option<usize>,
+    /// Commitment weight beta [default: 0.25].
+    #[arg(long)]
+    pub(crate) beta: Option<f32>,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Images per step [default: 32].
+    #[arg(long)]
+    pub(crate) batch_size: Option<usize>,
+    /// Steps to train in all [default: 1000]; a resumed run continues up to this.
+    #[arg(long)]
+    pub(crate) steps: Option<u64>,
+    /// Learning rate [default: 2e-4].
+    #[arg(long)]
+    pub(crate) lr: Option<f64>,
+    /// Optimizer [default: adam].
+    #[arg(long, value_enum)]
+    pub(crate) optimizer: Option<OptimizerKind>,
+    /// Seed of initialisation and data order [default: 0].
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Keep the data order: batch i holds images i*B..(i+1)*B.
+    #[arg(long)]
+    pub(crate) no_shuffle: bool,
+    /// Images held out from the end of the data for validation [default: 5%, at most 1000].
+    #[arg(long)]
+    pub(crate) val_images: Option<usize>,
+    /// How the codebook starts [default: data].
+    #[arg(long, value_enum)]
+    pub(crate) codebook_init: Option<CodebookInit>,
+    /// Restart codes unused over this many steps on encoder outputs [default: 25 with
+    /// Adam; 0 turns it off; SGD never restarts].
+    #[arg(long)]
+    pub(crate) codebook_restart: Option<u64>,
+    /// Steps between metric read-backs [default: 10].
+    #[arg(long)]
+    pub(crate) log_every: Option<u64>,
+    /// Steps between checkpoints [default: 500].
+    #[arg(long)]
+    pub(crate) checkpoint_every: Option<u64>,
+    /// Steps between validations [default: 500].
+    #[arg(long)]
+    pub(crate) val_every: Option<u64>,
+    /// Start from exactly these weights (codebook included).
+    #[arg(long, conflicts_with = "resume")]
+    pub(crate) init: Option<PathBuf>,
+    /// Continue the run saved in this folder.
+    #[arg(long)]
+    pub(crate) resume: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+/// Errors when a model flag contradicts the checkpoint's architecture.
+pub(crate) fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> {
+    let pairs = [
+        ("--channels", m.channels, c.channels),
+        ("--hidden", m.hidden, c.hidden),
+        (
+            "--res-hidden",
+            m.res_hidden.filter(|_| c.res_layers > 0),
+            c.res_hidden,
+        ),
+        ("--res-layers", m.res_layers, c.res_layers),
+        ("--codes", m.codes, c.codes),
+        ("--code-dim", m.code_dim, c.code_dim),
+    ];
+    for (flag, given, have) in pairs {
+        if let Some(g) = given
+            && g != have
+        {
+            return Err(Error::Usage(format!(
+                "{flag} {g} contradicts {}, whose model has {have}",
+                path.display()
+            )));
+        }
+    }
+    if let Some(b) = m.beta
+        && b != c.beta
+    {
+        return Err(Error::Usage(format!(
+            "--beta {b} contradicts {}, trained with beta {}",
+            path.display(),
+            c.beta
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
+    // What the checkpoint fixes, if there is one.
+    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (
+        &a.resume, &a.init,
+    ) {
+        (Some(dir), _) => {
+            let (model, config) = load_model(&dir.join(MODEL_FILE))?;
+            let state_path = dir.join(STATE_FILE);
+            let state = TensorFile::read(&state_path)?;
+            let settings: Settings = state
+                .metadata
+                .get("settings")
+                .and_then(|s| serde_json::from_str(s).ok())
+                .ok_or_else(|| Error::Checkpoint {
+                    path: state_path.clone(),
+                    message: "no run settings in its metadata".into(),
+                })?;
+            let (ms, ss) = (model.metadata.get("step"), state.metadata.get("step"));
+            if ms != ss {
+                return Err(Error::Checkpoint {
+                    path: state_path,
+                    message: format!(
+                        "is from step {ss:?} but the model checkpoint from step {ms:?}; they must come from one save"
+                    ),
+                });
+            }
+            check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
+            (Start::Resume { model, state }, Some(config), Some(settings))
+        }
+        (None, Some(path)) => {
+            let (model, config) = load_model(path)?;
+            check_flags(&a.model, &config, path)?;
+            (Start::Init(model), Some(config), None)
+        }
+        (None, None) => (Start::Fresh, None, None),
+    };
+    let data_path = a.data.data.clone().or_else(|| {
+        saved
+            .as_ref()
+            .and_then(|s| s.data.clone().map(PathBuf::from))
+    });
+    let image_size = a
+        .data
+        .image_size
+        .or(saved.as_ref().and_then(|s| s.image_size));
+    let channels = fixed.map(|c| c.channels).or(a.model.channels);
+    let seed = a.seed.or(saved.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let data = Dataset::load(
+        data_path.as_deref(),
+        &LoadOptions {
+            channels,
+            image_size,
+            seed,
+        },
+    )?;
+    eprintln!(
+        "data: {} images of {}x{}x{} from {}",
+        data.len, data.channels, data.height, data.width, data.source
+    );
+    let config = fixed.unwrap_or_else(|| {
+        let r = Config::reference(data.channels);
+        Config {
+            channels: data.channels,
+            hidden: a.model.hidden.unwrap_or(r.hidden),
+            res_hidden: a.model.res_hidden.unwrap_or(r.res_hidden),
+            res_layers: a.model.res_layers.unwrap_or(r.res_layers),
+            codes: a.model.codes.unwrap_or(r.codes),
+            code_dim: a.model.code_dim.unwrap_or(r.code_dim),
+            beta: a.model.beta.unwrap_or(r.beta),
+        }
+    });
+    config.validate()?;
+    let optimizer = a
+        .optimizer
+        .or(saved.as_ref().map(|s| s.optimizer))
+        .unwrap_or(OptimizerKind::Adam);
+    if optimizer == OptimizerKind::Sgd && a.codebook_restart.is_some_and(|r| r > 0) {
+        return Err(Error::Usage("--codebook-restart: --optimizer sgd changes parameters by -lr * gradient alone, with no codebook restarts".into()));
+    }
+    let wanted = Settings {
+        batch_size: a.batch_size.unwrap_or(32),
+        steps: a.steps.unwrap_or(1000),
+        lr: a.lr.unwrap_or(2e-4),
+        optimizer,
+        seed,
+        shuffle: !a.no_shuffle,
+        val_images: a.val_images.unwrap_or((data.len / 20).min(1000)),
+        codebook_init: a.codebook_init.unwrap_or(CodebookInit::Data),
+        log_every: a.log_every.unwrap_or(10),
+        checkpoint_every: a.checkpoint_every.unwrap_or(500),
+        val_every: a.val_every.unwrap_or(500),
+        data: data_path.as_ref().map(|p| p.display().to_string()),
+        image_size,
+        codebook_restart: a
+            .codebook_restart
+            .unwrap_or(if optimizer == OptimizerKind::Adam {
+                25
+            } else {
+                0
+            }),
+    };
+    let settings = match saved {
+        Some(saved) => resumed_settings(&a, saved, wanted)?,
+        None => wanted,
+    };
+    let out = a.out.clone();
+    let gpu = open_gpu()?;
+    let summary = Run {
+        gpu: &gpu,
+        data: &data,
+        config,
+        settings,
+        out: out.clone(),
+        start,
+        progress: !a.quiet,
+    }
+    .train()?;
+    println!("trained to step {}", summary.step);
+    if let Some(m) = summary.last {
+        println!(
+            "last step: loss {:.5}, reconstruction MSE {:.5}, perplexity {:.1}, codes in use {}/{}",
+            m.loss, m.recon, m.perplexity, m.codes_used, config.codes
+        );
+    }
+    if let Some(v) = summary.val_mse {
+        println!("held-out reconstruction MSE: {v:.5}");
+    }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let p = summary.param_bytes;
+    let state = summary.optimizer_bytes;
+    println!(
+        "{:.1} images/s, {:.2} convolution GFLOP/s over whole steps",
+        summary.images_per_sec, summary.conv_gflops
+    );
+    println!(
+        "GPU memory: {:.1} MiB = parameters {:.2} + gradients {:.2} + optimizer state {:.2} + activations and scratch {:.1}",
+        mib(summary.gpu_bytes),
+        mib(p),
+        mib(p),
+        mib(state),
+        mib(summary.gpu_bytes.saturating_sub(2 * p + state))
+    );
+    println!("checkpoint:      {}", out.join(MODEL_FILE).display());
+    println!(
+        "reconstructions: {}",
+        out.join("reconstructions.png").display()
+    );
+    println!("metrics:         {}", out.join("metrics.jsonl").display());
+    Ok(())
+}
+
+/// A resumed run keeps the saved settings; flags may change only the step target and
+/// how often it logs, validates and saves.
+pub(crate) fn resumed_settings(
+    a: &TrainArgs,
+    saved: Settings,
+    wanted: Settings,
+) -> Result<Settings> {
+    // (flag, given on the command line, same as saved, the saved value)
+    let checks = [
+        (
+            "--batch-size",
+            a.batch_size.is_some(),
+            wanted.batch_size == saved.batch_size,
+            saved.batch_size.to_string(),
+        ),
+        (
+            "--lr",
+            a.lr.is_some(),
+            wanted.lr == saved.lr,
+            saved.lr.to_string(),
+        ),
+        (
+            "--optimizer",
+            a.optimizer.is_some(),
+            wanted.optimizer == saved.optimizer,
+            format!("{:?}", saved.optimizer),
+        ),
+        (
+            "--seed",
+            a.seed.is_some(),
+            wanted.seed == saved.seed,
+            saved.seed.to_string(),
+        ),
+        (
+            "--no-shuffle",
+            a.no_shuffle,
+            !saved.shuffle,
+            format!("shuffle {}", saved.shuffle),
+        ),
+        (
+            "--val-images",
+            a.val_images.is_some(),
+            wanted.val_images == saved.val_images,
+            saved.val_images.to_string(),
+        ),
+        (
+            "--codebook-restart",
+            a.codebook_restart.is_some(),
+            wanted.codebook_restart == saved.codebook_restart,
+            saved.codebook_restart.to_string(),
+        ),
+    ];
+    if let Some((flag, _, _, was)) = checks.iter().find(|(_, given, same, _)| *given && !same) {
+        return Err(Error::Usage(format!(
+            "{flag} differs from the resumed run's ({was}); --resume continues with its saved settings"
+        )));
+    }
+    Ok(Settings {
+        steps: a.steps.unwrap_or(saved.steps),
+        log_every: a.log_every.unwrap_or(saved.log_every),
+        checkpoint_every: a.checkpoint_every.unwrap_or(saved.checkpoint_every),
+        val_every: a.val_every.unwrap_or(saved.val_every),
+        data: wanted.data.or(saved.data.clone()),
+        ..saved
+    })
+}
