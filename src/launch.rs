@@ -159,11 +159,24 @@ impl Gpu {
             return Ok(m.clone());
         }
         let module = self.scoped(&format!("compiling shaders/{}.wgsl", shader.name), || {
-            self.device()
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                })
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            };
+            // wgpu's forced loop bounding adds a counter to every loop, which keeps
+            // LLVM-based drivers from unrolling the register tiles: lavapipe ran every
+            // compute-bound kernel 1.7-1.9x slower with it (BENCHMARKS.md). Bounds checks
+            // stay on.
+            let checks = wgpu::ShaderRuntimeChecks {
+                force_loop_bounding: false,
+                ..wgpu::ShaderRuntimeChecks::checked()
+            };
+            // SAFETY: the contract is that no loop runs forever. Every loop in shaders/ is
+            // a counted `for` whose counter rises to a uniform or override bound, and the
+            // launchers keep bounds far below u32::MAX (sizes are checked against the
+            // binding limits), so no counter wraps; tests/shaders.rs refuses `loop` and
+            // `while` in the sources.
+            unsafe { self.device().create_shader_module_trusted(desc, checks) }
         })?;
         modules.insert(shader.name, module.clone());
         Ok(module)

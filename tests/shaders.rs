@@ -134,3 +134,41 @@ fn every_shader_translates_to_every_backend() {
         "only {translated} pipelines translated"
     );
 }
+
+/// Shader modules are created without wgpu's forced loop bounding (src/launch.rs), whose
+/// contract is that no loop runs forever: every loop must be a counted `for` that rises to
+/// a bound (`i++` or `i += step`) or halves down to zero, and no `loop` or `while` exists.
+#[test]
+fn every_loop_is_a_counted_for() {
+    let mut loops = 0;
+    for shader in shaders::ALL {
+        for (n, line) in shader.source.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let words: Vec<&str> = code
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .collect();
+            let at = format!("shaders/{}.wgsl:{}", shader.name, n + 1);
+            assert!(
+                !words.contains(&"loop") && !words.contains(&"while"),
+                "{at}: `loop` and `while` are not allowed: {line}"
+            );
+            let Some(header) = code.trim().strip_prefix("for (") else {
+                continue;
+            };
+            let parts: Vec<&str> = header.split(';').map(str::trim).collect();
+            let var = parts[0]
+                .strip_prefix("var ")
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or_else(|| panic!("{at}: the loop must declare its counter: {line}"));
+            let (cond, step) = (parts[1], parts[2]);
+            let rising = cond.starts_with(&format!("{var} < "))
+                && (step.starts_with(&format!("{var}++"))
+                    || step.starts_with(&format!("{var} += ")));
+            let halving =
+                cond == format!("{var} > 0u") && step.starts_with(&format!("{var} /= 2u"));
+            assert!(rising || halving, "{at}: not a counted loop: {line}");
+            loops += 1;
+        }
+    }
+    assert!(loops > 50, "found {loops} loops");
+}
