@@ -165,7 +165,7 @@ impl Gpu {
             };
             // wgpu's forced loop bounding adds a counter to every loop, which keeps
             // LLVM-based drivers from unrolling the register tiles: lavapipe ran every
-            // compute-bound kernel 1.7-1.9x slower with it (BENCHMARKS.md). Bounds checks
+            // compute-bound kernel 1.5-2.1x slower with it (BENCHMARKS.md). Bounds checks
             // stay on.
             let checks = wgpu::ShaderRuntimeChecks {
                 force_loop_bounding: false,
