@@ -185,3 +185,31 @@ fn bad_options_and_files_are_named() {
     ]);
     assert!(text.contains("missing.json"), "{text}");
 }
+
+#[test]
+fn wall_clock_timing_is_recorded_as_such_and_only_filters() {
+    let dir = temp_dir("bench-wall");
+    let json = dir.join("wall.json");
+    let (code, text) = vqvae(&[
+        "bench",
+        "--only",
+        "loss",
+        "--wall-clock",
+        "--runs",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let report = Report::read(&json).unwrap();
+    assert_eq!(
+        report.environment.timing,
+        vqvae_wgpu::bench::Method::WallClock
+    );
+    assert_eq!(report.environment.timestamp_period_ns, None);
+    assert_eq!(report.results.len(), 1, "{text}");
+    let entry = &report.results[0];
+    assert!(entry.name.contains("loss") && entry.runs == 2);
+    let t = entry.time_ms.unwrap();
+    assert!(t.min > 0.0 && t.min <= t.median && t.median <= t.max);
+}
