@@ -1,7 +1,9 @@
-// Causal masks of PixelCNN convolutions (van den Oord et al. 2016): weights
-// [cout, cin, kh, kw] keep the taps above the centre row and those left of the centre on
-// the centre row; mask B also keeps the centre, mask A (the first layer) does not. Applied
-// in place to the weights before a convolution and to their gradients after one.
+// Causal masks of PixelCNN convolutions (van den Oord et al. 2016) on weights
+// [cout, cin, kh, kw], applied in place to the weights before a convolution and to their
+// gradients after one. Mode 0 (mask A) keeps the taps above the centre row and those left
+// of the centre on it; mode 1 (mask B) also the centre. The Gated PixelCNN's stacks:
+// mode 2 (vertical) keeps every row down to the centre row, whole; modes 3 and 4
+// (horizontal A and B) keep only the centre row, left of the centre (and the centre).
 
 override WG: u32 = 256u;
 
@@ -9,7 +11,7 @@ struct Params {
     len: u32,      // elements of the weight tensor
     kh: u32,
     kw: u32,
-    centre: u32,   // 1: mask B (keep the centre tap), 0: mask A
+    mode: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,7 +31,13 @@ fn apply_mask(
     let ky = (i / p.kw) % p.kh;
     let cy = p.kh / 2u;
     let cx = p.kw / 2u;
-    let keep = ky < cy || (ky == cy && (kx < cx || (kx == cx && p.centre == 1u)));
+    let left = ky == cy && (kx < cx || (kx == cx && (p.mode == 1u || p.mode == 4u)));
+    var keep = false;
+    switch p.mode {
+        case 0u, 1u: { keep = ky < cy || left; }
+        case 2u: { keep = ky <= cy; }
+        default: { keep = left; }
+    }
     if (!keep) {
         w[i] = 0.0;
     }

@@ -52,4 +52,6 @@ shaders! {
     /// Softmax over code logits: cross-entropy with its gradient, and seeded
     /// categorical sampling with a temperature.
     SOFTMAX => "softmax",
+    /// Gated PixelCNN's gated activation and row shift, with their backward passes.
+    GATED => "gated",
 }

@@ -7,6 +7,7 @@ use common::*;
 use vqvae_wgpu::kernels::causal_mask::{Mask, causal_mask};
 use vqvae_wgpu::kernels::conv::{self, ConvShape, Relu};
 use vqvae_wgpu::kernels::embedding::{embedding, embedding_grad};
+use vqvae_wgpu::kernels::gated::{gate, gate_backward, shift_down, shift_up};
 use vqvae_wgpu::kernels::quantize::Rows;
 use vqvae_wgpu::kernels::softmax::{sample, softmax_xent};
 use vqvae_wgpu::params::Params;
@@ -28,7 +29,13 @@ fn causal_masks_match_reference() {
         .iter()
         .enumerate()
     {
-        for mask in [Mask::A, Mask::B] {
+        for mask in [
+            Mask::A,
+            Mask::B,
+            Mask::Vertical,
+            Mask::HorizontalA,
+            Mask::HorizontalB,
+        ] {
             let w = Rng::new(i as u64).vec(shape.iter().product());
             let t = upload(gpu, shape, &w);
             gpu.run(&[&causal_mask(gpu, &t, mask).unwrap()]).unwrap();
@@ -323,7 +330,7 @@ fn temperature_near_zero_gives_the_argmax() {
     );
 }
 
-fn tiny_config(classes: usize) -> PriorConfig {
+fn tiny_config(classes: usize, gated: bool) -> PriorConfig {
     PriorConfig {
         codes: 6,
         grid: [4, 5],
@@ -333,6 +340,7 @@ fn tiny_config(classes: usize) -> PriorConfig {
         blocks: 2,
         first_kernel: 5,
         classes,
+        gated,
     }
 }
 
@@ -348,8 +356,8 @@ fn random_prior(gpu: &Gpu, config: &PriorConfig, batch: usize) -> (Params, Prior
 #[test]
 fn prior_is_causal_through_its_gradients_and_outputs() {
     let gpu = gpu();
-    for classes in [0, 3] {
-        let c = tiny_config(classes);
+    for (classes, gated) in [(0, false), (3, false), (0, true), (3, true)] {
+        let c = tiny_config(classes, gated);
         let (_params, net) = random_prior(gpu, &c, 2);
         let (plane, w) = (c.grid[0] * c.grid[1], c.grid[1]);
         let mut rng = Rng::new(90);
@@ -379,7 +387,7 @@ fn prior_is_causal_through_its_gradients_and_outputs() {
                 if q >= p {
                     assert!(
                         !at(0, q),
-                        "position {p} depends on position {q} (classes {classes})"
+                        "position {p} depends on position {q} (classes {classes}, gated {gated})"
                     );
                 }
             }
@@ -388,6 +396,12 @@ fn prior_is_causal_through_its_gradients_and_outputs() {
             }
             if p >= w {
                 assert!(at(0, p - w), "position {p} must see the position above");
+            }
+            if gated {
+                // No blind spot: every position of every row above.
+                for q in 0..p - p % w {
+                    assert!(at(0, q), "gated: position {p} must see position {q}");
+                }
             }
 
             // The same through the outputs: changing codes at p and after leaves
@@ -442,7 +456,12 @@ fn follows_pattern(grid: &[u32], config: &PriorConfig) -> bool {
     (0..h * w).all(|q| grid[q] == (grid[0] + (q / w) as u32 + 2 * (q % w) as u32) % k)
 }
 
-fn pattern_run(out: &std::path::Path, steps: u64, start: PriorStart) -> (PriorConfig, f64, f64) {
+fn pattern_run(
+    out: &std::path::Path,
+    steps: u64,
+    start: PriorStart,
+    gated: bool,
+) -> (PriorConfig, f64, f64) {
     let config = PriorConfig {
         codes: 5,
         grid: [3, 4],
@@ -452,6 +471,7 @@ fn pattern_run(out: &std::path::Path, steps: u64, start: PriorStart) -> (PriorCo
         blocks: 1,
         first_kernel: 3,
         classes: 0,
+        gated,
     };
     let grids = pattern_grids(256, &config, 100);
     let summary = PriorRun {
@@ -480,9 +500,19 @@ fn pattern_run(out: &std::path::Path, steps: u64, start: PriorStart) -> (PriorCo
 
 #[test]
 fn tiny_prior_learns_a_pattern_its_samples_reproduce_and_resumes_exactly() {
+    learns_a_pattern(false);
+}
+
+#[test]
+fn tiny_gated_prior_learns_a_pattern_its_samples_reproduce_and_resumes_exactly() {
+    learns_a_pattern(true);
+}
+
+fn learns_a_pattern(gated: bool) {
     let gpu = gpu();
-    let dir = temp_dir("prior-pattern");
-    let (config, val_bits, freq_bits) = pattern_run(&dir.join("straight"), 300, PriorStart::Fresh);
+    let dir = temp_dir(&format!("prior-pattern-{gated}"));
+    let (config, val_bits, freq_bits) =
+        pattern_run(&dir.join("straight"), 300, PriorStart::Fresh, gated);
     // Only the first code is uncertain: log2(5) bits over 12 positions is 0.19 bits
     // per code; the code frequencies know nothing of the pattern (about log2 5).
     assert!(freq_bits > 2.0, "{freq_bits}");
@@ -518,7 +548,7 @@ fn tiny_prior_learns_a_pattern_its_samples_reproduce_and_resumes_exactly() {
 
     // 150 steps, then 150 more from the checkpoint: the same weights as 300 at once.
     let split = dir.join("split");
-    pattern_run(&split, 150, PriorStart::Fresh);
+    pattern_run(&split, 150, PriorStart::Fresh, gated);
     let read = |name: &str| vqvae_wgpu::checkpoint::TensorFile::read(&split.join(name)).unwrap();
     pattern_run(
         &split,
@@ -527,9 +557,105 @@ fn tiny_prior_learns_a_pattern_its_samples_reproduce_and_resumes_exactly() {
             model: Box::new(read("prior.safetensors")),
             state: Box::new(read("prior_state.safetensors")),
         },
+        gated,
     );
     let resumed = read("prior.safetensors").values();
     for (name, v) in model.values() {
         assert_eq!(resumed[&name], v, "{name} differs after resuming");
     }
+}
+
+#[test]
+fn gate_and_shifts_match_reference() {
+    let gpu = gpu();
+    for (i, &[batch, c, h, w]) in [[1, 1, 1, 1], [2, 3, 4, 5], [1, 7, 3, 1], [3, 5, 1, 6]]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(110 + i as u64);
+        let x: Vec<f32> = rng
+            .vec(batch * 2 * c * h * w)
+            .iter()
+            .map(|v| 3.0 * v)
+            .collect();
+        let dy = rng.vec(batch * c * h * w);
+        let (xt, dyt) = (
+            upload(gpu, &[batch, 2 * c, h, w], &x),
+            upload(gpu, &[batch, c, h, w], &dy),
+        );
+        let (y, dx) = (
+            zeros(gpu, &[batch, c, h, w]),
+            zeros(gpu, &[batch, 2 * c, h, w]),
+        );
+        let launch = gate(gpu, &xt, &y)
+            .unwrap()
+            .then(gate_backward(gpu, &xt, &dyt, &dx).unwrap());
+        gpu.run(&[&launch]).unwrap();
+        let tag = format!("[{batch}, {c}, {h}, {w}]");
+        let (x64, dy64) = (widen(&x), widen(&dy));
+        assert_close(
+            &tag,
+            &y.to_f32(gpu).unwrap(),
+            &r::gate(&x64, [c, h * w]),
+            1e-5,
+            1e-6,
+        );
+        let want = r::gate_backward(&x64, &dy64, [c, h * w]);
+        assert_close(&tag, &dx.to_f32(gpu).unwrap(), &want, 1e-4, 1e-6);
+
+        let (down, up) = (
+            zeros(gpu, &[batch, 2 * c, h, w]),
+            zeros(gpu, &[batch, 2 * c, h, w]),
+        );
+        let launch = shift_down(gpu, &xt, &down)
+            .unwrap()
+            .then(shift_up(gpu, &xt, &up).unwrap());
+        gpu.run(&[&launch]).unwrap();
+        assert_close(
+            &tag,
+            &down.to_f32(gpu).unwrap(),
+            &r::shift_down(&x64, [h, w]),
+            0.0,
+            0.0,
+        );
+        assert_close(
+            &tag,
+            &up.to_f32(gpu).unwrap(),
+            &r::shift_up(&x64, [h, w]),
+            0.0,
+            0.0,
+        );
+    }
+    let odd = zeros(gpu, &[1, 3, 2, 2]);
+    assert!(gate(gpu, &odd, &zeros(gpu, &[1, 1, 2, 2])).is_err());
+}
+
+#[test]
+fn gate_and_shift_references_match_finite_differences() {
+    let (c, plane) = (3, 4);
+    let mut rng = Rng::new(120);
+    let x = widen(&rng.vec(2 * 2 * c * plane));
+    let g = widen(&rng.vec(2 * c * plane));
+    let loss = |x: &[f64]| -> f64 {
+        r::gate(x, [c, plane])
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    assert_grad(
+        "gate",
+        &r::gate_backward(&x, &g, [c, plane]),
+        &numeric_grad(loss, &x),
+    );
+    // shift_up is the gradient of shift_down: <shift_down(x), y> = <x, shift_up(y)>.
+    let (hw, y) = ([2, 2], widen(&rng.vec(x.len())));
+    let loss = |x: &[f64]| -> f64 {
+        r::shift_down(x, hw)
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| a * b)
+            .sum()
+    };
+    assert_grad("shift", &r::shift_up(&y, hw), &numeric_grad(loss, &x));
 }

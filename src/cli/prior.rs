@@ -46,9 +46,13 @@ pub(crate) struct TrainPriorArgs {
     /// Channels between the prior's layers [default: 64].
     #[arg(long)]
     pub(crate) prior_channels: Option<usize>,
-    /// Residual blocks [default: 4].
+    /// Residual blocks, or gated layers after the first with --gated [default: 4].
     #[arg(long)]
     pub(crate) prior_blocks: Option<usize>,
+    /// Gated PixelCNN layers (vertical and horizontal stacks, gated activations, no blind
+    /// spot) instead of residual blocks under mask B.
+    #[arg(long)]
+    pub(crate) gated: bool,
     /// Grids held out from the end of the data [default: 5%, at most 1000].
     #[arg(long)]
     pub(crate) val_grids: Option<usize>,
@@ -135,6 +139,11 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         .map_or(0, |l| l.iter().max().map_or(0, |&m| m + 1));
     let config = match saved_config {
         Some(c) => {
+            if a.gated && !c.gated {
+                return Err(Error::Usage(
+                    "--gated: the resumed prior run has residual blocks, not gated layers".into(),
+                ));
+            }
             if c.codes != codes_k || c.grid != grid || c.classes < classes {
                 return Err(Error::Usage(format!(
                     "--resume: the saved prior models K={} codes on a {:?} grid with {} classes; {} and this data give K={codes_k}, a {grid:?} grid and {classes} classes",
@@ -152,6 +161,7 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
                 embed: a.embed_dim.unwrap_or(d.embed),
                 channels: a.prior_channels.unwrap_or(d.channels),
                 blocks: a.prior_blocks.unwrap_or(d.blocks),
+                gated: a.gated,
                 ..d
             }
         }

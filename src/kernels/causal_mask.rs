@@ -9,21 +9,45 @@ use crate::tensor::{DType, Tensor};
 
 const WG: u32 = 256;
 
-/// Which taps a masked convolution keeps: those above the centre row, those left of the
-/// centre on its row, and (mask B only) the centre.
+/// Which taps a masked convolution keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mask {
-    /// The first layer's: a position does not see its own input.
+    /// The first layer's: the taps above the centre row and left of the centre on it; a
+    /// position does not see its own input.
     A,
-    /// Every later layer's: a position sees its own features, which saw only the past.
+    /// Every later layer's: mask A and the centre, for a position's own features saw
+    /// only the past.
     B,
+    /// The Gated PixelCNN's vertical stack: every row down to the centre row, whole. Its
+    /// output reaches a position only shifted down a row.
+    Vertical,
+    /// The horizontal stack's first layer: the centre row left of the centre.
+    HorizontalA,
+    /// The horizontal stack's later layers: the centre row up to the centre.
+    HorizontalB,
 }
 
 impl Mask {
     /// Whether tap `(ky, kx)` of a `kh x kw` kernel is kept.
     pub fn keeps(self, [ky, kx]: [usize; 2], [kh, kw]: [usize; 2]) -> bool {
         let (cy, cx) = (kh / 2, kw / 2);
-        ky < cy || (ky == cy && (kx < cx || (kx == cx && self == Mask::B)))
+        let centre = matches!(self, Mask::B | Mask::HorizontalB);
+        let left = ky == cy && (kx < cx || (kx == cx && centre));
+        match self {
+            Mask::A | Mask::B => ky < cy || left,
+            Mask::Vertical => ky <= cy,
+            Mask::HorizontalA | Mask::HorizontalB => left,
+        }
+    }
+
+    fn mode(self) -> u32 {
+        match self {
+            Mask::A => 0,
+            Mask::B => 1,
+            Mask::Vertical => 2,
+            Mask::HorizontalA => 3,
+            Mask::HorizontalB => 4,
+        }
     }
 }
 
@@ -33,7 +57,7 @@ struct Params {
     len: u32,
     kh: u32,
     kw: u32,
-    centre: u32,
+    mode: u32,
 }
 
 /// Zeroes, in place, the taps of conv weights `[cout, cin, kh, kw]` that `mask` removes.
@@ -62,7 +86,7 @@ pub fn causal_mask(gpu: &Gpu, weights: &Tensor, mask: Mask) -> Result<Launch> {
         len: weights.len() as u32,
         kh: kh as u32,
         kw: kw as u32,
-        centre: u32::from(mask == Mask::B),
+        mode: mask.mode(),
     });
     let groups = weights.len().div_ceil(WG as usize) as u64;
     let resources = [uniform.as_entire_binding(), weights.binding()];

@@ -4,6 +4,7 @@
 //! with softmax cross-entropy. Optionally conditioned on a class, added as a learned
 //! per-class bias after the first layer.
 
+mod gated;
 mod network;
 mod sample;
 mod train;
@@ -39,6 +40,10 @@ pub struct PriorConfig {
     pub first_kernel: usize,
     /// Classes it is conditioned on; 0 for none.
     pub classes: usize,
+    /// The Gated PixelCNN body (vertical and horizontal stacks, gated activations)
+    /// instead of residual blocks under mask B.
+    #[serde(default)]
+    pub gated: bool,
 }
 
 /// The `metadata` key of a prior checkpoint that holds its [`PriorConfig`] as JSON.
@@ -72,6 +77,7 @@ impl PriorConfig {
             blocks: 4,
             first_kernel: 7,
             classes,
+            gated: false,
         }
     }
 
@@ -108,13 +114,31 @@ impl PriorConfig {
         let mut conv = |name: String, cout: usize, cin: usize, size: usize| {
             out.extend(ParamSpec::conv(&name, cout, cin, size));
         };
-        conv("conv_in".into(), p, f, self.first_kernel);
-        if self.classes > 0 {
-            conv("cond".into(), p, self.classes, 1);
-        }
-        for i in 0..self.blocks {
-            conv(format!("res.{i}.conv1"), r, p, 3);
-            conv(format!("res.{i}.conv2"), p, r, 1);
+        if self.gated {
+            for l in 0..=self.blocks {
+                let (cin, size) = if l == 0 {
+                    (f, self.first_kernel)
+                } else {
+                    (p, 3)
+                };
+                conv(format!("v.{l}"), 2 * p, cin, size);
+                conv(format!("h.{l}"), 2 * p, cin, size);
+                conv(format!("link.{l}"), 2 * p, 2 * p, 1);
+                conv(format!("out.{l}"), p, p, 1);
+            }
+            if self.classes > 0 {
+                conv("cond_v".into(), 2 * p, self.classes, 1);
+                conv("cond_h".into(), 2 * p, self.classes, 1);
+            }
+        } else {
+            conv("conv_in".into(), p, f, self.first_kernel);
+            if self.classes > 0 {
+                conv("cond".into(), p, self.classes, 1);
+            }
+            for i in 0..self.blocks {
+                conv(format!("res.{i}.conv1"), r, p, 3);
+                conv(format!("res.{i}.conv2"), p, r, 1);
+            }
         }
         conv("out1".into(), p, p, 1);
         conv("out2".into(), k, p, 1);

@@ -1,7 +1,7 @@
 //! The prior as a graph of launches for one batch size, forward and backward side by
 //! side, on the layers the autoencoder uses.
 
-use super::PriorConfig;
+use super::{PriorConfig, gated};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::causal_mask::Mask;
@@ -52,37 +52,6 @@ impl PriorNet {
         let c = config;
         let side = c.grid;
         let conv = |cin, cout, k: usize| ConvShape::new(batch, cin, cout, side, k, 1, k / 2);
-        let conv_in = Conv::new(
-            params,
-            "conv_in",
-            conv(c.embed, c.channels, c.first_kernel),
-            false,
-            Relu::NONE,
-        )
-        .masked(Mask::A);
-        let cond = (c.classes > 0).then(|| {
-            Conv::new(
-                params,
-                "cond",
-                conv(c.classes, c.channels, 1),
-                false,
-                Relu::NONE,
-            )
-        });
-        let stack = ResStack::new(
-            gpu,
-            params,
-            "res",
-            &ResShape {
-                channels: c.channels,
-                hidden: c.hidden,
-                blocks: c.blocks,
-                batch,
-                side,
-                mask: Some(Mask::B),
-            },
-            train,
-        )?;
         let out1 = Conv::new(
             params,
             "out1",
@@ -101,81 +70,63 @@ impl PriorNet {
         let rows = batch * side[0] * side[1];
         let plane = |ch| [batch, ch, side[0], side[1]];
         let codes = Tensor::zeros(gpu, &[rows], DType::U32)?;
-        let classes = match cond {
-            Some(_) => Some(zeros(gpu, &plane(c.classes))?),
-            None => None,
+        let classes = match c.classes {
+            0 => None,
+            n => Some(zeros(gpu, &plane(n))?),
         };
         let e = zeros(gpu, &plane(c.embed))?;
+        let d_e = if train {
+            Some(zeros(gpu, e.shape())?)
+        } else {
+            None
+        };
         let o1 = zeros(gpu, &plane(c.channels))?;
         let logits = zeros(gpu, &plane(c.codes))?;
         let table = params.value("embedding.weight");
-
-        let mut forward = embedding::embedding(gpu, &codes, table, &e)?;
-        // With classes, the stack's input is conv_in(e) + cond(one-hot classes).
-        if let (Some(cond), Some(onehot)) = (&cond, &classes) {
-            let (a, b) = (
-                zeros(gpu, &plane(c.channels))?,
-                zeros(gpu, &plane(c.channels))?,
-            );
-            forward = forward
-                .then(conv_in.forward(gpu, &e, &a)?)
-                .then(cond.forward(gpu, onehot, &b)?)
-                .then(elementwise::add(gpu, &a, &b, stack.input())?);
+        let input = BodyInput {
+            params,
+            config: c,
+            batch,
+            e: &e,
+            classes: classes.as_ref(),
+            d_e: d_e.as_ref(),
+        };
+        let body = if c.gated {
+            gated::body(gpu, &input)?
         } else {
-            forward = forward.then(conv_in.forward(gpu, &e, stack.input())?);
-        }
-        forward = forward
-            .then(stack.forward(gpu)?)
-            .then(out1.forward(gpu, stack.output(), &o1)?)
+            residual_body(gpu, &input)?
+        };
+        let forward = embedding::embedding(gpu, &codes, table, &e)?
+            .then(body.forward)
+            .then(out1.forward(gpu, &body.top, &o1)?)
             .then(out2.forward(gpu, &o1, &logits)?);
-        let forward_flops = [&conv_in, &out1, &out2]
-            .iter()
-            .map(|l| l.shape.flops())
-            .chain(cond.iter().map(|l| l.shape.flops()))
-            .chain(
-                stack
-                    .blocks
-                    .iter()
-                    .map(|b| b.conv1.shape.flops() + b.conv2.shape.flops()),
-            )
-            .sum();
+        let forward_flops = body.flops + out1.shape.flops() + out2.shape.flops();
 
-        let (mut losses, mut loss_sum, mut d_logits, mut d_embed) = (None, None, None, None);
+        let (mut losses, mut loss_sum, mut d_logits) = (None, None, None);
         let (mut loss, mut backward) = (None, None);
-        if train {
+        if let (Some(de), Some(d_top), Some(body_backward)) = (&d_e, &body.d_top, body.backward) {
             let (per, total) = (zeros(gpu, &[rows])?, zeros(gpu, &[1])?);
             let dl = zeros(gpu, logits.shape())?;
-            let de = zeros(gpu, e.shape())?;
             let like = |t: &Tensor| zeros(gpu, t.shape());
-            let (d_o1, d_o1_pre, d_top) = (like(&o1)?, like(&o1)?, like(stack.output())?);
+            let (d_o1, d_o1_pre, d_relu) = (like(&o1)?, like(&o1)?, like(&body.top)?);
             loss = Some(
                 softmax::softmax_xent(gpu, &logits, &codes, &dl, &per)?
                     .then(reduce::sum(gpu, &per, &total)?),
             );
-            let mut b = out2
-                .backward(gpu, &o1, &dl, Some(&d_o1))?
-                .then(elementwise::relu_backward(gpu, &d_o1, &o1, &d_o1_pre)?)
-                .then(out1.backward(gpu, stack.output(), &d_o1_pre, Some(&d_top))?)
-                .then(elementwise::relu_backward(
-                    gpu,
-                    &d_top,
-                    stack.output(),
-                    &stack.grads[c.blocks],
-                )?)
-                .then(stack.backward(gpu)?);
-            if let (Some(cond), Some(onehot)) = (&cond, &classes) {
-                b = b.then(cond.backward(gpu, onehot, &stack.grads[0], None)?);
-            }
-            b = b
-                .then(conv_in.backward(gpu, &e, &stack.grads[0], Some(&de))?)
-                .then(embedding::embedding_grad(
-                    gpu,
-                    &codes,
-                    &de,
-                    params.grad("embedding.weight"),
-                )?);
-            backward = Some(b);
-            (losses, loss_sum, d_logits, d_embed) = (Some(per), Some(total), Some(dl), Some(de));
+            backward = Some(
+                out2.backward(gpu, &o1, &dl, Some(&d_o1))?
+                    .then(elementwise::relu_backward(gpu, &d_o1, &o1, &d_o1_pre)?)
+                    .then(out1.backward(gpu, &body.top, &d_o1_pre, Some(&d_relu))?)
+                    .then(elementwise::relu_backward(gpu, &d_relu, &body.top, d_top)?)
+                    .then(body_backward)
+                    .then(embedding::embedding_grad(
+                        gpu,
+                        &codes,
+                        de,
+                        params.grad("embedding.weight"),
+                    )?),
+            );
+            (losses, loss_sum, d_logits) = (Some(per), Some(total), Some(dl));
         }
         Ok(PriorNet {
             config: *c,
@@ -186,7 +137,7 @@ impl PriorNet {
             losses,
             loss_sum,
             d_logits,
-            d_embed,
+            d_embed: d_e,
             forward_flops,
             forward,
             loss,
@@ -233,4 +184,105 @@ impl PriorNet {
         }
         t.write(gpu, bytemuck::cast_slice(&v))
     }
+}
+
+/// What a prior's body (between the code embedding and the output layers) is built from.
+pub(super) struct BodyInput<'a> {
+    pub params: &'a Params,
+    pub config: &'a PriorConfig,
+    pub batch: usize,
+    /// The embedded codes `[batch, embed, h, w]`.
+    pub e: &'a Tensor,
+    /// One-hot class planes (conditional priors).
+    pub classes: Option<&'a Tensor>,
+    /// Where the backward pass leaves the gradient at `e` (training graphs).
+    pub d_e: Option<&'a Tensor>,
+}
+
+/// A prior's body: `e` (and the classes) to `top` `[batch, channels, h, w]`, and back.
+pub(super) struct Body {
+    pub forward: Launch,
+    pub top: Tensor,
+    /// The gradient at `top`, which the output layers' backward pass writes.
+    pub d_top: Option<Tensor>,
+    /// From `d_top` to the body's parameter gradients and `d_e`.
+    pub backward: Option<Launch>,
+    /// Floating-point operations of its convolutions, forward.
+    pub flops: f64,
+}
+
+/// The original PixelCNN body: a mask-A convolution (plus a per-class bias), then
+/// residual blocks whose 3x3 convolutions are under mask B.
+fn residual_body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
+    let (c, batch, side) = (b.config, b.batch, b.config.grid);
+    let conv = |cin, cout, k: usize| ConvShape::new(batch, cin, cout, side, k, 1, k / 2);
+    let conv_in = Conv::new(
+        b.params,
+        "conv_in",
+        conv(c.embed, c.channels, c.first_kernel),
+        false,
+        Relu::NONE,
+    )
+    .masked(Mask::A);
+    let cond = b.classes.map(|onehot| {
+        let layer = Conv::new(
+            b.params,
+            "cond",
+            conv(c.classes, c.channels, 1),
+            false,
+            Relu::NONE,
+        );
+        (layer, onehot)
+    });
+    let stack = ResStack::new(
+        gpu,
+        b.params,
+        "res",
+        &ResShape {
+            channels: c.channels,
+            hidden: c.hidden,
+            blocks: c.blocks,
+            batch,
+            side,
+            mask: Some(Mask::B),
+        },
+        b.d_e.is_some(),
+    )?;
+    let plane = [batch, c.channels, side[0], side[1]];
+    // With classes, the stack's input is conv_in(e) + cond(one-hot classes).
+    let mut forward = match &cond {
+        Some((layer, onehot)) => {
+            let (x, y) = (zeros(gpu, &plane)?, zeros(gpu, &plane)?);
+            conv_in
+                .forward(gpu, b.e, &x)?
+                .then(layer.forward(gpu, onehot, &y)?)
+                .then(elementwise::add(gpu, &x, &y, stack.input())?)
+        }
+        None => conv_in.forward(gpu, b.e, stack.input())?,
+    };
+    forward = forward.then(stack.forward(gpu)?);
+    let flops = conv_in.shape.flops()
+        + cond.as_ref().map_or(0.0, |(l, _)| l.shape.flops())
+        + stack
+            .blocks
+            .iter()
+            .map(|r| r.conv1.shape.flops() + r.conv2.shape.flops())
+            .sum::<f64>();
+    let backward = match b.d_e {
+        Some(de) => {
+            let mut launch = stack.backward(gpu)?;
+            if let Some((layer, onehot)) = &cond {
+                launch = launch.then(layer.backward(gpu, onehot, &stack.grads[0], None)?);
+            }
+            Some(launch.then(conv_in.backward(gpu, b.e, &stack.grads[0], Some(de))?))
+        }
+        None => None,
+    };
+    Ok(Body {
+        forward,
+        top: stack.output().clone(),
+        d_top: stack.grads.last().cloned(),
+        backward,
+        flops,
+    })
 }

@@ -111,3 +111,56 @@ pub fn sample(
         })
         .collect()
 }
+
+/// Index in `[batch, 2C, plane]` of the first half's element for output element `i` of
+/// `[batch, C, plane]`.
+fn first_half(i: usize, [c, plane]: [usize; 2]) -> usize {
+    (i / (c * plane)) * 2 * c * plane + i % (c * plane)
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// The gated activation: `tanh(a) * sigmoid(b)` for the channel halves `a`, `b` of `x`
+/// `[batch, 2C, plane]`; the result is `[batch, C, plane]`.
+pub fn gate(x: &[f64], [c, plane]: [usize; 2]) -> Vec<f64> {
+    (0..x.len() / 2)
+        .map(|i| {
+            let a = first_half(i, [c, plane]);
+            x[a].tanh() * sigmoid(x[a + c * plane])
+        })
+        .collect()
+}
+
+/// The gradient at the gate's input from the gradient `dy` at its output.
+pub fn gate_backward(x: &[f64], dy: &[f64], [c, plane]: [usize; 2]) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    for (i, g) in dy.iter().enumerate() {
+        let a = first_half(i, [c, plane]);
+        let (t, s) = (x[a].tanh(), sigmoid(x[a + c * plane]));
+        dx[a] = g * (1.0 - t * t) * s;
+        dx[a + c * plane] = g * t * s * (1.0 - s);
+    }
+    dx
+}
+
+/// Rows shifted down by one (`[.., h, w]`), zeros in the first row.
+pub fn shift_down(x: &[f64], [h, w]: [usize; 2]) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| if i % (h * w) >= w { x[i - w] } else { 0.0 })
+        .collect()
+}
+
+/// Rows shifted up by one, zeros in the last row: the adjoint of [`shift_down`].
+pub fn shift_up(x: &[f64], [h, w]: [usize; 2]) -> Vec<f64> {
+    (0..x.len())
+        .map(|i| {
+            if i % (h * w) < (h - 1) * w {
+                x[i + w]
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
