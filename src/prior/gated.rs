@@ -102,15 +102,23 @@ pub(super) fn body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
             ),
         };
         let (v_pre, h_pre) = (&layer.v_pre, &layer.h_pre);
-        match (&cond, l) {
-            (Some((cv, ch, onehot, [v_raw, bias_v], [h_sum, bias_h])), 0) => {
-                forward = forward
-                    .then(layer.v.forward(gpu, v_in, v_raw)?)
-                    .then(cv.forward(gpu, onehot, bias_v)?)
-                    .then(elementwise::add(gpu, v_raw, bias_v, v_pre)?)
-                    .then(layer.h.forward(gpu, h_in, &layer.h_conv)?)
-                    .then(gated::shift_down(gpu, v_pre, &layer.shifted)?)
-                    .then(layer.link.forward(gpu, &layer.shifted, &layer.link_out)?)
+        // Layer 0 of a conditional prior adds the class biases to both pre-activations.
+        let biases = cond.as_ref().filter(|_| l == 0);
+        forward = match biases {
+            Some((cv, _, onehot, [v_raw, bias_v], _)) => forward
+                .then(layer.v.forward(gpu, v_in, v_raw)?)
+                .then(cv.forward(gpu, onehot, bias_v)?)
+                .then(elementwise::add(gpu, v_raw, bias_v, v_pre)?),
+            None => forward.then(layer.v.forward(gpu, v_in, v_pre)?),
+        };
+        forward = forward
+            .then(layer.h.forward(gpu, h_in, &layer.h_conv)?)
+            .then(gated::shift_down(gpu, v_pre, &layer.shifted)?)
+            .then(layer.link.forward(gpu, &layer.shifted, &layer.link_out)?);
+        forward = match biases {
+            Some((cv, ch, onehot, _, [h_sum, bias_h])) => {
+                flops += cv.shape.flops() + ch.shape.flops();
+                forward
                     .then(elementwise::add(
                         gpu,
                         &layer.h_conv,
@@ -118,23 +126,15 @@ pub(super) fn body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
                         h_sum,
                     )?)
                     .then(ch.forward(gpu, onehot, bias_h)?)
-                    .then(elementwise::add(gpu, h_sum, bias_h, h_pre)?);
-                flops += cv.shape.flops() + ch.shape.flops();
+                    .then(elementwise::add(gpu, h_sum, bias_h, h_pre)?)
             }
-            _ => {
-                forward = forward
-                    .then(layer.v.forward(gpu, v_in, v_pre)?)
-                    .then(layer.h.forward(gpu, h_in, &layer.h_conv)?)
-                    .then(gated::shift_down(gpu, v_pre, &layer.shifted)?)
-                    .then(layer.link.forward(gpu, &layer.shifted, &layer.link_out)?)
-                    .then(elementwise::add(
-                        gpu,
-                        &layer.h_conv,
-                        &layer.link_out,
-                        h_pre,
-                    )?);
-            }
-        }
+            None => forward.then(elementwise::add(
+                gpu,
+                &layer.h_conv,
+                &layer.link_out,
+                h_pre,
+            )?),
+        };
         if let Some(v_out) = &layer.v_out {
             forward = forward.then(gated::gate(gpu, v_pre, v_out)?);
         }
