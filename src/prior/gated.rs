@@ -32,8 +32,9 @@ struct Layer {
     /// `gate(v_pre)`: the next layer's vertical input (absent on the last layer).
     v_out: Option<Tensor>,
     g: Tensor,
-    o: Tensor,
-    /// `h + o` (layer 0: `o` itself).
+    /// `out(g)`, before the residual (absent on layer 0, which has none).
+    o: Option<Tensor>,
+    /// `h + o` (layer 0: `out(g)` itself).
     h_out: Tensor,
 }
 
@@ -74,7 +75,10 @@ pub(super) fn body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
                     false => None,
                 },
                 g: zeros(gpu, &plane(p))?,
-                o: zeros(gpu, &plane(p))?,
+                o: match l {
+                    0 => None,
+                    _ => Some(zeros(gpu, &plane(p))?),
+                },
                 h_out: zeros(gpu, &plane(p))?,
             })
         })
@@ -139,13 +143,14 @@ pub(super) fn body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
             forward = forward.then(gated::gate(gpu, v_pre, v_out)?);
         }
         forward = forward.then(gated::gate(gpu, h_pre, &layer.g)?);
-        forward = forward.then(if l == 0 {
-            layer.out.forward(gpu, &layer.g, &layer.h_out)?
-        } else {
-            layer
-                .out
-                .forward(gpu, &layer.g, &layer.o)?
-                .then(elementwise::add(gpu, h_in, &layer.o, &layer.h_out)?)
+        forward = forward.then(match &layer.o {
+            None => layer.out.forward(gpu, &layer.g, &layer.h_out)?,
+            Some(o) => layer.out.forward(gpu, &layer.g, o)?.then(elementwise::add(
+                gpu,
+                h_in,
+                o,
+                &layer.h_out,
+            )?),
         });
         flops += [&layer.v, &layer.h, &layer.link, &layer.out]
             .iter()
