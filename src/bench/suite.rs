@@ -518,30 +518,31 @@ fn model_work(gpu: &Gpu, config: &Config, batch: usize, train: bool) -> Result<W
     })
 }
 
-/// The prior of the README's Fashion-MNIST run: K=128 codes on 7x7 grids, 10 classes,
-/// the default sizes, 64 grids a batch.
+/// The prior of the README's Fashion-MNIST run, plain and gated: K=128 codes on 7x7
+/// grids, 10 classes, the default sizes, 64 grids a batch.
 fn prior() -> Vec<Case> {
-    let config = PriorConfig::new(128, [7, 7], 10);
-    let shape = format!(
-        "batch 64, 7x7 grids, K128, E{} P{} R{} L{} k{}",
-        config.embed, config.channels, config.hidden, config.blocks, config.first_kernel
-    );
-    vec![
-        case(
-            Group::Prior,
-            "prior train step",
-            shape.clone(),
-            false,
-            move |gpu| prior_work(gpu, &config, true),
-        ),
-        case(
-            Group::Prior,
-            "prior sampling, one position",
-            shape,
-            false,
-            move |gpu| prior_work(gpu, &config, false),
-        ),
-    ]
+    let plain = PriorConfig::new(128, [7, 7], 10);
+    let gated = PriorConfig {
+        gated: true,
+        ..plain
+    };
+    let mut all = Vec::new();
+    for (label, config) in [("prior", plain), ("gated prior", gated)] {
+        let shape = format!(
+            "batch 64, 7x7 grids, K128, E{} P{} R{} L{} k{}",
+            config.embed, config.channels, config.hidden, config.blocks, config.first_kernel
+        );
+        for (what, train) in [("train step", true), ("sampling, one position", false)] {
+            all.push(case(
+                Group::Prior,
+                format!("{label} {what}"),
+                shape.clone(),
+                false,
+                move |gpu| prior_work(gpu, &config, train),
+            ));
+        }
+    }
+    all
 }
 
 /// With `train`, the prior's forward, loss, backward and Adam on random codes; without,
