@@ -254,16 +254,25 @@ impl Gpu {
 
     /// Records `launches` into one compute pass, submits it and waits for the GPU.
     pub fn run(&self, launches: &[&Launch]) -> Result<()> {
+        let index = self.enqueue(launches, "run")?;
+        self.wait(Some(index), "run")
+    }
+
+    /// Records `launches` into one compute pass and submits it without waiting; later
+    /// queue writes and submissions are ordered after it.
+    pub fn enqueue(&self, launches: &[&Launch], context: &str) -> Result<wgpu::SubmissionIndex> {
         let mut encoder = self
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some(context),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             for launch in launches {
                 launch.record(&mut pass);
             }
         }
-        self.submit(encoder, "run")
+        self.scoped(context, || self.queue.submit([encoder.finish()]))
     }
 
     /// Submits a finished encoder and waits for the GPU to finish it.

@@ -295,10 +295,16 @@ impl PriorRun<'_> {
         let (mut train_bits, mut val_bits) = (None, None);
         let started = Instant::now();
         let mut aside = std::time::Duration::ZERO;
+        // Up to two steps in flight: the next batch's upload queues behind them, and only
+        // the loss read-back and validation wait for the GPU.
+        let mut in_flight = std::collections::VecDeque::new();
         for step in first_step..s.steps {
             upload(gpu, &net, grids, &order.batch(step, s.batch_size))?;
             adam.set_step(gpu, step + 1);
-            gpu.run(&step_launches)?;
+            in_flight.push_back(gpu.enqueue(&step_launches, "a prior training step")?);
+            if in_flight.len() > 2 {
+                gpu.wait(in_flight.pop_front(), "prior training")?;
+            }
             let n = step + 1;
             let last = n == s.steps;
             let pause = Instant::now();
@@ -334,6 +340,7 @@ impl PriorRun<'_> {
             aside += pause.elapsed();
             bar.set_position(n);
         }
+        gpu.wait(None, "prior training")?;
         bar.finish_and_clear();
         let steps_run = s.steps.saturating_sub(first_step);
         if steps_run == 0 {
