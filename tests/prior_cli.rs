@@ -196,6 +196,30 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
         text.contains("4x4 code grids") && text.contains("32x32 images"),
         "{text}"
     );
+    // --gated cannot turn a resumed plain prior into a gated one.
+    let mut resume = vec!["train-prior", "--checkpoint", &ae, "--out"];
+    resume.extend([
+        prior_dir.to_str().unwrap(),
+        "--resume",
+        prior_dir.to_str().unwrap(),
+    ]);
+    resume.extend(["--steps", "3", "--gated"]);
+    assert!(fails(&resume).contains("--gated"));
+    // One image gives one code grid: nothing to hold out.
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    image::GrayImage::new(32, 32)
+        .save(one.join("a.png"))
+        .unwrap();
+    let mut args = vec![
+        "train-prior",
+        "--checkpoint",
+        &ae,
+        "--data",
+        one.to_str().unwrap(),
+    ];
+    args.extend(["--out", small.to_str().unwrap()]);
+    assert!(fails(&args).contains("at least 2"));
     // A model checkpoint is not a prior.
     let text = fails(&["sample", "--checkpoint", &ae, "--prior", &ae, "--out", &png]);
     assert!(text.contains("not a prior"), "{text}");
