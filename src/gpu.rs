@@ -74,6 +74,27 @@ pub fn adapters(options: &GpuOptions) -> Vec<wgpu::Adapter> {
     found
 }
 
+/// The adapter [`Gpu::open_with`] opens: the best of [`adapters`] whose name contains
+/// `options.adapter_name` (case-insensitive). The error lists what was found.
+pub fn best_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
+    let mut found = adapters(options);
+    if let Some(name) = &options.adapter_name {
+        let want = name.to_lowercase();
+        let names: Vec<String> = found.iter().map(|a| describe(&a.get_info())).collect();
+        found.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+        if found.is_empty() {
+            return Err(Error::NoAdapter {
+                request: format!(" named like '{name}' (found: {})", list_or_none(&names)),
+                hint: "Set WGPU_ADAPTER_NAME to part of one of the names found.",
+            });
+        }
+    }
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| no_adapter_on(options))
+}
+
 /// Sort key: hardware GPUs first (in the order the power preference asks), then the
 /// rest; native APIs before GL.
 fn rank(info: &wgpu::AdapterInfo, power: wgpu::PowerPreference) -> (u8, u8) {
@@ -99,23 +120,7 @@ impl Gpu {
     /// Opens the best adapter matching `options` (environment variables not applied;
     /// use [`GpuOptions::with_env`] for that).
     pub fn open_with(options: &GpuOptions) -> Result<Gpu> {
-        let mut found = adapters(options);
-        if let Some(name) = &options.adapter_name {
-            let want = name.to_lowercase();
-            let names: Vec<String> = found.iter().map(|a| describe(&a.get_info())).collect();
-            found.retain(|a| a.get_info().name.to_lowercase().contains(&want));
-            if found.is_empty() {
-                return Err(Error::NoAdapter {
-                    request: format!(" named like '{name}' (found: {})", list_or_none(&names)),
-                    hint: "Set WGPU_ADAPTER_NAME to part of one of the names found.",
-                });
-            }
-        }
-        let adapter = match found.into_iter().next() {
-            Some(adapter) => adapter,
-            None => return Err(no_adapter_on(options)),
-        };
-        Gpu::from_adapter(&adapter)
+        Gpu::from_adapter(&best_adapter(options)?)
     }
 
     /// Opens a device on `adapter` with the adapter's own limits and the optional

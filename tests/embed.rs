@@ -16,13 +16,8 @@ fn device() -> (wgpu::Device, wgpu::Queue) {
 }
 
 fn device_with(limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::VULKAN.with_env(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
-    let adapter =
-        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-            .expect("a Vulkan adapter");
+    // The adapter the tests use everywhere; the device is made the plain wgpu way.
+    let adapter = common::default_adapter();
     let descriptor = wgpu::DeviceDescriptor {
         required_limits: limits,
         ..Default::default()

@@ -104,14 +104,7 @@ fn tensors_beyond_the_device_limit_name_the_limit() {
 
 #[test]
 fn workgroups_beyond_the_device_limit_name_the_limit() {
-    let mut gpu = Gpu::open_with(
-        &GpuOptions {
-            backends: wgpu::Backends::VULKAN,
-            ..GpuOptions::default()
-        }
-        .with_env(),
-    )
-    .unwrap();
+    let mut gpu = common::open_default();
     gpu.set_tuning(Tuning {
         conv_workgroup: [64, 64],
         ..Tuning::SHARED
@@ -180,7 +173,6 @@ fn misaligned_or_short_buffer_views_are_refused() {
 #[test]
 fn unknown_adapter_names_list_the_adapters_found() {
     let options = GpuOptions {
-        backends: wgpu::Backends::VULKAN,
         adapter_name: Some("no such gpu 42".into()),
         ..GpuOptions::default()
     };

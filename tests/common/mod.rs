@@ -1,19 +1,38 @@
 //! Shared test helpers: a device per kernel tuning, a seeded generator, comparisons.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::io::Write;
+use std::sync::{Once, OnceLock};
 
-use vqvae_wgpu::{DType, Gpu, GpuOptions, Tensor, Tuning};
+use vqvae_wgpu::gpu::{GpuOptions, best_adapter, describe};
+use vqvae_wgpu::{DType, Gpu, Tensor, Tuning};
 
-/// Opens the test adapter (Vulkan unless WGPU_BACKEND says otherwise) with `tuning`.
+/// Opens the adapter the `vqvae` command line would choose (`Gpu::open`: WGPU_BACKEND
+/// and WGPU_ADAPTER_NAME when set, else hardware first and native backends before GL),
+/// and says once per test binary which one it is.
+pub fn open_default() -> Gpu {
+    let gpu = Gpu::open().unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"));
+    announce(|| describe(gpu.info()));
+    gpu
+}
+
+/// The adapter [`open_default`] opens, for tests that make their device themselves.
+pub fn default_adapter() -> wgpu::Adapter {
+    let adapter = best_adapter(&GpuOptions::default().with_env())
+        .unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"));
+    announce(|| describe(&adapter.get_info()));
+    adapter
+}
+
+/// Says once per test binary which adapter the tests use.
+fn announce(adapter: impl FnOnce() -> String) {
+    static SAID: Once = Once::new();
+    SAID.call_once(|| note(&format!("tests run on: {}", adapter())));
+}
+
+/// The test adapter with `tuning`.
 fn open(tuning: Tuning) -> Gpu {
-    let options = GpuOptions {
-        backends: wgpu::Backends::VULKAN,
-        ..GpuOptions::default()
-    }
-    .with_env();
-    let mut gpu =
-        Gpu::open_with(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"));
+    let mut gpu = open_default();
     gpu.set_tuning(tuning);
     gpu
 }
@@ -31,11 +50,13 @@ pub fn gpus() -> [&'static Gpu; 2] {
 /// The device with the adapter's default tuning.
 pub fn gpu() -> &'static Gpu {
     static DEFAULT: OnceLock<Gpu> = OnceLock::new();
-    DEFAULT.get_or_init(|| {
-        let g = open(Tuning::REGISTER);
-        let tuning = Tuning::for_adapter(g.info());
-        open(tuning)
-    })
+    DEFAULT.get_or_init(open_default)
+}
+
+/// Prints a line past the test harness's capture (it captures only print macros), for
+/// what a reader of the run must see: the adapter, a check that this backend cannot make.
+pub fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 pub use vqvae_wgpu::rng::Rng;
@@ -62,6 +83,10 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 
 /// Runs the `vqvae` binary; returns its exit code and what it printed.
 pub fn vqvae(args: &[&str]) -> (Option<i32>, String) {
+    announce(|| match best_adapter(&GpuOptions::default().with_env()) {
+        Ok(adapter) => describe(&adapter.get_info()),
+        Err(e) => e.to_string(),
+    });
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
         .args(args)
         .output()
