@@ -23,7 +23,7 @@ fn apply_mask(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
 ) {
-    let i = (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    let i = group_index(wid, nwg) * WG + lid.x;
     if (i >= p.len) {
         return;
     }

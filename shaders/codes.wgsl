@@ -17,7 +17,7 @@ struct Params {
 var<workgroup> scratch: array<vec2<f32>, WG>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    return group_index(wid, nwg) * WG + lid.x;
 }
 
 @compute @workgroup_size(WG)

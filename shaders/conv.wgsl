@@ -278,7 +278,7 @@ struct Tile {
 }
 
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> Tile {
-    let g = wid.x + nwg.x * (wid.y + nwg.y * wid.z);
+    let g = group_index(wid, nwg);
     var t: Tile;
     t.tn = g % p.tiles_n;
     t.tm = (g / p.tiles_n) % p.tiles_m;

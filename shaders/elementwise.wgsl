@@ -15,7 +15,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    return group_index(wid, nwg) * WG + lid.x;
 }
 
 // out = a + b: a residual connection, or two gradients meeting at a fork.

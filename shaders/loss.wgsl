@@ -18,10 +18,6 @@ struct Params {
 
 var<workgroup> scratch: array<f32, WG>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 // grad = 2 (a - b) / len, and out[g] = the sum of (a - b)^2 over workgroup g's block.
 @compute @workgroup_size(WG)
 fn mse(

@@ -26,7 +26,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
+    return group_index(wid, nwg) * WG + lid.x;
 }
 
 // torch.optim.Adam, step for step: exp_avg.lerp_(g, 1 - beta1),

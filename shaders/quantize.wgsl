@@ -38,10 +38,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> dist: array<f32>;
 @group(0) @binding(6) var<storage, read_write> zq: array<f32>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 fn row_base(r: u32) -> u32 {
     return (r / p.plane) * p.dim * p.plane + r % p.plane;
 }

@@ -16,10 +16,6 @@ struct Params {
 
 var<workgroup> scratch: array<f32, WG>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 // Adds the threads' partial sums pairwise; thread 0 returns the total.
 fn tree_sum(t: u32, v: f32) -> f32 {
     scratch[t] = v;

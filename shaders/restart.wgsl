@@ -26,14 +26,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> v: array<f32>;
 
 fn code_index(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.x + nwg.x * (wid.y + nwg.y * wid.z)) * WG + lid.x;
-}
-
-// PCG hash (Jarzynski and Olano, 2020).
-fn pcg(x: u32) -> u32 {
-    let s = x * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
+    return group_index(wid, nwg) * WG + lid.x;
 }
 
 // window[k] += counts[k]: usage over the steps since the last restart.

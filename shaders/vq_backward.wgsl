@@ -28,10 +28,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> idx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + nwg.x * (wid.y + nwg.y * wid.z);
-}
-
 // out = upstream + commit * (z_e - z_q): straight-through plus the commitment term.
 @compute @workgroup_size(WG)
 fn ze_grad(

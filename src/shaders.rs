@@ -5,9 +5,13 @@
 pub struct Shader {
     /// The file's stem, e.g. `conv` for `shaders/conv.wgsl`.
     pub name: &'static str,
-    /// The WGSL text.
+    /// The WGSL text: [`PRELUDE`] followed by the file, ready to compile.
     pub source: &'static str,
 }
+
+/// `shaders/prelude.wgsl`, the helpers every shader shares (the linear workgroup number,
+/// the PCG hash), joined in front of each file so that no file repeats them.
+pub const PRELUDE: &str = include_str!("../shaders/prelude.wgsl");
 
 macro_rules! shaders {
     ($($(#[$doc:meta])* $id:ident => $file:literal),* $(,)?) => {
@@ -15,7 +19,10 @@ macro_rules! shaders {
             $(#[$doc])*
             pub static $id: Shader = Shader {
                 name: $file,
-                source: include_str!(concat!("../shaders/", $file, ".wgsl")),
+                source: concat!(
+                    include_str!("../shaders/prelude.wgsl"),
+                    include_str!(concat!("../shaders/", $file, ".wgsl"))
+                ),
             };
         )*
         /// Every shader, for tools that validate or translate them all.
