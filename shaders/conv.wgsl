@@ -13,9 +13,19 @@
 //      split along k into `splits` chunks whose partial sums a second pass adds in a
 //      fixed order (deterministic, no atomics).
 //
-// Each thread owns a TM x TN register tile of C (both overridable). `main_reg` reads its operands straight
-// from memory (best on CPU drivers such as lavapipe, where barriers are dear);
-// `main_shared` stages BK-deep slices of A and B in workgroup memory (best on GPUs).
+// Two ways to run a product:
+// - Direct: each thread owns a TM x TN register tile of C (both overridable) and gathers
+//   its operands itself. `main_reg` reads them straight from memory (CPU drivers, where
+//   barriers are dear); `main_shared` stages BK-deep slices in workgroup memory (GPUs).
+// - Packed (CPU drivers, products with many rows): `pack_a` and `pack_b` gather a slice
+//   of A and B once (ReLUs applied, zeros outside the problem) into row-major scratch
+//   matrices of whole vec4 rows padded to the tile, and `gemm_reg`, whose body
+//   src/kernels/unrolled.rs writes out per tile shape and appends to this file, reads
+//   both as vec4 with no bounds checks and stores through `store` below. On lavapipe a
+//   load costs the same per lane whether scalar or vec4, and only straight-line code
+//   keeps a large tile in registers.
+//   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
+//   B packed: [kp][np], the same depth, columns n0 .. n0 + nc of the job's.
 
 override MODE: u32 = 0u;
 override WG_X: u32 = 8u;
@@ -40,6 +50,11 @@ struct Params {
     kw: u32, stride: u32, pad: u32, zcount: u32,
     m: u32, n: u32, k: u32, tiles_n: u32,
     tiles_m: u32, k_chunk: u32, _pad0: u32, _pad1: u32,
+    // The packed path's sub-GEMM: job z, columns n0 .. n0 + nc, depth k0 .. k0 + kc
+    // (padded to kp), B row length np, A rows mp, and MODE 2's depth chunk `split`.
+    z: u32, n0: u32, nc: u32, k0: u32,
+    kc: u32, kp: u32, np: u32, mp: u32,
+    split: u32, _pad2: u32, _pad3: u32, _pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -48,6 +63,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> ys: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// The packed path's own views of slots 1, 2 and 5 (no entry point uses both views).
+@group(0) @binding(1) var<storage, read> a_pk: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b_pk: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> packed: array<vec4<f32>>;
 
 // The part of the problem that workgroup z solves.
 struct Job {
@@ -394,4 +413,64 @@ fn main_shared(
         workgroupBarrier();
     }
     finish(t, j, lid.x, lid.y, acc);
+}
+
+// Packing. Integer division is scalar on CPU drivers, so each invocation decodes its
+// coordinates once and steps through the rest: pack_a writes one vec4 (four depths of
+// one row), pack_b four vec4 rows (four depths of four columns).
+const PACK_WG: u32 = 64u;
+const PACK_K: u32 = 4u;
+
+@compute @workgroup_size(PACK_WG)
+fn pack_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let e = group_index(wid, nwg) * PACK_WG + li;
+    let q = p.kp / 4u;
+    if (e >= p.mp * q) {
+        return;
+    }
+    let j = job_of(p.z);
+    let d = k_dims(j);
+    let m = e / q;
+    let k = 4u * (e % q);
+    let row = row_of(m);
+    var kc = k_coord(p.k0 + min(k, p.kc), d);
+    var v = vec4<f32>();
+    for (var i = 0u; i < 4u; i++) {
+        if (m < p.m && k + i < p.kc) {
+            v[i] = load_a(row, k_off(kc, j));
+        }
+        kc = k_next(kc, d);
+    }
+    packed[e] = v;
+}
+
+@compute @workgroup_size(PACK_WG)
+fn pack_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) li: u32) {
+    let e = group_index(wid, nwg) * PACK_WG + li;
+    let q = p.np / 4u;
+    if (e >= (p.kp / PACK_K) * q) {
+        return;
+    }
+    let j = job_of(p.z);
+    let d = k_dims(j);
+    let k = PACK_K * (e / q);
+    let c = 4u * (e % q);
+    var cols: array<Col, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        cols[i] = col_of(p.n0 + c + i, j);
+    }
+    var kc = k_coord(p.k0 + min(k, p.kc), d);
+    for (var r = 0u; r < PACK_K; r++) {
+        let o = k_off(kc, j);
+        var v = vec4<f32>();
+        for (var i = 0u; i < 4u; i++) {
+            if (k + r < p.kc && c + i < p.nc) {
+                v[i] = load_b(cols[i], o);
+            }
+        }
+        packed[(k + r) * q + e % q] = v;
+        kc = k_next(kc, d);
+    }
 }

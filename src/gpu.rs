@@ -61,6 +61,8 @@ pub struct Gpu {
     uncaptured: Arc<Mutex<Option<String>>>,
     /// Bytes of tensors allocated through this `Gpu` so far.
     allocated: AtomicU64,
+    /// The largest scratch buffer handed out so far (see [`Gpu::scratch`]).
+    scratch: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// Lists the adapters on the given backends, best first by this crate's preference.
@@ -186,6 +188,7 @@ impl Gpu {
             placeholders,
             uncaptured,
             allocated: AtomicU64::new(0),
+            scratch: Mutex::new(None),
         }
     }
 
@@ -226,6 +229,33 @@ impl Gpu {
 
     pub(crate) fn count_allocation(&self, bytes: u64) {
         self.allocated.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A storage buffer of at least `bytes` that kernels share for intermediates which
+    /// live only within one launch (packed GEMM operands). Dispatches run in order and
+    /// wgpu orders their accesses, so launches built on the same scratch may be recorded
+    /// in any order; a larger request makes a new buffer (sizes rounded up to powers of
+    /// two, so a few sizes serve a whole network).
+    pub(crate) fn scratch(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let mut slot = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buffer) = slot.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(buffer.clone());
+        }
+        let size = bytes
+            .next_power_of_two()
+            .min(self.limits.max_buffer_size)
+            .max(bytes);
+        let buffer = self.scoped("allocating scratch", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("scratch"),
+                size,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.count_allocation(size);
+        *slot = Some(buffer.clone());
+        Ok(buffer)
     }
 
     /// Runs `f` inside error scopes for validation, out-of-memory and internal errors,

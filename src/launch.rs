@@ -11,6 +11,11 @@ use crate::gpu::Gpu;
 use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
+/// The fewest GEMM rows for which [`Tuning::gemm_tile`]'s packed path runs: thinner
+/// products (3 output channels, say) reuse each packed element too few times to repay
+/// the packing.
+pub const PACKED_MIN_SIDE: usize = 64;
+
 /// Kernel variants and tile shapes. Kernels whose tiles are pipeline-overridable
 /// constants read them from here, so each adapter can get the shape it runs best.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +27,11 @@ pub struct Tuning {
     pub conv_workgroup: [u32; 2],
     /// Outputs each convolution thread computes, `[along m, along n]`, at most 8 x 12.
     pub conv_tile: [u32; 2],
+    /// Convolutions whose GEMM has at least [`PACKED_MIN_SIDE`] rows and columns run as
+    /// packed vec4 GEMMs whose threads compute
+    /// this tile, `[rows, columns]` (at most 16 x 16, columns a multiple of 4), in
+    /// `conv_workgroup`-shaped workgroups; `None` runs every convolution directly.
+    pub gemm_tile: Option<[u32; 2]>,
     /// Threads per workgroup of the quantiser.
     pub quantize_workgroup: u32,
     /// Rows each quantiser thread owns, at most 8.
@@ -37,6 +47,7 @@ impl Tuning {
         shared_memory: false,
         conv_workgroup: [8, 8],
         conv_tile: [4, 12],
+        gemm_tile: Some([16, 12]),
         quantize_workgroup: 64,
         quantize_rows: 8,
         parallel_groups: 16,
@@ -47,6 +58,7 @@ impl Tuning {
         shared_memory: true,
         conv_workgroup: [16, 16],
         conv_tile: [4, 4],
+        gemm_tile: None,
         quantize_workgroup: 128,
         quantize_rows: 4,
         parallel_groups: 1024,
@@ -77,12 +89,12 @@ pub(crate) struct Kernel {
     pub layout: wgpu::BindGroupLayout,
 }
 
-type KernelKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+type KernelKey = (String, &'static str, Vec<(&'static str, u64)>);
 
 /// Pipelines and shader modules, created on first use and kept for the device's life.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
     kernels: Mutex<HashMap<KernelKey, Kernel>>,
 }
 
@@ -96,8 +108,22 @@ impl Gpu {
         constants: &[(&'static str, f64)],
         bindings: &[Bind],
     ) -> Result<Kernel> {
+        let source = || shader.source.to_string();
+        self.kernel_of(shader.name, source, entry, constants, bindings)
+    }
+
+    /// As [`Gpu::kernel`], for the module called `name` whose WGSL `source` makes
+    /// (called only when the module is first needed): generated kernels.
+    pub(crate) fn kernel_of(
+        &self,
+        name: &str,
+        source: impl FnOnce() -> String,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        bindings: &[Bind],
+    ) -> Result<Kernel> {
         let key = (
-            shader.name,
+            name.to_string(),
             entry,
             constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
         );
@@ -109,8 +135,8 @@ impl Gpu {
         if let Some(k) = kernels.get(&key) {
             return Ok(k.clone());
         }
-        let module = self.module(shader)?;
-        let context = format!("creating pipeline {}::{entry}", shader.name);
+        let module = self.module(name, source)?;
+        let context = format!("creating pipeline {name}::{entry}");
         let kernel = self.scoped(&context, || {
             let layout = self
                 .device()
@@ -149,19 +175,19 @@ impl Gpu {
         Ok(kernel)
     }
 
-    fn module(&self, shader: &'static Shader) -> Result<wgpu::ShaderModule> {
+    fn module(&self, name: &str, source: impl FnOnce() -> String) -> Result<wgpu::ShaderModule> {
         let mut modules = self
             .pipelines
             .modules
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = modules.get(shader.name) {
+        if let Some(m) = modules.get(name) {
             return Ok(m.clone());
         }
-        let module = self.scoped(&format!("compiling shaders/{}.wgsl", shader.name), || {
+        let module = self.scoped(&format!("compiling shader module {name}"), || {
             let desc = wgpu::ShaderModuleDescriptor {
-                label: Some(shader.name),
-                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source().into()),
             };
             // wgpu's forced loop bounding adds a counter to every loop, which keeps
             // LLVM-based drivers from unrolling the register tiles: lavapipe ran every
@@ -178,7 +204,7 @@ impl Gpu {
             // `while` in the sources.
             unsafe { self.device().create_shader_module_trusted(desc, checks) }
         })?;
-        modules.insert(shader.name, module.clone());
+        modules.insert(name.to_string(), module.clone());
         Ok(module)
     }
 

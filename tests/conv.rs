@@ -10,8 +10,9 @@ use vqvae_wgpu::reference::conv as r;
 use vqvae_wgpu::reference::{relu, relu_backward};
 
 /// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
-/// are not multiples of any tile, every kernel the model uses.
-/// (batch, cin, cout, h, w, kernel, stride, pad).
+/// are not multiples of any tile, every kernel the model uses. The last two are wide
+/// enough for the packed GEMM (`PACKED_MIN_SIDE` rows and columns) in every mode of the
+/// convolution or of the transposed convolution.
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 const SHAPES: &[Case] = &[
@@ -21,6 +22,8 @@ const SHAPES: &[Case] = &[
     (1, 1, 33, 12, 4, 4, 2, 1),
     (2, 17, 9, 6, 10, 3, 2, 0),
     (1, 66, 3, 3, 5, 3, 1, 1),
+    (2, 9, 67, 9, 11, 3, 1, 1),
+    (3, 70, 5, 10, 13, 4, 2, 1),
 ];
 
 fn shape(&(batch, cin, cout, hin, win, k, stride, pad): &Case) -> conv::ConvShape {

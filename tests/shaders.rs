@@ -6,7 +6,27 @@ use naga::back::PipelineConstants as Constants;
 
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vqvae_wgpu::kernels::unrolled;
 use vqvae_wgpu::shaders;
+
+/// Tiles the generated GEMM is checked at: the register default and an odd one.
+const GEMM_TILES: [(u32, u32); 2] = [(16, 3), (3, 2)];
+
+/// What to translate: every file (all its entry points), and the generated GEMM modules
+/// (their own entry point; the rest is `conv.wgsl`, translated already).
+fn modules() -> Vec<(String, String, Option<&'static str>)> {
+    let files = shaders::ALL
+        .iter()
+        .map(|s| (s.name.to_string(), s.source.to_string(), None));
+    let generated = GEMM_TILES.iter().map(|&(rows, cols4)| {
+        (
+            unrolled::gemm_module_name(rows, cols4),
+            unrolled::gemm_source(rows, cols4),
+            Some("gemm_reg"),
+        )
+    });
+    files.chain(generated).collect()
+}
 
 fn pick(large: bool, small_value: f64, large_value: f64) -> f64 {
     if large { large_value } else { small_value }
@@ -55,21 +75,20 @@ fn configurations(module: &naga::Module) -> Vec<Constants> {
 #[test]
 fn every_shader_translates_to_every_backend() {
     let mut translated = 0;
-    for shader in shaders::ALL {
-        let module = naga::front::wgsl::parse_str(shader.source).unwrap_or_else(|e| {
-            panic!("{}", e.emit_to_string_with_path(shader.source, shader.name))
-        });
+    for (name, source, only) in modules() {
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(&source, &name)));
         let info = Validator::new(ValidationFlags::all(), Capabilities::all())
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
-        assert!(
-            !module.entry_points.is_empty(),
-            "{} has no entry point",
-            shader.name
-        );
-        for ep in &module.entry_points {
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        assert!(!module.entry_points.is_empty(), "{name} has no entry point");
+        let entries = module
+            .entry_points
+            .iter()
+            .filter(|ep| only.is_none_or(|o| ep.name == o));
+        for ep in entries {
             for constants in configurations(&module) {
-                let what = format!("{}::{} with {constants:?}", shader.name, ep.name);
+                let what = format!("{name}::{} with {constants:?}", ep.name);
                 let (m, i) = naga::back::pipeline_constants::process_overrides(
                     &module,
                     &info,
@@ -128,9 +147,9 @@ fn every_shader_translates_to_every_backend() {
             }
         }
     }
-    // 8 shaders, 19 entry points, several configurations each.
+    // 14 shaders, over 40 entry points, several configurations each.
     assert!(
-        translated >= 19 * 4,
+        translated >= 40 * 4,
         "only {translated} pipelines translated"
     );
 }
@@ -141,21 +160,30 @@ fn every_shader_translates_to_every_backend() {
 #[test]
 fn every_loop_is_a_counted_for() {
     let mut loops = 0;
-    // Each file as written (so that line numbers are the file's), and the prelude.
-    let files = shaders::ALL
+    // Each file as written (so that line numbers are the file's), the prelude, and what
+    // the GEMM generator appends to conv.wgsl.
+    let mut texts: Vec<(String, String)> = shaders::ALL
         .iter()
         .map(|s| {
             let own = s.source.strip_prefix(shaders::PRELUDE);
-            (s.name, own.expect("every shader starts with the prelude"))
+            let own = own.expect("every shader starts with the prelude");
+            (format!("shaders/{}.wgsl", s.name), own.to_string())
         })
-        .chain([("prelude", shaders::PRELUDE)]);
-    for (name, source) in files {
+        .collect();
+    texts.push(("shaders/prelude.wgsl".into(), shaders::PRELUDE.into()));
+    for (rows, cols4) in GEMM_TILES {
+        let text = unrolled::gemm_source(rows, cols4);
+        let own = text.strip_prefix(shaders::CONV.source);
+        let own = own.expect("the generated module starts with conv.wgsl");
+        texts.push((unrolled::gemm_module_name(rows, cols4), own.to_string()));
+    }
+    for (name, source) in &texts {
         for (n, line) in source.lines().enumerate() {
             let code = line.split("//").next().unwrap_or_default();
             let words: Vec<&str> = code
                 .split(|c: char| !c.is_alphanumeric() && c != '_')
                 .collect();
-            let at = format!("shaders/{name}.wgsl:{}", n + 1);
+            let at = format!("{name}:{}", n + 1);
             assert!(
                 !words.contains(&"loop") && !words.contains(&"while"),
                 "{at}: `loop` and `while` are not allowed: {line}"

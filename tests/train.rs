@@ -40,8 +40,12 @@ fn run_ok(args: &[&str]) -> String {
 }
 
 fn train(out: &Path, extra: &[&str]) -> String {
+    train_model(out, TINY, extra)
+}
+
+fn train_model(out: &Path, model: &[&str], extra: &[&str]) -> String {
     let mut args = vec!["train", "--out", out.to_str().unwrap(), "--quiet"];
-    args.extend_from_slice(TINY);
+    args.extend_from_slice(model);
     args.extend_from_slice(extra);
     run_ok(&args)
 }
@@ -226,7 +230,37 @@ fn init_round_trips_a_checkpoint_exactly() {
 
 #[test]
 fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() {
-    let (a, b) = (temp_dir("sgd-0"), temp_dir("sgd-1"));
+    sgd_step_matches_reference("sgd", TINY, 8);
+}
+
+/// The same with 64 channels on 32x32 images: wide enough that the register tuning runs
+/// convolutions of every mode (forward, input and weight gradient) as packed GEMMs.
+#[test]
+fn one_sgd_step_of_a_wide_model_matches_the_reference_gradient() {
+    let wide = [
+        "--hidden",
+        "64",
+        "--res-hidden",
+        "64",
+        "--res-layers",
+        "1",
+        "--codes",
+        "16",
+        "--code-dim",
+        "4",
+        "--batch-size",
+        "4",
+    ];
+    sgd_step_matches_reference("sgd-wide", &wide, 32);
+}
+
+/// Trains `model` for one SGD step on 4 grey `side` x `side` images and checks that
+/// every parameter moved by -lr times the f64 reference gradient.
+fn sgd_step_matches_reference(name: &str, model: &[&str], side: u32) {
+    let (a, b) = (
+        temp_dir(&format!("{name}-0")),
+        temp_dir(&format!("{name}-1")),
+    );
     let common = [
         "--optimizer",
         "sgd",
@@ -238,9 +272,13 @@ fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() 
         "--channels",
         "1",
     ];
-    let folder = image_folder("sgd-data", 4, 8);
+    let folder = image_folder(&format!("{name}-data"), 4, side);
     let data_args = ["--data", folder.to_str().unwrap()];
-    train(&a, &[&["--steps", "0"][..], &common, &data_args].concat());
+    train_model(
+        &a,
+        model,
+        &[&["--steps", "0"][..], &common, &data_args].concat(),
+    );
     let p0 = checkpoint(&a);
     let lr = 0.5;
     run_ok(
@@ -282,7 +320,8 @@ fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() 
     params
         .upload(gpu, &params.join(&p0.values(), "p0").unwrap())
         .unwrap();
-    let net = Vqvae::new(gpu, &params, &config, 4, [8, 8], false).unwrap();
+    let side = side as usize;
+    let net = Vqvae::new(gpu, &params, &config, 4, [side, side], false).unwrap();
     upload_batch(gpu, &net.x, &data, &[0, 1, 2, 3]).unwrap();
     gpu.run(&[net.encode()]).unwrap();
     let codes = net.indices.to_u32(gpu).unwrap();
@@ -298,7 +337,7 @@ fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() 
         .into_iter()
         .map(|(k, v)| (k, reference::widen(&v)))
         .collect();
-    let (_, grads) = loss_and_grads(&config, &named, &x, 4, [8, 8], Some(&codes));
+    let (_, grads) = loss_and_grads(&config, &named, &x, 4, [side, side], Some(&codes));
     for (name, (_, before)) in &p0.tensors {
         let after = &p1.tensors[name].1;
         let moved: Vec<f32> = before

@@ -3,8 +3,8 @@
 
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::reduce;
-use crate::launch::{Bind, Launch};
+use crate::kernels::{reduce, unrolled};
+use crate::launch::{Bind, Dispatch, Launch, PACKED_MIN_SIDE};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -196,7 +196,7 @@ struct Fuse {
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     batch: u32,
     cin: u32,
@@ -217,6 +217,16 @@ struct Params {
     tiles_m: u32,
     k_chunk: u32,
     _pad: [u32; 2],
+    z: u32,
+    n0: u32,
+    nc: u32,
+    k0: u32,
+    kc: u32,
+    kp: u32,
+    np: u32,
+    mp: u32,
+    split: u32,
+    _pad2: [u32; 3],
 }
 
 /// Depth of the k slices the shared variant stages.
@@ -250,6 +260,8 @@ fn check(op: &'static str, name: &str, t: &Tensor, want: &[usize]) -> Result<()>
     })
 }
 
+/// The product `mode` asks for: packed where the tuning has a GEMM tile and the product
+/// has rows enough, direct otherwise.
 fn gemm(
     gpu: &Gpu,
     op: &'static str,
@@ -259,6 +271,31 @@ fn gemm(
     ops: Operands<'_>,
 ) -> Result<Launch> {
     s.validate(op)?;
+    let (rows, cols) = match mode {
+        Mode::Forward => (s.cout, s.batch * s.hout() * s.wout()),
+        Mode::InputGrad => (
+            s.cin,
+            s.batch * s.hin.div_ceil(s.stride) * s.win.div_ceil(s.stride),
+        ),
+        Mode::WeightGrad => (s.cout, s.cin * s.kh * s.kw),
+    };
+    match gpu.tuning().gemm_tile {
+        Some(tile) if rows.min(cols) >= PACKED_MIN_SIDE => {
+            packed(gpu, op, mode, s, fuse, ops, tile)
+        }
+        _ => direct(gpu, op, mode, s, fuse, ops),
+    }
+}
+
+/// The direct implicit GEMM: every thread gathers its own operands.
+fn direct(
+    gpu: &Gpu,
+    op: &'static str,
+    mode: Mode,
+    s: &ConvShape,
+    fuse: Fuse,
+    ops: Operands<'_>,
+) -> Result<Launch> {
     let tuning = gpu.tuning();
     let (m, n, k, zcount) = match mode {
         Mode::Forward => (
@@ -308,14 +345,7 @@ fn gemm(
     } else {
         (zcount, 0)
     };
-    let fits = |v: usize| {
-        u32::try_from(v).map_err(|_| Error::Limit {
-            op,
-            what: "elements along one GEMM axis",
-            needed: v as u64,
-            limit: u64::from(u32::MAX),
-        })
-    };
+    let fits = |v: usize| fits(op, v);
     let params = Params {
         batch: fits(s.batch)?,
         cin: fits(s.cin)?,
@@ -335,7 +365,7 @@ fn gemm(
         tiles_n: fits(n.div_ceil(bn))?,
         tiles_m: fits(m.div_ceil(bm))?,
         k_chunk: fits(k_chunk)?,
-        _pad: [0; 2],
+        ..Params::default()
     };
     let kernel = gpu.kernel(
         &shaders::CONV,
@@ -391,6 +421,251 @@ fn gemm(
     } else {
         Ok(launch)
     }
+}
+
+fn fits(op: &'static str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::Limit {
+        op,
+        what: "elements along one GEMM axis",
+        needed: v as u64,
+        limit: u64::from(u32::MAX),
+    })
+}
+
+/// One GEMM of a packed product: the job (MODE 1: a stride phase), its columns and depth.
+struct Job {
+    z: usize,
+    n: usize,
+    k: usize,
+}
+
+/// The GEMMs `mode` splits a packed product into. The input gradient runs one per
+/// stride phase, with the geometry `conv.wgsl`'s `job_of` derives, skipping phases that
+/// hold no pixels.
+fn jobs(mode: Mode, s: &ConvShape) -> Vec<Job> {
+    match mode {
+        Mode::Forward => vec![Job {
+            z: 0,
+            n: s.batch * s.hout() * s.wout(),
+            k: s.cin * s.kh * s.kw,
+        }],
+        Mode::InputGrad => {
+            let st = s.stride;
+            let taps = |first: usize, size: usize| size.saturating_sub(first).div_ceil(st);
+            (0..st * st)
+                .map(|z| {
+                    let (ry, rx) = (z / st, z % st);
+                    let (ky0, kx0) = ((ry + s.pad) % st, (rx + s.pad) % st);
+                    Job {
+                        z,
+                        n: s.batch * taps(ry, s.hin) * taps(rx, s.win),
+                        k: s.cout * taps(ky0, s.kh) * taps(kx0, s.kw),
+                    }
+                })
+                .filter(|j| j.n > 0)
+                .collect()
+        }
+        Mode::WeightGrad => vec![Job {
+            z: 0,
+            n: s.cin * s.kh * s.kw,
+            k: s.batch * s.hout() * s.wout(),
+        }],
+    }
+}
+
+/// The workgroup and rows per thread for `m` rows: no more rows than there are, threads
+/// freed along m moved along n (up to 64 across).
+fn narrow([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> ([u32; 2], u32) {
+    let tile_m = tile_m.min(m as u32);
+    let rows = (m.div_ceil(tile_m as usize) as u32).min(wg_y);
+    let wide = (wg_x * wg_y / rows).min(wg_x.max(64));
+    ([wide, rows], tile_m)
+}
+
+/// Floats one packed operand may hold before the product is cut into slices: bounds the
+/// scratch memory and keeps every binding far below the device's limit.
+const PACK_FLOATS: usize = 1 << 23;
+/// Invocations per workgroup of the packing kernels, and the depths `pack_b` writes each.
+const PACK_WG: u64 = 64;
+const PACK_K: usize = 4;
+
+/// The packed product: `pack_a` and `pack_b` gather slices of the operands into vec4 rows
+/// in the device's scratch buffer, and the written-out `gemm_reg` of `tile` multiplies
+/// them. Forward and input gradient cut their columns into slices whose packed B fits
+/// [`PACK_FLOATS`]; the weight gradient cuts its long depth into chunks, enough to fill
+/// the device and to fit, and sums them in a fixed order.
+fn packed(
+    gpu: &Gpu,
+    op: &'static str,
+    mode: Mode,
+    s: &ConvShape,
+    fuse: Fuse,
+    ops: Operands<'_>,
+    [tile_m, tile_n]: [u32; 2],
+) -> Result<Launch> {
+    let tuning = gpu.tuning();
+    let [max_m, max_n4] = unrolled::MAX_TILE;
+    if !(1..=max_m).contains(&tile_m)
+        || !(4..=4 * max_n4).contains(&tile_n)
+        || !tile_n.is_multiple_of(4)
+    {
+        return Err(Error::shape(
+            op,
+            format!(
+                "GEMM tile {tile_m} x {tile_n} is outside 1..={max_m} x 4..={} (columns in whole vec4s)",
+                4 * max_n4
+            ),
+        ));
+    }
+    let m = match mode {
+        Mode::Forward | Mode::WeightGrad => s.cout,
+        Mode::InputGrad => s.cin,
+    };
+    let (wg, tile_m) = narrow(tuning.conv_workgroup, tile_m, m);
+    gpu.check_workgroup(op, wg, 0)?;
+    let (bm, bn) = ((tile_m * wg[1]) as usize, (tile_n * wg[0]) as usize);
+    let mp = m.div_ceil(bm) * bm;
+    let depth = |kc: usize| kc.next_multiple_of(PACK_K).max(PACK_K);
+
+    // (job, k0, kc, n0, nc, split) of every sub-GEMM.
+    let mut subs = Vec::new();
+    let mut splits = 1;
+    for job in jobs(mode, s) {
+        if mode == Mode::WeightGrad {
+            let np = job.n.div_ceil(bn) * bn;
+            let want = (tuning.parallel_groups as usize).div_ceil((mp / bm) * (np / bn));
+            let fit = (PACK_FLOATS / mp.max(np)).max(PACK_K);
+            // Chunks stay deep: each costs three dispatches and a pass over its slices.
+            splits = want
+                .clamp(1, job.k.div_ceil(1024).max(1))
+                .max(job.k.div_ceil(fit));
+            let kc = job.k.div_ceil(splits);
+            splits = job.k.div_ceil(kc);
+            for split in 0..splits {
+                let k0 = split * kc;
+                subs.push((job.z, job.n, k0, kc.min(job.k - k0), 0, job.n, split));
+            }
+        } else {
+            let cols = (PACK_FLOATS / depth(job.k) / bn).max(1) * bn;
+            for n0 in (0..job.n).step_by(cols) {
+                subs.push((job.z, job.n, 0, job.k, n0, cols.min(job.n - n0), 0));
+            }
+        }
+    }
+    // Packed A at the start of the scratch buffer, packed B after it.
+    let floats = |kc: usize, nc: usize| (mp * depth(kc), depth(kc) * nc.div_ceil(bn) * bn);
+    let (a_max, b_max) = subs
+        .iter()
+        .map(|&(_, _, _, kc, _, nc, _)| floats(kc, nc))
+        .fold((0, 0), |(a, b), (x, y)| (a.max(x), b.max(y)));
+    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
+    let b_offset = (a_max as u64 * 4).next_multiple_of(align);
+    let scratch = gpu.scratch(b_offset + b_max as u64 * 4)?;
+
+    let constants = [
+        ("MODE", mode as u32 as f64),
+        ("WG_X", f64::from(wg[0])),
+        ("WG_Y", f64::from(wg[1])),
+        ("HAS_BIAS", f64::from(u8::from(ops.bias.is_some()))),
+        ("RELU_X", f64::from(u8::from(fuse.relu_x))),
+        ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
+        ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
+    ];
+    let binds = [
+        Bind::Uniform,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Read,
+        Bind::Write,
+    ];
+    let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &constants, &binds)?;
+    let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &constants, &binds)?;
+    let cols4 = tile_n / 4;
+    let product = gpu.kernel_of(
+        &unrolled::gemm_module_name(tile_m, cols4),
+        || unrolled::gemm_source(tile_m, cols4),
+        "gemm_reg",
+        &constants,
+        &binds,
+    )?;
+    let partial;
+    let target = if splits > 1 {
+        partial = Tensor::zeros(gpu, &[splits, m, s.cin * s.kh * s.kw], DType::F32)?;
+        &partial
+    } else {
+        ops.out
+    };
+    let fits = |v: usize| fits(op, v);
+    let base = Params {
+        batch: fits(s.batch)?,
+        cin: fits(s.cin)?,
+        hin: fits(s.hin)?,
+        win: fits(s.win)?,
+        cout: fits(s.cout)?,
+        hout: fits(s.hout())?,
+        wout: fits(s.wout())?,
+        kh: fits(s.kh)?,
+        kw: fits(s.kw)?,
+        stride: fits(s.stride)?,
+        pad: fits(s.pad)?,
+        m: fits(m)?,
+        mp: fits(mp)?,
+        ..Params::default()
+    };
+    let mut launch = Launch::default();
+    let mut a_holds = None;
+    for (z, n, k0, kc, n0, nc, split) in subs {
+        let (a_floats, b_floats) = floats(kc, nc);
+        let np = b_floats / depth(kc);
+        let uniform = gpu.uniform(&Params {
+            n: fits(n)?,
+            tiles_n: fits(np / bn)?,
+            tiles_m: fits(mp / bm)?,
+            z: fits(z)?,
+            n0: fits(n0)?,
+            nc: fits(nc)?,
+            k0: fits(k0)?,
+            kc: fits(kc)?,
+            kp: fits(depth(kc))?,
+            np: fits(np)?,
+            split: fits(split)?,
+            ..base
+        });
+        let a = Tensor::from_buffer(gpu, scratch.clone(), 0, &[a_floats], DType::F32)?;
+        let b = Tensor::from_buffer(gpu, scratch.clone(), b_offset, &[b_floats], DType::F32)?;
+        let pack = |kernel, packed: &Tensor, vec4s: usize| -> Result<Dispatch> {
+            let resources = [
+                uniform.as_entire_binding(),
+                gpu.optional(ops.w, 1),
+                gpu.optional(ops.x, 2),
+                gpu.optional(ops.y, 3),
+                gpu.unused(4),
+                packed.binding(),
+            ];
+            gpu.dispatch(op, kernel, &resources, (vec4s as u64).div_ceil(PACK_WG))
+        };
+        // Forward and input gradient keep a job's packed A for all its column slices.
+        if mode == Mode::WeightGrad || a_holds != Some(z) {
+            launch = launch.then(pack(&pack_a, &a, a_floats / 4)?.into());
+            a_holds = Some(z);
+        }
+        launch = launch.then(pack(&pack_b, &b, b_floats / 4 / PACK_K)?.into());
+        let resources = [
+            uniform.as_entire_binding(),
+            a.binding(),
+            b.binding(),
+            gpu.unused(3),
+            gpu.optional(ops.bias, 4),
+            target.binding(),
+        ];
+        let groups = ((mp / bm) * (np / bn)) as u64;
+        launch = launch.then(gpu.dispatch(op, &product, &resources, groups)?.into());
+    }
+    if splits > 1 {
+        launch = launch.then(reduce::sum_splits(gpu, target, splits, ops.out)?);
+    }
+    Ok(launch)
 }
 
 /// `y = conv2d(x, w) + bias`, with the ReLUs `relu` asks for fused in.

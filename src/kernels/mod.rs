@@ -15,4 +15,5 @@ pub mod quantize;
 pub mod reduce;
 pub mod restart;
 pub mod softmax;
+pub mod unrolled;
 pub mod vq_backward;

@@ -37,14 +37,36 @@ fn open(tuning: Tuning) -> Gpu {
     gpu
 }
 
-/// One device per tuning, shared by the tests of a binary.
-pub fn gpus() -> [&'static Gpu; 2] {
-    static REG: OnceLock<Gpu> = OnceLock::new();
-    static SHARED: OnceLock<Gpu> = OnceLock::new();
-    [
-        REG.get_or_init(|| open(Tuning::REGISTER)),
-        SHARED.get_or_init(|| open(Tuning::SHARED)),
-    ]
+/// Tiles no adapter would choose: odd workgroups, odd rows per thread, few workgroups
+/// before a reduction splits, for the register kernels (direct and packed) and the
+/// shared-memory ones.
+const ODD: [Tuning; 2] = [
+    Tuning {
+        shared_memory: false,
+        conv_workgroup: [5, 3],
+        conv_tile: [3, 5],
+        gemm_tile: Some([3, 8]),
+        quantize_workgroup: 24,
+        quantize_rows: 3,
+        parallel_groups: 5,
+    },
+    Tuning {
+        shared_memory: true,
+        conv_workgroup: [3, 5],
+        conv_tile: [5, 4],
+        gemm_tile: None,
+        quantize_workgroup: 40,
+        quantize_rows: 2,
+        parallel_groups: 7,
+    },
+];
+
+/// One device per tuning (the register and shared-memory defaults, and the odd tiles
+/// of each), shared by the tests of a binary.
+pub fn gpus() -> [&'static Gpu; 4] {
+    static GPUS: [OnceLock<Gpu>; 4] = [const { OnceLock::new() }; 4];
+    let tunings = [Tuning::REGISTER, Tuning::SHARED, ODD[0], ODD[1]];
+    std::array::from_fn(|i| GPUS[i].get_or_init(|| open(tunings[i])))
 }
 
 /// The device with the adapter's default tuning.

@@ -1,0 +1,94 @@
+//! WGSL text for `conv.wgsl`'s packed GEMM, written out for one register tile.
+//!
+//! On lavapipe, Mesa unrolls loops over a tile only while they are small: a 16 x 12 tile
+//! written as loops over override-sized arrays keeps its accumulators in per-lane
+//! scratch memory and ran a 1024^3 product at 12 GFLOP/s, while the same tile written
+//! out, every accumulator a named variable, ran it at 28-31 (BENCHMARKS.md). So the
+//! kernel body is generated per tile shape, and each shape is its own shader module.
+
+use std::fmt::Write;
+
+use crate::shaders::CONV;
+
+/// The largest tile, rows x vec4 columns, that [`gemm_source`] writes out.
+pub const MAX_TILE: [u32; 2] = [16, 4];
+
+/// The name of the module holding `conv.wgsl` and the `gemm_reg` entry point for a tile
+/// of `rows` x `4 * cols4`.
+pub fn gemm_module_name(rows: u32, cols4: u32) -> String {
+    format!("conv+gemm_reg_{rows}x{cols4}")
+}
+
+/// `conv.wgsl` followed by `gemm_reg`: each thread of a `WG_X x WG_Y` workgroup
+/// accumulates rows `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X`
+/// (j < `cols4`) of C over the packed operands, then stores through `store`.
+pub fn gemm_source(rows: u32, cols4: u32) -> String {
+    let mut s = String::from(CONV.source);
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line(format!(
+        "\n// Written out by src/kernels/unrolled.rs for a {rows} x {} tile.",
+        4 * cols4
+    ));
+    line("@compute @workgroup_size(WG_X, WG_Y, 1)".into());
+    line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    line("    let g = group_index(wid, nwg);".into());
+    line("    if (g >= p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
+    line(format!(
+        "    let row = (g / p.tiles_n) * {rows}u * WG_Y + lid.y;"
+    ));
+    line(format!(
+        "    let col = (g % p.tiles_n) * {cols4}u * WG_X + lid.x;"
+    ));
+    line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
+    for i in 0..rows {
+        for j in 0..cols4 {
+            line(format!("    var c{i}_{j} = vec4<f32>();"));
+        }
+    }
+    line("    for (var k4 = 0u; k4 < kq; k4++) {".into());
+    for i in 0..rows {
+        line(format!(
+            "        let a{i} = a_pk[(row + {i}u * WG_Y) * kq + k4];"
+        ));
+    }
+    for (kk, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+        line(format!("        let r{kk} = (4u * k4 + {kk}u) * nq + col;"));
+        for j in 0..cols4 {
+            line(format!(
+                "        let b{kk}_{j} = b_pk[r{kk} + {j}u * WG_X];"
+            ));
+        }
+        for i in 0..rows {
+            let mut fmas = String::from("       ");
+            for j in 0..cols4 {
+                let _ = write!(
+                    fmas,
+                    " c{i}_{j} = fma(vec4<f32>(a{i}.{lane}), b{kk}_{j}, c{i}_{j});"
+                );
+            }
+            line(fmas);
+        }
+    }
+    line("    }".into());
+    line("    let job = job_of(p.z);".into());
+    for j in 0..cols4 {
+        for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+            line(format!(
+                "    let n{j}{c} = 4u * (col + {j}u * WG_X) + {c}u;"
+            ));
+            line(format!("    if (n{j}{c} < p.nc) {{"));
+            line(format!("        let oc = out_col(p.n0 + n{j}{c}, job);"));
+            for i in 0..rows {
+                line(format!(
+                    "        store(row + {i}u * WG_Y, p.n0 + n{j}{c}, oc, job, p.split, c{i}_{j}.{lane});"
+                ));
+            }
+            line("    }".into());
+        }
+    }
+    line("}".into());
+    s
+}
