@@ -419,7 +419,7 @@ fn main_shared(
 // coordinates once and steps through the rest: pack_a writes one vec4 (four depths of
 // one row), pack_b four vec4 rows (four depths of four columns).
 const PACK_WG: u32 = 64u;
-const PACK_K: u32 = 4u;
+const PACK_K: u32 = 16u;
 
 @compute @workgroup_size(PACK_WG)
 fn pack_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

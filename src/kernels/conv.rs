@@ -487,7 +487,7 @@ fn narrow([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> ([u32; 2], u32) {
 const PACK_FLOATS: usize = 1 << 23;
 /// Invocations per workgroup of the packing kernels, and the depths `pack_b` writes each.
 const PACK_WG: u64 = 64;
-const PACK_K: usize = 4;
+const PACK_K: usize = 16;
 
 /// The packed product: `pack_a` and `pack_b` gather slices of the operands into vec4 rows
 /// in the device's scratch buffer, and the written-out `gemm_reg` of `tile` multiplies
