@@ -28,6 +28,12 @@ struct Params {
     dim: u32,
     codes: u32,
     plane: u32,
+    // The packed search: the first row of this slice, its rows (padded to whole
+    // workgroups) and the vec4s of one packed row.
+    r0: u32,
+    rows: u32,
+    dim4: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,6 +43,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> idx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dist: array<f32>;
 @group(0) @binding(6) var<storage, read_write> zq: array<f32>;
+// The packed search: vectors and codebook as rows of whole vec4s, zero-padded.
+// `pack_rows` writes them through `packed`, the search reads them (slot 7 either way).
+@group(0) @binding(7) var<storage, read> z_pk: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> cb_pk: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> packed: array<vec4<f32>>;
 
 fn row_base(r: u32) -> u32 {
     return (r / p.plane) * p.dim * p.plane + r % p.plane;
@@ -231,4 +242,31 @@ fn gather(
     for (var d = 0u; d < p.dim; d++) {
         zq[base + d * p.plane] = codebook[c * p.dim + d];
     }
+}
+
+// Packs rows r0 .. r0 + rows of `z` (its layout from `plane`) into rows of dim4 vec4s,
+// zeros past the last row and the last dimension. The codebook goes through the same
+// kernel, bound as `z` with plane 1.
+@compute @workgroup_size(WG)
+fn pack_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let e = group_index(wid, nwg) * WG + lid.x;
+    if (e >= p.rows * p.dim4) {
+        return;
+    }
+    let r = p.r0 + e / p.dim4;
+    let d = 4u * (e % p.dim4);
+    var v = vec4<f32>();
+    if (r < p.n) {
+        let base = row_base(r);
+        for (var i = 0u; i < 4u; i++) {
+            if (d + i < p.dim) {
+                v[i] = z[base + (d + i) * p.plane];
+            }
+        }
+    }
+    packed[e] = v;
 }

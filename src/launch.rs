@@ -36,6 +36,10 @@ pub struct Tuning {
     pub quantize_workgroup: u32,
     /// Rows each quantiser thread owns, at most 8.
     pub quantize_rows: u32,
+    /// The quantiser searches vectors and codebook packed into vec4 rows, each thread
+    /// owning this tile, `[rows, codes]` (at most 16 x 16), in `quantize_workgroup`
+    /// threads; `None` searches them where they lie, `quantize_rows` rows a thread.
+    pub quantize_tile: Option<[u32; 2]>,
     /// Workgroups a dispatch should reach to keep the device busy; long reductions are
     /// split (deterministically) until they do.
     pub parallel_groups: u32,
@@ -50,6 +54,7 @@ impl Tuning {
         gemm_tile: Some([16, 12]),
         quantize_workgroup: 64,
         quantize_rows: 8,
+        quantize_tile: Some([16, 8]),
         parallel_groups: 16,
     };
 
@@ -61,6 +66,7 @@ impl Tuning {
         gemm_tile: None,
         quantize_workgroup: 128,
         quantize_rows: 4,
+        quantize_tile: None,
         parallel_groups: 1024,
     };
 

@@ -9,22 +9,38 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vqvae_wgpu::kernels::unrolled;
 use vqvae_wgpu::shaders;
 
-/// Tiles the generated GEMM is checked at: the register default and an odd one.
+/// Tiles the generated kernels are checked at: the register defaults and odd ones.
 const GEMM_TILES: [(u32, u32); 2] = [(16, 3), (3, 2)];
+const SEARCH_TILES: [(u32, u32); 2] = [(16, 8), (3, 5)];
 
-/// What to translate: every file (all its entry points), and the generated GEMM modules
-/// (their own entry point; the rest is `conv.wgsl`, translated already).
+/// The generated modules: name, the file they extend, their text, their entry point.
+fn generated() -> Vec<(String, &'static shaders::Shader, String, &'static str)> {
+    let gemms = GEMM_TILES.iter().map(|&(rows, cols4)| {
+        let name = unrolled::gemm_module_name(rows, cols4);
+        (
+            name,
+            &shaders::CONV,
+            unrolled::gemm_source(rows, cols4),
+            "gemm_reg",
+        )
+    });
+    let searches = SEARCH_TILES.iter().map(|&(rows, codes)| {
+        let name = unrolled::nearest_module_name(rows, codes);
+        let text = unrolled::nearest_source(rows, codes);
+        (name, &shaders::QUANTIZE, text, "nearest_packed")
+    });
+    gemms.chain(searches).collect()
+}
+
+/// What to translate: every file (all its entry points), and the generated modules
+/// (their own entry point; the rest is the file they extend, translated already).
 fn modules() -> Vec<(String, String, Option<&'static str>)> {
     let files = shaders::ALL
         .iter()
         .map(|s| (s.name.to_string(), s.source.to_string(), None));
-    let generated = GEMM_TILES.iter().map(|&(rows, cols4)| {
-        (
-            unrolled::gemm_module_name(rows, cols4),
-            unrolled::gemm_source(rows, cols4),
-            Some("gemm_reg"),
-        )
-    });
+    let generated = generated()
+        .into_iter()
+        .map(|(name, _, text, entry)| (name, text, Some(entry)));
     files.chain(generated).collect()
 }
 
@@ -161,7 +177,7 @@ fn every_shader_translates_to_every_backend() {
 fn every_loop_is_a_counted_for() {
     let mut loops = 0;
     // Each file as written (so that line numbers are the file's), the prelude, and what
-    // the GEMM generator appends to conv.wgsl.
+    // the generators append to conv.wgsl and quantize.wgsl.
     let mut texts: Vec<(String, String)> = shaders::ALL
         .iter()
         .map(|s| {
@@ -171,11 +187,10 @@ fn every_loop_is_a_counted_for() {
         })
         .collect();
     texts.push(("shaders/prelude.wgsl".into(), shaders::PRELUDE.into()));
-    for (rows, cols4) in GEMM_TILES {
-        let text = unrolled::gemm_source(rows, cols4);
-        let own = text.strip_prefix(shaders::CONV.source);
-        let own = own.expect("the generated module starts with conv.wgsl");
-        texts.push((unrolled::gemm_module_name(rows, cols4), own.to_string()));
+    for (name, file, text, _) in generated() {
+        let own = text.strip_prefix(file.source);
+        let own = own.expect("a generated module starts with the file it extends");
+        texts.push((name, own.to_string()));
     }
     for (name, source) in &texts {
         for (n, line) in source.lines().enumerate() {

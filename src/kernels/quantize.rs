@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
-use crate::launch::{Bind, Launch};
+use crate::kernels::unrolled;
+use crate::launch::{Bind, Dispatch, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -51,6 +52,10 @@ struct Params {
     dim: u32,
     codes: u32,
     plane: u32,
+    r0: u32,
+    rows: u32,
+    dim4: u32,
+    _pad: u32,
 }
 
 const BINDINGS: [Bind; 7] = [
@@ -92,6 +97,10 @@ fn params(op: &'static str, rows: Rows, codes: usize) -> Result<Params> {
         dim: fits(rows.dim)?,
         codes: fits(codes)?,
         plane: fits(rows.plane)?,
+        r0: 0,
+        rows: 0,
+        dim4: fits(rows.dim.div_ceil(4))?,
+        _pad: 0,
     })
 }
 
@@ -143,6 +152,9 @@ pub fn quantize(
     }
     let tuning = gpu.tuning();
     let wg = tuning.quantize_workgroup;
+    if let Some(tile) = tuning.quantize_tile {
+        return packed(gpu, z, rows, codebook, codes, indices, dist, zq, tile);
+    }
     let tr = tuning.quantize_rows;
     if !(1..=MAX_ROWS_PER_THREAD).contains(&tr) {
         return Err(Error::shape(
@@ -197,6 +209,152 @@ pub fn quantize(
         rows.n.div_ceil((wg * tr) as usize) as u64,
     )?;
     Ok([first, second].into_iter().collect())
+}
+
+/// Floats one packed slice of vectors may hold: bounds the scratch memory.
+const PACK_FLOATS: usize = 1 << 23;
+/// The packed search's bindings: [`BINDINGS`], then the packed vectors and codebook.
+const PACKED_BINDINGS: [Bind; 9] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Read,
+    Bind::Read,
+];
+/// What `pack_rows` binds: slot 7 is its output.
+const PACK_BINDINGS: [Bind; 8] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+];
+
+/// The packed search of [`quantize`]: the codebook and slices of the vectors are packed
+/// into vec4 rows in the device's scratch buffer, then `nearest_packed`, written out for
+/// `[rows, codes]` per thread, walks them. It finds the same codes as `nearest_reg`.
+#[allow(clippy::too_many_arguments)]
+fn packed(
+    gpu: &Gpu,
+    z: &Tensor,
+    rows: Rows,
+    codebook: &Tensor,
+    codes: usize,
+    indices: &Tensor,
+    dist: Option<&Tensor>,
+    zq: Option<&Tensor>,
+    [tr, tc]: [u32; 2],
+) -> Result<Launch> {
+    let op = "quantize";
+    let [max_rows, max_codes] = unrolled::MAX_SEARCH_TILE;
+    if !(1..=max_rows).contains(&tr) || !(1..=max_codes).contains(&tc) {
+        return Err(Error::shape(
+            op,
+            format!("search tile {tr} x {tc} is outside 1..={max_rows} x 1..={max_codes}"),
+        ));
+    }
+    let wg = gpu.tuning().quantize_workgroup;
+    gpu.check_workgroup(op, [wg, 1], 0)?;
+    let constants = [
+        ("WG", f64::from(wg)),
+        ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
+        ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
+    ];
+    let norms_kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", &constants, &BINDINGS[..4])?;
+    let pack = gpu.kernel(&shaders::QUANTIZE, "pack_rows", &constants, &PACK_BINDINGS)?;
+    let search = gpu.kernel_of(
+        &unrolled::nearest_module_name(tr, tc),
+        || unrolled::nearest_source(tr, tc),
+        "nearest_packed",
+        &constants,
+        &PACKED_BINDINGS,
+    )?;
+
+    // The packed codebook first, then one slice of vectors, whole workgroups of rows.
+    let base = params(op, rows, codes)?;
+    let dim4 = rows.dim.div_ceil(4);
+    let per_group = (wg * tr) as usize;
+    let slice = (PACK_FLOATS / (4 * dim4) / per_group).max(1) * per_group;
+    let slice = slice.min(rows.n.div_ceil(per_group) * per_group);
+    let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
+    let cb_bytes = (codes * dim4 * 16) as u64;
+    let z_offset = cb_bytes.next_multiple_of(align);
+    let scratch = gpu.scratch(z_offset + (slice * dim4 * 16) as u64)?;
+    let cb_pk = Tensor::from_buffer(gpu, scratch.clone(), 0, &[codes * dim4 * 4], DType::F32)?;
+
+    let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
+    let uniform = gpu.uniform(&base);
+    let mut launch = Launch::from(gpu.dispatch(
+        op,
+        &norms_kernel,
+        &[
+            uniform.as_entire_binding(),
+            gpu.unused(1),
+            codebook.binding(),
+            norms.binding(),
+        ],
+        codes.div_ceil(wg as usize) as u64,
+    )?);
+    let pack_into = |source: &Tensor, packed: &Tensor, params: &Params| -> Result<Dispatch> {
+        let uniform = gpu.uniform(params);
+        let resources = [
+            uniform.as_entire_binding(),
+            source.binding(),
+            gpu.unused(2),
+            gpu.unused(3),
+            gpu.unused(4),
+            gpu.unused(5),
+            gpu.unused(6),
+            packed.binding(),
+        ];
+        let vec4s = (params.rows * params.dim4) as usize;
+        gpu.dispatch(op, &pack, &resources, vec4s.div_ceil(wg as usize) as u64)
+    };
+    let cb_params = Params {
+        n: base.codes,
+        plane: 1,
+        rows: base.codes,
+        ..base
+    };
+    launch = launch.then(pack_into(codebook, &cb_pk, &cb_params)?.into());
+    for r0 in (0..rows.n).step_by(slice) {
+        let padded = slice.min((rows.n - r0).div_ceil(per_group) * per_group);
+        let z_pk = Tensor::from_buffer(
+            gpu,
+            scratch.clone(),
+            z_offset,
+            &[padded * dim4 * 4],
+            DType::F32,
+        )?;
+        let params = Params {
+            r0: r0 as u32,
+            rows: padded as u32,
+            ..base
+        };
+        launch = launch.then(pack_into(z, &z_pk, &params)?.into());
+        let uniform = gpu.uniform(&params);
+        let resources = [
+            uniform.as_entire_binding(),
+            z.binding(),
+            codebook.binding(),
+            norms.binding(),
+            indices.binding(),
+            gpu.optional(dist, 5),
+            gpu.optional(zq, 6),
+            z_pk.binding(),
+            cb_pk.binding(),
+        ];
+        let groups = padded.div_ceil(per_group) as u64;
+        launch = launch.then(gpu.dispatch(op, &search, &resources, groups)?.into());
+    }
+    Ok(launch)
 }
 
 /// Writes `zq` (`[n, dim]` or `[batch, dim, h, w]`) with the code vectors that

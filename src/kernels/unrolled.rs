@@ -1,14 +1,17 @@
-//! WGSL text for `conv.wgsl`'s packed GEMM, written out for one register tile.
+//! WGSL text for the kernels whose register tiles are written out per tile shape:
+//! `conv.wgsl`'s packed GEMM and `quantize.wgsl`'s packed nearest-code search.
 //!
 //! On lavapipe, Mesa unrolls loops over a tile only while they are small: a 16 x 12 tile
 //! written as loops over override-sized arrays keeps its accumulators in per-lane
 //! scratch memory and ran a 1024^3 product at 12 GFLOP/s, while the same tile written
-//! out, every accumulator a named variable, ran it at 28-31 (BENCHMARKS.md). So the
-//! kernel body is generated per tile shape, and each shape is its own shader module.
+//! out, every accumulator a named variable, ran it at 28-31 (BENCHMARKS.md). So these
+//! kernel bodies are generated per tile shape, and each shape is its own shader module.
 
 use std::fmt::Write;
 
-use crate::shaders::CONV;
+use crate::shaders::{CONV, QUANTIZE};
+
+const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
 /// The largest tile, rows x vec4 columns, that [`gemm_source`] writes out.
 pub const MAX_TILE: [u32; 2] = [16, 4];
@@ -54,7 +57,7 @@ pub fn gemm_source(rows: u32, cols4: u32) -> String {
             "        let a{i} = a_pk[(row + {i}u * WG_Y) * kq + k4];"
         ));
     }
-    for (kk, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+    for (kk, lane) in LANES.iter().enumerate() {
         line(format!("        let r{kk} = (4u * k4 + {kk}u) * nq + col;"));
         for j in 0..cols4 {
             line(format!(
@@ -75,7 +78,7 @@ pub fn gemm_source(rows: u32, cols4: u32) -> String {
     line("    }".into());
     line("    let job = job_of(p.z);".into());
     for j in 0..cols4 {
-        for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+        for (c, lane) in LANES.iter().enumerate() {
             line(format!(
                 "    let n{j}{c} = 4u * (col + {j}u * WG_X) + {c}u;"
             ));
@@ -88,6 +91,91 @@ pub fn gemm_source(rows: u32, cols4: u32) -> String {
             }
             line("    }".into());
         }
+    }
+    line("}".into());
+    s
+}
+
+/// The largest search tile, rows x codes per thread, that [`nearest_source`] writes out.
+pub const MAX_SEARCH_TILE: [u32; 2] = [16, 16];
+
+/// The name of the module holding `quantize.wgsl` and `nearest_packed` for `rows` rows x
+/// `codes` codes per thread.
+pub fn nearest_module_name(rows: u32, codes: u32) -> String {
+    format!("quantize+nearest_packed_{rows}x{codes}")
+}
+
+/// `quantize.wgsl` followed by `nearest_packed`: each thread of a `WG` workgroup owns
+/// rows `t + i WG` (i < `rows`) of its workgroup's slice and walks the codebook `codes`
+/// codes at a time, both operands read as vec4 along the dimension. Each score sums the
+/// dimensions in order, as `nearest_reg` does, so both find the same codes.
+pub fn nearest_source(rows: u32, codes: u32) -> String {
+    let mut s = String::from(QUANTIZE.source);
+    let mut line = |text: String| {
+        s.push_str(&text);
+        s.push('\n');
+    };
+    line(format!(
+        "\n// Written out by src/kernels/unrolled.rs for {rows} rows x {codes} codes."
+    ));
+    line("@compute @workgroup_size(WG)".into());
+    line("fn nearest_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    line(format!(
+        "    let first = group_index(wid, nwg) * WG * {rows}u + lid.x;"
+    ));
+    line("    if (first >= p.rows) {\n        return;\n    }".into());
+    line("    let dq = p.dim4;".into());
+    for i in 0..rows {
+        line(format!("    let z{i} = (first + {i}u * WG) * dq;"));
+        line(format!(
+            "    var best{i} = bitcast<f32>(0x7f800000u);\n    var code{i} = 0u;"
+        ));
+    }
+    line(format!(
+        "    for (var c0 = 0u; c0 < p.codes; c0 += {codes}u) {{"
+    ));
+    for j in 0..codes {
+        line(format!(
+            "        let e{j} = min(c0 + {j}u, p.codes - 1u) * dq;"
+        ));
+    }
+    for i in 0..rows {
+        for j in 0..codes {
+            line(format!("        var s{i}_{j} = 0.0;"));
+        }
+    }
+    line("        for (var d4 = 0u; d4 < dq; d4++) {".into());
+    for i in 0..rows {
+        line(format!("            let a{i} = z_pk[z{i} + d4];"));
+    }
+    for j in 0..codes {
+        line(format!("            let b{j} = cb_pk[e{j} + d4];"));
+    }
+    for i in 0..rows {
+        for j in 0..codes {
+            let mut fmas = String::from("           ");
+            for lane in LANES {
+                let _ = write!(fmas, " s{i}_{j} = fma(a{i}.{lane}, b{j}.{lane}, s{i}_{j});");
+            }
+            line(fmas);
+        }
+    }
+    line("        }".into());
+    for j in 0..codes {
+        line(format!("        if (c0 + {j}u < p.codes) {{"));
+        line(format!("            let n{j} = norms[c0 + {j}u];"));
+        for i in 0..rows {
+            line(format!(
+                "            if (n{j} - 2.0 * s{i}_{j} < best{i}) {{ best{i} = n{j} - 2.0 * s{i}_{j}; code{i} = c0 + {j}u; }}"
+            ));
+        }
+        line("        }".into());
+    }
+    line("    }".into());
+    for i in 0..rows {
+        line(format!(
+            "    finish_row(p.r0 + first + {i}u * WG, code{i});"
+        ));
     }
     line("}".into());
     s

@@ -48,6 +48,7 @@ const ODD: [Tuning; 2] = [
         gemm_tile: Some([3, 8]),
         quantize_workgroup: 24,
         quantize_rows: 3,
+        quantize_tile: Some([3, 5]),
         parallel_groups: 5,
     },
     Tuning {
@@ -57,6 +58,7 @@ const ODD: [Tuning; 2] = [
         gemm_tile: None,
         quantize_workgroup: 40,
         quantize_rows: 2,
+        quantize_tile: None,
         parallel_groups: 7,
     },
 ];
