@@ -347,17 +347,6 @@ fn direct(
     };
     let fits = |v: usize| fits(op, v);
     let params = Params {
-        batch: fits(s.batch)?,
-        cin: fits(s.cin)?,
-        hin: fits(s.hin)?,
-        win: fits(s.win)?,
-        cout: fits(s.cout)?,
-        hout: fits(s.hout())?,
-        wout: fits(s.wout())?,
-        kh: fits(s.kh)?,
-        kw: fits(s.kw)?,
-        stride: fits(s.stride)?,
-        pad: fits(s.pad)?,
         zcount: fits(splits)?,
         m: fits(m)?,
         n: fits(n)?,
@@ -365,7 +354,7 @@ fn direct(
         tiles_n: fits(n.div_ceil(bn))?,
         tiles_m: fits(m.div_ceil(bm))?,
         k_chunk: fits(k_chunk)?,
-        ..Params::default()
+        ..Params::geometry(op, s)?
     };
     let kernel = gpu.kernel(
         &shaders::CONV,
@@ -420,6 +409,27 @@ fn direct(
         Ok(launch.then(reduce::sum_splits(gpu, target, splits, ops.out)?))
     } else {
         Ok(launch)
+    }
+}
+
+impl Params {
+    /// The convolution's sizes; the GEMM's fields zero.
+    fn geometry(op: &'static str, s: &ConvShape) -> Result<Params> {
+        let fits = |v: usize| fits(op, v);
+        Ok(Params {
+            batch: fits(s.batch)?,
+            cin: fits(s.cin)?,
+            hin: fits(s.hin)?,
+            win: fits(s.win)?,
+            cout: fits(s.cout)?,
+            hout: fits(s.hout())?,
+            wout: fits(s.wout())?,
+            kh: fits(s.kh)?,
+            kw: fits(s.kw)?,
+            stride: fits(s.stride)?,
+            pad: fits(s.pad)?,
+            ..Params::default()
+        })
     }
 }
 
@@ -598,20 +608,9 @@ fn packed(
     };
     let fits = |v: usize| fits(op, v);
     let base = Params {
-        batch: fits(s.batch)?,
-        cin: fits(s.cin)?,
-        hin: fits(s.hin)?,
-        win: fits(s.win)?,
-        cout: fits(s.cout)?,
-        hout: fits(s.hout())?,
-        wout: fits(s.wout())?,
-        kh: fits(s.kh)?,
-        kw: fits(s.kw)?,
-        stride: fits(s.stride)?,
-        pad: fits(s.pad)?,
         m: fits(m)?,
         mp: fits(mp)?,
-        ..Params::default()
+        ..Params::geometry(op, s)?
     };
     let mut launch = Launch::default();
     let mut a_holds = None;

@@ -174,26 +174,14 @@ pub fn quantize(
         ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
         ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
     ];
-    let norms_kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", &constants, &BINDINGS[..4])?;
     let entry = if tuning.shared_memory {
         "nearest_shared"
     } else {
         "nearest_reg"
     };
     let nearest = gpu.kernel(&shaders::QUANTIZE, entry, &constants, &BINDINGS)?;
-    let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
     let uniform = gpu.uniform(&params(op, rows, codes)?);
-    let first = gpu.dispatch(
-        op,
-        &norms_kernel,
-        &[
-            uniform.as_entire_binding(),
-            gpu.unused(1),
-            codebook.binding(),
-            norms.binding(),
-        ],
-        codes.div_ceil(wg as usize) as u64,
-    )?;
+    let (norms, first) = code_norms(gpu, &constants, &uniform, codebook, codes)?;
     let second = gpu.dispatch(
         op,
         &nearest,
@@ -209,6 +197,31 @@ pub fn quantize(
         rows.n.div_ceil((wg * tr) as usize) as u64,
     )?;
     Ok([first, second].into_iter().collect())
+}
+
+/// The codes' squared norms, which both searches need, and the dispatch that writes them.
+fn code_norms(
+    gpu: &Gpu,
+    constants: &[(&'static str, f64)],
+    uniform: &wgpu::Buffer,
+    codebook: &Tensor,
+    codes: usize,
+) -> Result<(Tensor, Dispatch)> {
+    let kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", constants, &BINDINGS[..4])?;
+    let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
+    let wg = gpu.tuning().quantize_workgroup as usize;
+    let dispatch = gpu.dispatch(
+        "quantize",
+        &kernel,
+        &[
+            uniform.as_entire_binding(),
+            gpu.unused(1),
+            codebook.binding(),
+            norms.binding(),
+        ],
+        codes.div_ceil(wg) as u64,
+    )?;
+    Ok((norms, dispatch))
 }
 
 /// Floats one packed slice of vectors may hold: bounds the scratch memory.
@@ -267,7 +280,6 @@ fn packed(
         ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
         ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
     ];
-    let norms_kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", &constants, &BINDINGS[..4])?;
     let pack = gpu.kernel(&shaders::QUANTIZE, "pack_rows", &constants, &PACK_BINDINGS)?;
     let search = gpu.kernel_of(
         &unrolled::nearest_module_name(tr, tc),
@@ -289,19 +301,9 @@ fn packed(
     let scratch = gpu.scratch(z_offset + (slice * dim4 * 16) as u64)?;
     let cb_pk = Tensor::from_buffer(gpu, scratch.clone(), 0, &[codes * dim4 * 4], DType::F32)?;
 
-    let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
     let uniform = gpu.uniform(&base);
-    let mut launch = Launch::from(gpu.dispatch(
-        op,
-        &norms_kernel,
-        &[
-            uniform.as_entire_binding(),
-            gpu.unused(1),
-            codebook.binding(),
-            norms.binding(),
-        ],
-        codes.div_ceil(wg as usize) as u64,
-    )?);
+    let (norms, first) = code_norms(gpu, &constants, &uniform, codebook, codes)?;
+    let mut launch = Launch::from(first);
     let pack_into = |source: &Tensor, packed: &Tensor, params: &Params| -> Result<Dispatch> {
         let uniform = gpu.uniform(params);
         let resources = [
