@@ -483,15 +483,6 @@ fn jobs(mode: Mode, s: &ConvShape) -> Vec<Job> {
     }
 }
 
-/// The workgroup and rows per thread for `m` rows: no more rows than there are, threads
-/// freed along m moved along n (up to 64 across).
-fn narrow([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> ([u32; 2], u32) {
-    let tile_m = tile_m.min(m as u32);
-    let rows = (m.div_ceil(tile_m as usize) as u32).min(wg_y);
-    let wide = (wg_x * wg_y / rows).min(wg_x.max(64));
-    ([wide, rows], tile_m)
-}
-
 /// Floats one packed operand may hold before the product is cut into slices: bounds the
 /// scratch memory and keeps every binding far below the device's limit.
 const PACK_FLOATS: usize = 1 << 23;
@@ -531,7 +522,8 @@ fn packed(
         Mode::Forward | Mode::WeightGrad => s.cout,
         Mode::InputGrad => s.cin,
     };
-    let (wg, tile_m) = narrow(tuning.conv_workgroup, tile_m, m);
+    let tile_m = tile_m.min(m as u32);
+    let wg = workgroup(tuning.conv_workgroup, tile_m, m);
     gpu.check_workgroup(op, wg, 0)?;
     let (bm, bn) = ((tile_m * wg[1]) as usize, (tile_n * wg[0]) as usize);
     let mp = m.div_ceil(bm) * bm;
