@@ -43,6 +43,10 @@ pub struct Tuning {
     /// Workgroups a dispatch should reach to keep the device busy; long reductions are
     /// split (deterministically) until they do.
     pub parallel_groups: u32,
+    /// Floats one packed operand (of a packed convolution, or the quantiser's packed
+    /// vectors) may hold before the product is cut into slices: bounds the scratch
+    /// buffer, and keeps every binding far below the device's limit.
+    pub pack_floats: u32,
 }
 
 impl Tuning {
@@ -56,6 +60,7 @@ impl Tuning {
         quantize_rows: 8,
         quantize_tile: Some([16, 8]),
         parallel_groups: 16,
+        pack_floats: 1 << 23,
     };
 
     /// Workgroup-memory tiles: the shape for GPUs.
@@ -68,6 +73,7 @@ impl Tuning {
         quantize_rows: 4,
         quantize_tile: None,
         parallel_groups: 1024,
+        pack_floats: 1 << 23,
     };
 
     /// The default for an adapter: register tiles on CPU drivers, shared tiles elsewhere.

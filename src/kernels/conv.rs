@@ -483,9 +483,6 @@ fn jobs(mode: Mode, s: &ConvShape) -> Vec<Job> {
     }
 }
 
-/// Floats one packed operand may hold before the product is cut into slices: bounds the
-/// scratch memory and keeps every binding far below the device's limit.
-const PACK_FLOATS: usize = 1 << 23;
 /// Invocations per workgroup of the packing kernels, and the depths `pack_b` writes each.
 const PACK_WG: u64 = 64;
 const PACK_K: usize = 16;
@@ -493,7 +490,7 @@ const PACK_K: usize = 16;
 /// The packed product: `pack_a` and `pack_b` gather slices of the operands into vec4 rows
 /// in the device's scratch buffer, and the written-out `gemm_reg` of `tile` multiplies
 /// them. Forward and input gradient cut their columns into slices whose packed B fits
-/// [`PACK_FLOATS`]; the weight gradient cuts its long depth into chunks, enough to fill
+/// [`crate::Tuning::pack_floats`]; the weight gradient cuts its long depth into chunks, enough to fill
 /// the device and to fit, and sums them in a fixed order.
 fn packed(
     gpu: &Gpu,
@@ -528,6 +525,7 @@ fn packed(
     let (bm, bn) = ((tile_m * wg[1]) as usize, (tile_n * wg[0]) as usize);
     let mp = m.div_ceil(bm) * bm;
     let depth = |kc: usize| kc.next_multiple_of(PACK_K).max(PACK_K);
+    let cap = tuning.pack_floats as usize;
 
     // (job, k0, kc, n0, nc, split) of every sub-GEMM.
     let mut subs = Vec::new();
@@ -536,7 +534,7 @@ fn packed(
         if mode == Mode::WeightGrad {
             let np = job.n.div_ceil(bn) * bn;
             let want = (tuning.parallel_groups as usize).div_ceil((mp / bm) * (np / bn));
-            let fit = (PACK_FLOATS / mp.max(np)).max(PACK_K);
+            let fit = (cap / mp.max(np)).max(PACK_K);
             // Chunks stay deep: each costs three dispatches and a pass over its slices.
             splits = want
                 .clamp(1, job.k.div_ceil(1024).max(1))
@@ -548,7 +546,7 @@ fn packed(
                 subs.push((job.z, job.n, k0, kc.min(job.k - k0), 0, job.n, split));
             }
         } else {
-            let cols = (PACK_FLOATS / depth(job.k) / bn).max(1) * bn;
+            let cols = (cap / depth(job.k) / bn).max(1) * bn;
             for n0 in (0..job.n).step_by(cols) {
                 subs.push((job.z, job.n, 0, job.k, n0, cols.min(job.n - n0), 0));
             }

@@ -224,8 +224,6 @@ fn code_norms(
     Ok((norms, dispatch))
 }
 
-/// Floats one packed slice of vectors may hold: bounds the scratch memory.
-const PACK_FLOATS: usize = 1 << 23;
 /// The packed search's bindings: [`BINDINGS`], then the packed vectors and codebook.
 const PACKED_BINDINGS: [Bind; 9] = [
     Bind::Uniform,
@@ -293,7 +291,8 @@ fn packed(
     let base = params(op, rows, codes)?;
     let dim4 = rows.dim.div_ceil(4);
     let per_group = (wg * tr) as usize;
-    let slice = (PACK_FLOATS / (4 * dim4) / per_group).max(1) * per_group;
+    let cap = gpu.tuning().pack_floats as usize;
+    let slice = (cap / (4 * dim4) / per_group).max(1) * per_group;
     let slice = slice.min(rows.n.div_ceil(per_group) * per_group);
     let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
     let cb_bytes = (codes * dim4 * 16) as u64;

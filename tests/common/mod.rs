@@ -38,8 +38,8 @@ fn open(tuning: Tuning) -> Gpu {
 }
 
 /// Tiles no adapter would choose: odd workgroups, odd rows per thread, few workgroups
-/// before a reduction splits, for the register kernels (direct and packed) and the
-/// shared-memory ones.
+/// before a reduction splits, packed operands cut into many small slices, for the
+/// register kernels (direct and packed) and the shared-memory ones.
 const ODD: [Tuning; 2] = [
     Tuning {
         shared_memory: false,
@@ -50,6 +50,7 @@ const ODD: [Tuning; 2] = [
         quantize_rows: 3,
         quantize_tile: Some([3, 5]),
         parallel_groups: 5,
+        pack_floats: 1500,
     },
     Tuning {
         shared_memory: true,
@@ -60,6 +61,7 @@ const ODD: [Tuning; 2] = [
         quantize_rows: 2,
         quantize_tile: None,
         parallel_groups: 7,
+        pack_floats: 1500,
     },
 ];
 
