@@ -229,6 +229,17 @@ struct Params {
     _pad2: [u32; 3],
 }
 
+/// `conv.wgsl`'s bindings: parameters; weight, X side, Y side (the packed GEMM reads its
+/// A and B in slots 1 and 2); bias; output (where the packing kernels write).
+const BINDINGS: [Bind; 6] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+];
+
 /// Depth of the k slices the shared variant stages.
 const BK: u32 = 16;
 /// The largest register tile `conv.wgsl` holds, `[m, n]`.
@@ -374,14 +385,7 @@ fn direct(
             ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
             ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
         ],
-        &[
-            Bind::Uniform,
-            Bind::Read,
-            Bind::Read,
-            Bind::Read,
-            Bind::Read,
-            Bind::Write,
-        ],
+        &BINDINGS,
     )?;
     let partial;
     let target = if splits > 1 {
@@ -571,23 +575,15 @@ fn packed(
         ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
         ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
     ];
-    let binds = [
-        Bind::Uniform,
-        Bind::Read,
-        Bind::Read,
-        Bind::Read,
-        Bind::Read,
-        Bind::Write,
-    ];
-    let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &constants, &binds)?;
-    let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &constants, &binds)?;
+    let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &constants, &BINDINGS)?;
+    let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &constants, &BINDINGS)?;
     let cols4 = tile_n / 4;
     let product = gpu.kernel_of(
         &unrolled::gemm_module_name(tile_m, cols4),
         || unrolled::gemm_source(tile_m, cols4),
         "gemm_reg",
         &constants,
-        &binds,
+        &BINDINGS,
     )?;
     let partial;
     let target = if splits > 1 {

@@ -13,6 +13,16 @@ use crate::shaders::{CONV, QUANTIZE};
 
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
+/// WGSL text: a file's source, then lines appended to it.
+struct Source(String);
+
+impl Source {
+    fn line(&mut self, text: String) {
+        self.0.push_str(&text);
+        self.0.push('\n');
+    }
+}
+
 /// The largest tile, rows x vec4 columns, that [`gemm_source`] writes out.
 pub const MAX_TILE: [u32; 2] = [16, 4];
 
@@ -26,41 +36,37 @@ pub fn gemm_module_name(rows: u32, cols4: u32) -> String {
 /// accumulates rows `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X`
 /// (j < `cols4`) of C over the packed operands, then stores through `store`.
 pub fn gemm_source(rows: u32, cols4: u32) -> String {
-    let mut s = String::from(CONV.source);
-    let mut line = |text: String| {
-        s.push_str(&text);
-        s.push('\n');
-    };
-    line(format!(
+    let mut s = Source(CONV.source.to_string());
+    s.line(format!(
         "\n// Written out by src/kernels/unrolled.rs for a {rows} x {} tile.",
         4 * cols4
     ));
-    line("@compute @workgroup_size(WG_X, WG_Y, 1)".into());
-    line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
-    line("    let g = group_index(wid, nwg);".into());
-    line("    if (g >= p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
-    line(format!(
+    s.line("@compute @workgroup_size(WG_X, WG_Y, 1)".into());
+    s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    s.line("    let g = group_index(wid, nwg);".into());
+    s.line("    if (g >= p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
+    s.line(format!(
         "    let row = (g / p.tiles_n) * {rows}u * WG_Y + lid.y;"
     ));
-    line(format!(
+    s.line(format!(
         "    let col = (g % p.tiles_n) * {cols4}u * WG_X + lid.x;"
     ));
-    line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
+    s.line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
     for i in 0..rows {
         for j in 0..cols4 {
-            line(format!("    var c{i}_{j} = vec4<f32>();"));
+            s.line(format!("    var c{i}_{j} = vec4<f32>();"));
         }
     }
-    line("    for (var k4 = 0u; k4 < kq; k4++) {".into());
+    s.line("    for (var k4 = 0u; k4 < kq; k4++) {".into());
     for i in 0..rows {
-        line(format!(
+        s.line(format!(
             "        let a{i} = a_pk[(row + {i}u * WG_Y) * kq + k4];"
         ));
     }
     for (kk, lane) in LANES.iter().enumerate() {
-        line(format!("        let r{kk} = (4u * k4 + {kk}u) * nq + col;"));
+        s.line(format!("        let r{kk} = (4u * k4 + {kk}u) * nq + col;"));
         for j in 0..cols4 {
-            line(format!(
+            s.line(format!(
                 "        let b{kk}_{j} = b_pk[r{kk} + {j}u * WG_X];"
             ));
         }
@@ -72,28 +78,28 @@ pub fn gemm_source(rows: u32, cols4: u32) -> String {
                     " c{i}_{j} = fma(vec4<f32>(a{i}.{lane}), b{kk}_{j}, c{i}_{j});"
                 );
             }
-            line(fmas);
+            s.line(fmas);
         }
     }
-    line("    }".into());
-    line("    let job = job_of(p.z);".into());
+    s.line("    }".into());
+    s.line("    let job = job_of(p.z);".into());
     for j in 0..cols4 {
         for (c, lane) in LANES.iter().enumerate() {
-            line(format!(
+            s.line(format!(
                 "    let n{j}{c} = 4u * (col + {j}u * WG_X) + {c}u;"
             ));
-            line(format!("    if (n{j}{c} < p.nc) {{"));
-            line(format!("        let oc = out_col(p.n0 + n{j}{c}, job);"));
+            s.line(format!("    if (n{j}{c} < p.nc) {{"));
+            s.line(format!("        let oc = out_col(p.n0 + n{j}{c}, job);"));
             for i in 0..rows {
-                line(format!(
+                s.line(format!(
                     "        store(row + {i}u * WG_Y, p.n0 + n{j}{c}, oc, job, p.split, c{i}_{j}.{lane});"
                 ));
             }
-            line("    }".into());
+            s.line("    }".into());
         }
     }
-    line("}".into());
-    s
+    s.line("}".into());
+    s.0
 }
 
 /// The largest search tile, rows x codes per thread, that [`nearest_source`] writes out.
@@ -110,46 +116,42 @@ pub fn nearest_module_name(rows: u32, codes: u32) -> String {
 /// codes at a time, both operands read as vec4 along the dimension. Each score sums the
 /// dimensions in order, as `nearest_reg` does, so both find the same codes.
 pub fn nearest_source(rows: u32, codes: u32) -> String {
-    let mut s = String::from(QUANTIZE.source);
-    let mut line = |text: String| {
-        s.push_str(&text);
-        s.push('\n');
-    };
-    line(format!(
+    let mut s = Source(QUANTIZE.source.to_string());
+    s.line(format!(
         "\n// Written out by src/kernels/unrolled.rs for {rows} rows x {codes} codes."
     ));
-    line("@compute @workgroup_size(WG)".into());
-    line("fn nearest_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
-    line(format!(
+    s.line("@compute @workgroup_size(WG)".into());
+    s.line("fn nearest_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    s.line(format!(
         "    let first = group_index(wid, nwg) * WG * {rows}u + lid.x;"
     ));
-    line("    if (first >= p.rows) {\n        return;\n    }".into());
-    line("    let dq = p.dim4;".into());
+    s.line("    if (first >= p.rows) {\n        return;\n    }".into());
+    s.line("    let dq = p.dim4;".into());
     for i in 0..rows {
-        line(format!("    let z{i} = (first + {i}u * WG) * dq;"));
-        line(format!(
+        s.line(format!("    let z{i} = (first + {i}u * WG) * dq;"));
+        s.line(format!(
             "    var best{i} = bitcast<f32>(0x7f800000u);\n    var code{i} = 0u;"
         ));
     }
-    line(format!(
+    s.line(format!(
         "    for (var c0 = 0u; c0 < p.codes; c0 += {codes}u) {{"
     ));
     for j in 0..codes {
-        line(format!(
+        s.line(format!(
             "        let e{j} = min(c0 + {j}u, p.codes - 1u) * dq;"
         ));
     }
     for i in 0..rows {
         for j in 0..codes {
-            line(format!("        var s{i}_{j} = 0.0;"));
+            s.line(format!("        var s{i}_{j} = 0.0;"));
         }
     }
-    line("        for (var d4 = 0u; d4 < dq; d4++) {".into());
+    s.line("        for (var d4 = 0u; d4 < dq; d4++) {".into());
     for i in 0..rows {
-        line(format!("            let a{i} = z_pk[z{i} + d4];"));
+        s.line(format!("            let a{i} = z_pk[z{i} + d4];"));
     }
     for j in 0..codes {
-        line(format!("            let b{j} = cb_pk[e{j} + d4];"));
+        s.line(format!("            let b{j} = cb_pk[e{j} + d4];"));
     }
     for i in 0..rows {
         for j in 0..codes {
@@ -157,26 +159,26 @@ pub fn nearest_source(rows: u32, codes: u32) -> String {
             for lane in LANES {
                 let _ = write!(fmas, " s{i}_{j} = fma(a{i}.{lane}, b{j}.{lane}, s{i}_{j});");
             }
-            line(fmas);
+            s.line(fmas);
         }
     }
-    line("        }".into());
+    s.line("        }".into());
     for j in 0..codes {
-        line(format!("        if (c0 + {j}u < p.codes) {{"));
-        line(format!("            let n{j} = norms[c0 + {j}u];"));
+        s.line(format!("        if (c0 + {j}u < p.codes) {{"));
+        s.line(format!("            let n{j} = norms[c0 + {j}u];"));
         for i in 0..rows {
-            line(format!(
+            s.line(format!(
                 "            if (n{j} - 2.0 * s{i}_{j} < best{i}) {{ best{i} = n{j} - 2.0 * s{i}_{j}; code{i} = c0 + {j}u; }}"
             ));
         }
-        line("        }".into());
+        s.line("        }".into());
     }
-    line("    }".into());
+    s.line("    }".into());
     for i in 0..rows {
-        line(format!(
+        s.line(format!(
             "    finish_row(p.r0 + first + {i}u * WG, code{i});"
         ));
     }
-    line("}".into());
-    s
+    s.line("}".into());
+    s.0
 }
