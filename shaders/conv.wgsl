@@ -17,11 +17,11 @@
 // - Direct: each thread owns a TM x TN register tile of C (both overridable) and gathers
 //   its operands itself. `main_reg` reads them straight from memory (CPU drivers, where
 //   barriers are dear); `main_shared` stages BK-deep slices in workgroup memory (GPUs).
-// - Packed (CPU drivers, products with many rows): `pack_a` and `pack_b` gather a slice
-//   of A and B once (ReLUs applied, zeros outside the problem) into row-major scratch
-//   matrices of whole vec4 rows padded to the tile, and `gemm_reg`, whose body
-//   src/kernels/unrolled.rs writes out per tile shape and appends to this file, reads
-//   both as vec4 with no bounds checks and stores through `store` below. On lavapipe a
+// - Packed (CPU drivers, products of at least 64 rows and columns): `pack_a` and `pack_b`
+//   gather a slice of A and B once (ReLUs applied, zeros outside the problem) into
+//   row-major scratch matrices of whole vec4 rows padded to the tile, and `gemm_reg`,
+//   whose body src/kernels/unrolled.rs writes out per tile shape and appends to this
+//   file, reads both as vec4 with no bounds checks and stores through `store` below. On lavapipe a
 //   load costs the same per lane whether scalar or vec4, and only straight-line code
 //   keeps a large tile in registers.
 //   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
@@ -417,7 +417,7 @@ fn main_shared(
 
 // Packing. Integer division is scalar on CPU drivers, so each invocation decodes its
 // coordinates once and steps through the rest: pack_a writes one vec4 (four depths of
-// one row), pack_b four vec4 rows (four depths of four columns).
+// one row), pack_b PACK_K vec4s (PACK_K depths of four columns; kp is a multiple of it).
 const PACK_WG: u32 = 64u;
 const PACK_K: u32 = 16u;
 

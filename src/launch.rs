@@ -11,9 +11,9 @@ use crate::gpu::Gpu;
 use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
-/// The fewest GEMM rows for which [`Tuning::gemm_tile`]'s packed path runs: thinner
-/// products (3 output channels, say) reuse each packed element too few times to repay
-/// the packing.
+/// The fewest GEMM rows and columns for which [`Tuning::gemm_tile`]'s packed path runs:
+/// thinner products (3 output channels, or the weight gradient of a 3-channel layer) reuse
+/// each packed element too few times to repay the packing (measured on lavapipe).
 pub const PACKED_MIN_SIDE: usize = 64;
 
 /// Kernel variants and tile shapes. Kernels whose tiles are pipeline-overridable
@@ -28,9 +28,9 @@ pub struct Tuning {
     /// Outputs each convolution thread computes, `[along m, along n]`, at most 8 x 12.
     pub conv_tile: [u32; 2],
     /// Convolutions whose GEMM has at least [`PACKED_MIN_SIDE`] rows and columns run as
-    /// packed vec4 GEMMs whose threads compute
-    /// this tile, `[rows, columns]` (at most 16 x 16, columns a multiple of 4), in
-    /// `conv_workgroup`-shaped workgroups; `None` runs every convolution directly.
+    /// packed vec4 GEMMs whose threads compute this tile, `[rows, columns]` (at most
+    /// 16 x 16, columns a multiple of 4), in `conv_workgroup`-shaped workgroups; `None`
+    /// runs every convolution directly.
     pub gemm_tile: Option<[u32; 2]>,
     /// Threads per workgroup of the quantiser.
     pub quantize_workgroup: u32,

@@ -213,3 +213,37 @@ fn ema_arguments_are_checked() {
     );
     assert!(e.contains("[5]") && e.contains("[4]"), "{e}");
 }
+
+#[test]
+fn packed_tiles_outside_what_the_generators_write_are_refused() {
+    // A convolution wide enough for the packed GEMM, and a tile it cannot write out.
+    let s = ConvShape::new(1, 64, 64, [8, 8], 1, 1, 0);
+    for (tile, bad) in [
+        ([17, 12], "17 x 12"),
+        ([4, 6], "4 x 6"),
+        ([4, 20], "4 x 20"),
+    ] {
+        let mut gpu = common::open_default();
+        gpu.set_tuning(Tuning {
+            gemm_tile: Some(tile),
+            ..Tuning::REGISTER
+        });
+        let (x, w, b, y) = (
+            zeros(&gpu, &s.x_shape()),
+            zeros(&gpu, &s.w_shape()),
+            zeros(&gpu, &[64]),
+            zeros(&gpu, &s.y_shape()),
+        );
+        let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
+        assert!(e.contains("GEMM tile") && e.contains(bad), "{e}");
+    }
+    let mut gpu = common::open_default();
+    gpu.set_tuning(Tuning {
+        quantize_tile: Some([0, 8]),
+        ..Tuning::REGISTER
+    });
+    let (z, cb) = (zeros(&gpu, &[10, 3]), zeros(&gpu, &[4, 3]));
+    let idx = Tensor::zeros(&gpu, &[10], DType::U32).unwrap();
+    let e = message(quantize::quantize(&gpu, &z, &cb, &idx, None, None).unwrap_err());
+    assert!(e.contains("search tile 0 x 8"), "{e}");
+}

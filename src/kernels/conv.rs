@@ -494,8 +494,8 @@ const PACK_K: usize = 16;
 /// The packed product: `pack_a` and `pack_b` gather slices of the operands into vec4 rows
 /// in the device's scratch buffer, and the written-out `gemm_reg` of `tile` multiplies
 /// them. Forward and input gradient cut their columns into slices whose packed B fits
-/// [`crate::Tuning::pack_floats`]; the weight gradient cuts its long depth into chunks, enough to fill
-/// the device and to fit, and sums them in a fixed order.
+/// [`crate::Tuning::pack_floats`]; the weight gradient cuts its long depth into chunks,
+/// enough to fill the device and to fit, and sums them in a fixed order.
 fn packed(
     gpu: &Gpu,
     op: &'static str,
@@ -566,23 +566,29 @@ fn packed(
     let b_offset = (a_max as u64 * 4).next_multiple_of(align);
     let scratch = gpu.scratch(b_offset + b_max as u64 * 4)?;
 
-    let constants = [
-        ("MODE", mode as u32 as f64),
+    // Each kernel gets only the overrides it reads, so layers that differ elsewhere
+    // share its pipeline.
+    let mode_value = ("MODE", mode as u32 as f64);
+    let pack_constants = [
+        mode_value,
+        ("RELU_X", f64::from(u8::from(fuse.relu_x))),
+        ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
+    ];
+    let gemm_constants = [
+        mode_value,
         ("WG_X", f64::from(wg[0])),
         ("WG_Y", f64::from(wg[1])),
         ("HAS_BIAS", f64::from(u8::from(ops.bias.is_some()))),
-        ("RELU_X", f64::from(u8::from(fuse.relu_x))),
-        ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
         ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
     ];
-    let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &constants, &BINDINGS)?;
-    let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &constants, &BINDINGS)?;
+    let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &pack_constants, &BINDINGS)?;
+    let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &pack_constants, &BINDINGS)?;
     let cols4 = tile_n / 4;
     let product = gpu.kernel_of(
         &unrolled::gemm_module_name(tile_m, cols4),
         || unrolled::gemm_source(tile_m, cols4),
         "gemm_reg",
-        &constants,
+        &gemm_constants,
         &BINDINGS,
     )?;
     let partial;

@@ -181,7 +181,7 @@ pub fn quantize(
     };
     let nearest = gpu.kernel(&shaders::QUANTIZE, entry, &constants, &BINDINGS)?;
     let uniform = gpu.uniform(&params(op, rows, codes)?);
-    let (norms, first) = code_norms(gpu, &constants, &uniform, codebook, codes)?;
+    let (norms, first) = code_norms(gpu, &uniform, codebook, codes)?;
     let second = gpu.dispatch(
         op,
         &nearest,
@@ -202,14 +202,15 @@ pub fn quantize(
 /// The codes' squared norms, which both searches need, and the dispatch that writes them.
 fn code_norms(
     gpu: &Gpu,
-    constants: &[(&'static str, f64)],
     uniform: &wgpu::Buffer,
     codebook: &Tensor,
     codes: usize,
 ) -> Result<(Tensor, Dispatch)> {
-    let kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", constants, &BINDINGS[..4])?;
+    let wg = gpu.tuning().quantize_workgroup;
+    let constants = [("WG", f64::from(wg))];
+    let kernel = gpu.kernel(&shaders::QUANTIZE, "code_norms", &constants, &BINDINGS[..4])?;
     let norms = Tensor::zeros(gpu, &[codes], DType::F32)?;
-    let wg = gpu.tuning().quantize_workgroup as usize;
+    let wg = wg as usize;
     let dispatch = gpu.dispatch(
         "quantize",
         &kernel,
@@ -278,7 +279,12 @@ fn packed(
         ("WRITE_DIST", f64::from(u8::from(dist.is_some()))),
         ("WRITE_ZQ", f64::from(u8::from(zq.is_some()))),
     ];
-    let pack = gpu.kernel(&shaders::QUANTIZE, "pack_rows", &constants, &PACK_BINDINGS)?;
+    let pack = gpu.kernel(
+        &shaders::QUANTIZE,
+        "pack_rows",
+        &constants[..1],
+        &PACK_BINDINGS,
+    )?;
     let search = gpu.kernel_of(
         &unrolled::nearest_module_name(tr, tc),
         || unrolled::nearest_source(tr, tc),
@@ -301,7 +307,7 @@ fn packed(
     let cb_pk = Tensor::from_buffer(gpu, scratch.clone(), 0, &[codes * dim4 * 4], DType::F32)?;
 
     let uniform = gpu.uniform(&base);
-    let (norms, first) = code_norms(gpu, &constants, &uniform, codebook, codes)?;
+    let (norms, first) = code_norms(gpu, &uniform, codebook, codes)?;
     let mut launch = Launch::from(first);
     let pack_into = |source: &Tensor, packed: &Tensor, params: &Params| -> Result<Dispatch> {
         let uniform = gpu.uniform(params);
