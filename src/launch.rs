@@ -18,7 +18,8 @@ pub const PACKED_MIN_SIDE: usize = 64;
 
 /// Kernel variants and tile shapes. Kernels whose tiles are pipeline-overridable
 /// constants read them from here, so each adapter can get the shape it runs best.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tuning {
     /// Stage tiles in workgroup memory (GPUs) rather than reading operands straight
     /// from memory into registers (CPU drivers such as lavapipe, where barriers are dear).

@@ -1,0 +1,69 @@
+//! Where a fresh run's weights come from: PyTorch-style initialisation from the seed,
+//! and a codebook drawn from the encoder's outputs.
+
+use std::collections::HashMap;
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::network::Vqvae;
+use crate::params::Params;
+use crate::rng::Rng;
+
+use super::batches::upload_batch;
+
+/// Parameter values for a fresh run: PyTorch-style, from the seed.
+pub(crate) fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f32>> {
+    let mut rng = Rng::for_purpose(seed, 0x1417);
+    params
+        .specs()
+        .iter()
+        .map(|s| (s.name.clone(), s.initial(&mut rng)))
+        .collect()
+}
+
+/// Replaces the codebook by K encoder outputs of the first batch, chosen by the seed;
+/// with fewer outputs than codes, the outputs repeat with a little noise.
+pub(super) fn init_codebook_from_data(
+    gpu: &Gpu,
+    net: &Vqvae,
+    params: &Params,
+    first: &[usize],
+    data: &Dataset,
+    seed: u64,
+) -> Result<()> {
+    upload_batch(gpu, &net.x, data, first)?;
+    gpu.run(&[net.encode()])?;
+    let z = net.z_e.to_f32(gpu)?;
+    let [b, d, h, w] = [
+        net.z_e.shape()[0],
+        net.z_e.shape()[1],
+        net.z_e.shape()[2],
+        net.z_e.shape()[3],
+    ];
+    let plane = h * w;
+    let rows = b * plane;
+    let z = &z;
+    let row = |r: usize| (0..d).map(move |c| z[(r / plane) * d * plane + c * plane + r % plane]);
+    let mut rng = Rng::for_purpose(seed, 0xc0de);
+    let order = rng.permutation(rows);
+    let k = net.config.codes;
+    let scale = (z.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / z.len() as f64)
+        .sqrt()
+        .max(1e-3)
+        * 0.01;
+    let mut codebook = Vec::with_capacity(k * d);
+    for i in 0..k {
+        let noisy = i >= rows;
+        for v in row(order[i % rows]) {
+            codebook.push(if noisy {
+                v + (scale * rng.normal()) as f32
+            } else {
+                v
+            });
+        }
+    }
+    params
+        .value("codebook.weight")
+        .write(gpu, bytemuck::cast_slice(&codebook))
+}

@@ -1,0 +1,312 @@
+//! The training loop: one command buffer and one submit per step ([`step`]), metrics
+//! read back without stalls ([`log`]), validation on held-out images ([`batches`]),
+//! atomic checkpoints ([`state`]), and resuming that ends bit for bit where an
+//! uninterrupted run would.
+
+mod batches;
+mod init;
+mod log;
+mod state;
+mod step;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::checkpoint::TensorFile;
+use crate::data::Dataset;
+use crate::error::{Error, Result, io};
+use crate::gpu::Gpu;
+use crate::metrics::StepMetrics;
+use crate::model::Config;
+use crate::network::Vqvae;
+use crate::params::Params;
+
+pub(crate) use batches::Order;
+use batches::validate;
+pub use batches::{run_batches, save_reconstructions, upload_batch};
+pub(crate) use init::fresh_values;
+use init::init_codebook_from_data;
+use log::Progress;
+pub(crate) use log::{Log, progress_bar};
+pub use state::{IMAGE_SIZE_KEY, TUNING_KEY, saved_tuning};
+use state::{Saver, restore};
+use step::TrainStep;
+
+/// The optimizer.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam` (beta1 0.9, beta2 0.999, eps 1e-8).
+    Adam,
+    /// Plain SGD: every step changes each parameter by exactly `-lr * gradient`.
+    Sgd,
+}
+
+/// How the codebook starts.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CodebookInit {
+    /// Encoder outputs of the first batch (avoids early codebook collapse).
+    Data,
+    /// Uniform in ±1/K, as PyTorch ports usually do.
+    Uniform,
+}
+
+/// Everything that decides what a run computes, saved with its checkpoints.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Images per step.
+    pub batch_size: usize,
+    /// Steps to train in all (a resumed run continues up to this).
+    pub steps: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Seed of the initialisation, the codebook's data init and the data order.
+    pub seed: u64,
+    /// Shuffle the training images each epoch (else batch i holds images i*B..(i+1)*B).
+    pub shuffle: bool,
+    /// Images held out from the end of the data for validation.
+    pub val_images: usize,
+    /// How the codebook starts.
+    pub codebook_init: CodebookInit,
+    /// Steps per metrics read-back (and progress update).
+    pub log_every: u64,
+    /// Steps between checkpoints (the last step always writes one).
+    pub checkpoint_every: u64,
+    /// Steps between validations (the last step always validates).
+    pub val_every: u64,
+    /// The data's path (`None`: the built-in images).
+    pub data: Option<String>,
+    /// The `--image-size` the data was loaded with.
+    pub image_size: Option<usize>,
+    /// Restart codes unused over this many steps on encoder outputs (0: never).
+    pub codebook_restart: u64,
+}
+
+/// Where a run's weights come from.
+pub enum Start {
+    /// PyTorch-style initialisation.
+    Fresh,
+    /// Exactly these weights (a model checkpoint), codebook included.
+    Init(TensorFile),
+    /// A stopped run: its model and its training state.
+    Resume {
+        /// The model checkpoint.
+        model: TensorFile,
+        /// Optimizer moments and step.
+        state: TensorFile,
+    },
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// The step reached.
+    pub step: u64,
+    /// The last step's metrics.
+    pub last: Option<StepMetrics>,
+    /// Reconstruction MSE on the held-out images at the end.
+    pub val_mse: Option<f64>,
+    /// Training images per second over this run's steps.
+    pub images_per_sec: f64,
+    /// Convolution GFLOP/s of the whole training step (all kernels' time counted).
+    pub conv_gflops: f64,
+    /// Bytes of GPU buffers the run allocated.
+    pub gpu_bytes: u64,
+    /// Bytes of parameters (and likewise of gradients).
+    pub param_bytes: u64,
+    /// Bytes of optimizer state (Adam's moments).
+    pub optimizer_bytes: u64,
+}
+
+/// A training run.
+pub struct Run<'a> {
+    /// The GPU.
+    pub gpu: &'a Gpu,
+    /// All images; the last `settings.val_images` are held out.
+    pub data: &'a Dataset,
+    /// The model.
+    pub config: Config,
+    /// The run's settings.
+    pub settings: Settings,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Where the weights come from.
+    pub start: Start,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+impl Run<'_> {
+    /// Trains, writing the checkpoint, training state, metrics log and
+    /// `reconstructions.png` into the output folder.
+    pub fn train(self) -> Result<Summary> {
+        let Run {
+            gpu,
+            data,
+            config,
+            settings: s,
+            out,
+            start,
+            progress,
+        } = self;
+        if s.batch_size == 0 {
+            return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
+        }
+        if data.channels != config.channels {
+            return Err(Error::Usage(format!(
+                "the data has {} channels but the model {}",
+                data.channels, config.channels
+            )));
+        }
+        let val = s.val_images.min(data.len.saturating_sub(1));
+        let train_len = data.len - val;
+        std::fs::create_dir_all(&out).map_err(io("creating", &out))?;
+        let bytes_before = gpu.allocated_bytes();
+        let params = Params::new(gpu, config.params())?;
+        let size = [data.height, data.width];
+        let net = Vqvae::new(gpu, &params, &config, s.batch_size, size, true)
+            .map_err(|e| batch_error(e, s.batch_size))?;
+        let val_net = match val {
+            0 => None,
+            v => Some(Vqvae::new(
+                gpu,
+                &params,
+                &config,
+                v.min(s.batch_size),
+                size,
+                false,
+            )?),
+        };
+        let mut train = TrainStep::new(gpu, &params, net, data, train_len, &s)?;
+        let first_step = begin(gpu, &start, &params, &mut train, data, &s)?;
+        let gpu_bytes = gpu.allocated_bytes() - bytes_before;
+        let saver = Saver {
+            gpu,
+            params: &params,
+            config: &config,
+            settings: &s,
+            out: &out,
+            image: size,
+        };
+        let resumed = matches!(start, Start::Resume { .. });
+        let mut shown = Progress::new(
+            &out,
+            resumed,
+            [first_step, s.steps],
+            s.batch_size,
+            config.codes,
+            progress,
+        )?;
+        let val_indices: Vec<usize> = (train_len..data.len).collect();
+        let mut val_mse = None;
+        let every = |n: u64, period: u64| n.is_multiple_of(period.max(1));
+
+        for step in first_step..s.steps {
+            let n = step + 1;
+            let is_last = n == s.steps;
+            let rows = train.run(step, is_last)?;
+            shown.take(rows)?;
+            shown.show(n);
+            let validating = val_net.is_some() && (is_last || every(n, s.val_every));
+            let saving = is_last || every(n, s.checkpoint_every);
+            if !(validating || saving) {
+                continue;
+            }
+            let rows = train.flush()?;
+            shown.take(rows)?;
+            let pause = Instant::now();
+            if let Some(vn) = val_net.as_ref().filter(|_| validating) {
+                let mse = validate(gpu, vn, data, &val_indices)?;
+                shown
+                    .log
+                    .line(&serde_json::json!({ "step": n, "val_recon_mse": mse }))?;
+                val_mse = Some(mse);
+            }
+            if saving {
+                saver.save(n, &train)?;
+                shown.saved = Some(n);
+            }
+            shown.aside += pause.elapsed();
+        }
+        shown.finish();
+        let seconds = shown.seconds().max(1e-9);
+        let steps_run = s.steps.saturating_sub(first_step);
+        if steps_run == 0 {
+            saver.save(first_step.max(s.steps), &train)?;
+        }
+        let pictured: Vec<usize> = if val > 0 {
+            val_indices.iter().copied().take(8).collect()
+        } else {
+            (0..train_len.min(8)).collect()
+        };
+        save_reconstructions(
+            gpu,
+            val_net.as_ref().unwrap_or(&train.net),
+            data,
+            &pictured,
+            &out.join("reconstructions.png"),
+        )?;
+        Ok(Summary {
+            step: s.steps.max(first_step),
+            last: shown.last,
+            val_mse,
+            images_per_sec: steps_run as f64 * s.batch_size as f64 / seconds,
+            conv_gflops: steps_run as f64 * train.net.train_flops / seconds / 1e9,
+            gpu_bytes,
+            param_bytes: params.flat_values().bytes(),
+            optimizer_bytes: train
+                .update
+                .moments()
+                .map_or(0, |(m, v)| m.bytes() + v.bytes()),
+        })
+    }
+}
+
+/// Puts the starting weights (and a resumed run's state) in place; returns the first
+/// step to run.
+fn begin(
+    gpu: &Gpu,
+    start: &Start,
+    params: &Params,
+    train: &mut TrainStep,
+    data: &Dataset,
+    s: &Settings,
+) -> Result<u64> {
+    match start {
+        Start::Fresh => {
+            params.upload(
+                gpu,
+                &params.join(&fresh_values(params, s.seed), "initialisation")?,
+            )?;
+            if s.codebook_init == CodebookInit::Data {
+                let first = train.order.batch(0, s.batch_size);
+                init_codebook_from_data(gpu, &train.net, params, &first, data, s.seed)?;
+            }
+            Ok(0)
+        }
+        Start::Init(model) => {
+            params.upload(gpu, &params.join(&model.values(), "--init")?)?;
+            Ok(0)
+        }
+        Start::Resume { model, state } => {
+            params.upload(gpu, &params.join(&model.values(), "--resume")?)?;
+            restore(gpu, state, params, train)
+        }
+    }
+}
+
+fn batch_error(e: Error, batch: usize) -> Error {
+    match e {
+        Error::Limit { .. } | Error::Gpu { .. } => Error::Usage(format!(
+            "--batch-size {batch} is too large for this device: {e}"
+        )),
+        other => other,
+    }
+}

@@ -1,0 +1,126 @@
+//! A run's files: the model checkpoint and the training state beside it (optimizer
+//! moments, code usage, step, settings and the kernel tuning), written atomically
+//! together, and read back by `--resume`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::launch::Tuning;
+use crate::model::Config;
+use crate::params::Params;
+
+use super::Settings;
+use super::step::TrainStep;
+
+/// The model checkpoint's metadata key for the image size it was trained at (`HxW`).
+pub const IMAGE_SIZE_KEY: &str = "image_size";
+
+/// The training state's metadata key for the kernel tuning the run used (JSON).
+pub const TUNING_KEY: &str = "tuning";
+
+/// The training-state tensor holding code usage since the last restart.
+const WINDOW_TENSOR: &str = "codebook_usage";
+
+/// Model metadata stored in the checkpoint (strings, as safetensors requires).
+fn model_metadata(config: &Config, step: u64, [h, w]: [usize; 2]) -> HashMap<String, String> {
+    HashMap::from([
+        ("format".to_string(), "vqvae-wgpu".to_string()),
+        ("beta".to_string(), config.beta.to_string()),
+        ("step".to_string(), step.to_string()),
+        (IMAGE_SIZE_KEY.to_string(), format!("{h}x{w}")),
+    ])
+}
+
+/// Writes a run's checkpoint and training state into its output folder.
+pub(super) struct Saver<'a> {
+    pub gpu: &'a Gpu,
+    pub params: &'a Params,
+    pub config: &'a Config,
+    pub settings: &'a Settings,
+    pub out: &'a Path,
+    pub image: [usize; 2],
+}
+
+impl Saver<'_> {
+    /// Saves the state of `train` after `step` steps.
+    pub fn save(&self, step: u64, train: &TrainStep) -> Result<()> {
+        let named = |flat: &crate::tensor::Tensor, prefix: &str| {
+            self.params.download_named(self.gpu, flat, prefix)
+        };
+        let mut state = TensorFile {
+            tensors: HashMap::new(),
+            metadata: HashMap::from([
+                ("step".to_string(), step.to_string()),
+                (
+                    "settings".to_string(),
+                    serde_json::to_string(self.settings).expect("settings serialise"),
+                ),
+                (
+                    TUNING_KEY.to_string(),
+                    serde_json::to_string(&self.gpu.tuning()).expect("tuning serialises"),
+                ),
+            ]),
+        };
+        let usage = train
+            .window
+            .to_u32(self.gpu)?
+            .into_iter()
+            .map(|c| c as f32)
+            .collect();
+        state
+            .tensors
+            .insert(WINDOW_TENSOR.to_string(), (vec![self.config.codes], usage));
+        if let Some((m, v)) = train.update.moments() {
+            state.tensors.extend(named(m, "exp_avg.")?);
+            state.tensors.extend(named(v, "exp_avg_sq.")?);
+        }
+        let model = TensorFile {
+            tensors: named(self.params.flat_values(), "")?,
+            metadata: model_metadata(self.config, step, self.image),
+        };
+        model.write(&self.out.join(MODEL_FILE))?;
+        state.write(&self.out.join(STATE_FILE))
+    }
+}
+
+/// Restores a stopped run's optimizer moments and code usage into `train`; returns its
+/// step.
+pub(super) fn restore(
+    gpu: &Gpu,
+    state: &TensorFile,
+    params: &Params,
+    train: &TrainStep,
+) -> Result<u64> {
+    if let Some((_, usage)) = state.tensors.get(WINDOW_TENSOR) {
+        let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
+        train.window.write(gpu, bytemuck::cast_slice(&counts))?;
+    }
+    if let Some((m, v)) = train.update.moments() {
+        let values = state.values();
+        for (tensor, prefix) in [(m, "exp_avg."), (v, "exp_avg_sq.")] {
+            params.upload_named(gpu, tensor, &values, prefix, "training state")?;
+        }
+    }
+    Ok(state
+        .metadata
+        .get("step")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The tuning a stopped run used (`None` for state written before tunings were saved),
+/// or an error naming `path` when it is unreadable.
+pub fn saved_tuning(state: &TensorFile, path: &Path) -> Result<Option<Tuning>> {
+    let Some(text) = state.metadata.get(TUNING_KEY) else {
+        return Ok(None);
+    };
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("its saved kernel tuning is unreadable: {e}"),
+        })
+}

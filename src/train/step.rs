@@ -1,0 +1,189 @@
+//! One training step: the graph, the update and the codebook restarts bound once for a
+//! batch size; each step uploads its batch, records forward, loss, backward, update and
+//! metrics into one command buffer and submits it, with at most two steps in flight.
+
+use std::collections::VecDeque;
+
+use crate::data::Dataset;
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::optim::{Adam, AdamConfig, sgd};
+use crate::kernels::restart::Restart;
+use crate::launch::Launch;
+use crate::metrics::{MetricsRing, StepMetrics};
+use crate::network::Vqvae;
+use crate::params::Params;
+use crate::tensor::{DType, Tensor};
+
+use super::batches::{Order, upload_batch};
+use super::{OptimizerKind, Settings};
+
+/// The update step bound to the flat parameters.
+#[allow(clippy::large_enum_variant)] // one per run
+pub(super) enum Update {
+    Adam { adam: Adam, m: Tensor, v: Tensor },
+    Sgd(Launch),
+}
+
+impl Update {
+    fn new(gpu: &Gpu, params: &Params, s: &Settings) -> Result<Update> {
+        let (flat, grads) = (params.flat_values(), params.flat_grads());
+        Ok(match s.optimizer {
+            OptimizerKind::Adam => {
+                let m = Tensor::zeros(gpu, flat.shape(), DType::F32)?;
+                let v = Tensor::zeros(gpu, flat.shape(), DType::F32)?;
+                let config = AdamConfig {
+                    lr: s.lr,
+                    ..AdamConfig::default()
+                };
+                let adam = Adam::new(gpu, flat, grads, &m, &v, config)?;
+                Update::Adam { adam, m, v }
+            }
+            OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, grads, s.lr as f32)?),
+        })
+    }
+
+    /// Adam's moments, laid out like the parameters.
+    pub fn moments(&self) -> Option<(&Tensor, &Tensor)> {
+        match self {
+            Update::Adam { m, v, .. } => Some((m, v)),
+            Update::Sgd(_) => None,
+        }
+    }
+
+    fn launch(&self) -> &Launch {
+        match self {
+            Update::Adam { adam, .. } => adam.launch(),
+            Update::Sgd(l) => l,
+        }
+    }
+}
+
+/// Everything a step runs, bound once.
+pub(super) struct TrainStep<'a> {
+    gpu: &'a Gpu,
+    data: &'a Dataset,
+    /// The training graph.
+    pub net: Vqvae,
+    /// The optimizer.
+    pub update: Update,
+    /// Code usage since the last restart.
+    pub window: Tensor,
+    restart: Option<Restart>,
+    restart_every: u64,
+    /// The batches' order.
+    pub order: Order,
+    batch_size: usize,
+    ring: MetricsRing,
+    in_flight: VecDeque<wgpu::SubmissionIndex>,
+}
+
+impl<'a> TrainStep<'a> {
+    /// Binds the graph, optimizer and restarts for `s.batch_size` images of `size`,
+    /// drawing batches from the first `train_len` images of `data`.
+    pub fn new(
+        gpu: &'a Gpu,
+        params: &Params,
+        net: Vqvae,
+        data: &'a Dataset,
+        train_len: usize,
+        s: &Settings,
+    ) -> Result<TrainStep<'a>> {
+        let update = Update::new(gpu, params, s)?;
+        let window = Tensor::zeros(gpu, &[net.config.codes], DType::U32)?;
+        let restart = if s.codebook_restart > 0 {
+            let moments = match update.moments() {
+                Some((m, v)) => Some((
+                    params.view(gpu, m, "codebook.weight")?,
+                    params.view(gpu, v, "codebook.weight")?,
+                )),
+                None => None,
+            };
+            Some(Restart::new(
+                gpu,
+                params.value("codebook.weight"),
+                net.counts.as_ref().expect("training graph"),
+                &window,
+                &net.z_e,
+                moments.as_ref().map(|(m, v)| (m, v)),
+                s.seed,
+            )?)
+        } else {
+            None
+        };
+        Ok(TrainStep {
+            gpu,
+            data,
+            net,
+            update,
+            window,
+            restart,
+            restart_every: s.codebook_restart,
+            order: Order {
+                seed: s.seed,
+                shuffle: s.shuffle,
+                len: train_len,
+                epoch: None,
+            },
+            batch_size: s.batch_size,
+            ring: MetricsRing::new(gpu, s.log_every.max(1) as usize),
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Runs step `step` (0-based; `last` reads its metrics back at once) and returns the
+    /// metrics of earlier steps that have arrived meanwhile.
+    pub fn run(&mut self, step: u64, last: bool) -> Result<Vec<StepMetrics>> {
+        let gpu = self.gpu;
+        let net = &self.net;
+        upload_batch(
+            gpu,
+            &net.x,
+            self.data,
+            &self.order.batch(step, self.batch_size),
+        )?;
+        if let Update::Adam { adam, .. } = &self.update {
+            adam.set_step(gpu, step + 1);
+        }
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("train step"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            let backward = net.loss_and_backward().expect("a training graph");
+            for l in [net.encode(), net.decode(), backward, self.update.launch()] {
+                l.record(&mut pass);
+            }
+            if let Some(r) = &self.restart {
+                r.accumulate().record(&mut pass);
+                if (step + 1).is_multiple_of(self.restart_every) {
+                    r.restart(gpu, step + 1).record(&mut pass);
+                }
+            }
+        }
+        let (terms, usage) = (
+            net.terms.as_ref().expect("training graph"),
+            net.usage.as_ref().expect("training graph"),
+        );
+        let mut rows = self
+            .ring
+            .record(gpu, &mut encoder, step, terms, usage, last)?;
+        let index = gpu.scoped("submitting a training step", || {
+            gpu.queue().submit([encoder.finish()])
+        })?;
+        self.ring.submitted();
+        self.in_flight.push_back(index);
+        if self.in_flight.len() > 2 {
+            gpu.wait(self.in_flight.pop_front(), "training")?;
+        }
+        rows.extend(self.ring.poll(gpu)?);
+        Ok(rows)
+    }
+
+    /// Waits for every recorded step's metrics.
+    pub fn flush(&mut self) -> Result<Vec<StepMetrics>> {
+        self.ring.flush(self.gpu)
+    }
+}
