@@ -389,6 +389,16 @@ impl Launch {
         }
     }
 
+    /// Whether `other` runs the same pipelines over the same grids, in the same order
+    /// (on other buffers, perhaps): the same work.
+    pub(crate) fn same_work(&self, other: &Launch) -> bool {
+        let shape = |d: &Dispatch| (d.pipeline.clone(), d.groups);
+        self.dispatches
+            .iter()
+            .map(shape)
+            .eq(other.dispatches.iter().map(shape))
+    }
+
     /// Appends the dispatches of `other`.
     pub fn then(mut self, other: Launch) -> Launch {
         self.dispatches.extend(other.dispatches);

@@ -28,6 +28,7 @@ pub mod rng;
 pub mod shaders;
 pub mod tensor;
 pub mod train;
+pub mod tune;
 
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};

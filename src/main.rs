@@ -14,6 +14,7 @@ use cli::apply::{decode, encode, reconstruct};
 use cli::common::{AdapterArgs, DataArgs};
 use cli::prior::{SampleArgs, TrainPriorArgs, sample, train_prior};
 use cli::train::{TrainArgs, train_command};
+use cli::tune::{TuneArgs, tune_command};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,9 @@ enum Command {
     TrainPrior(Box<TrainPriorArgs>),
     /// Draw code grids from a prior on the GPU, decode them, and write them as one image.
     Sample(SampleArgs),
+    /// Time kernel variants and tile shapes for a model on this adapter and cache the
+    /// fastest (in the user's cache folder, or VQVAE_TUNING); prints the tuning as JSON.
+    Tune(Box<TuneArgs>),
     /// List the adapters found and the one chosen, with its backend and limits.
     Info(AdapterArgs),
     /// Measure the kernels, the quantiser, training steps and inference on one adapter;
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         } => decode(&checkpoint, &codes, &out, batch_size),
         Command::TrainPrior(args) => train_prior(&args),
         Command::Sample(args) => sample(&args),
+        Command::Tune(args) => tune_command(&args),
         Command::Info(adapter) => info(&adapter),
         Command::Bench(args) => bench(&args),
     };

@@ -18,7 +18,8 @@ pub use timer::Method;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use suite::Builder;
-use timer::Timer;
+pub(crate) use suite::model_work;
+pub(crate) use timer::Timer;
 
 /// Work recorded into one timed run is repeated until the run takes about this long
 /// (bounded by [`MAX_REPS`]); slower work runs once.

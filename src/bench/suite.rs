@@ -473,7 +473,7 @@ fn models() -> Vec<Case> {
                     format!("{what}, {label}"),
                     shape,
                     quick,
-                    move |gpu| model_work(gpu, &config, batch, train),
+                    move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], train),
                 ));
             }
         }
@@ -481,15 +481,21 @@ fn models() -> Vec<Case> {
     all
 }
 
-/// The model's graph with fresh weights on a batch of noise: with `train`, forward,
-/// loss, backward and Adam; without, encoder, quantiser and decoder.
-fn model_work(gpu: &Gpu, config: &Config, batch: usize, train: bool) -> Result<Work> {
+/// The model's graph with fresh weights on a batch of noise images of `size`: with
+/// `train`, forward, loss, backward and Adam; without, encoder, quantiser and decoder.
+pub(crate) fn model_work(
+    gpu: &Gpu,
+    config: &Config,
+    batch: usize,
+    size: [usize; 2],
+    train: bool,
+) -> Result<Work> {
     let params = Params::new(gpu, config.params())?;
     params.upload(
         gpu,
         &params.join(&fresh_values(&params, 0), "initialisation")?,
     )?;
-    let net = Vqvae::new(gpu, &params, config, batch, [SIDE, SIDE], train)?;
+    let net = Vqvae::new(gpu, &params, config, batch, size, train)?;
     net.x.write(
         gpu,
         bytemuck::cast_slice(&{

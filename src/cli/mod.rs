@@ -5,3 +5,4 @@ pub(crate) mod apply;
 pub(crate) mod common;
 pub(crate) mod prior;
 pub(crate) mod train;
+pub(crate) mod tune;

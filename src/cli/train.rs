@@ -6,10 +6,15 @@ use clap::Args;
 use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
+use vqvae_wgpu::gpu::Gpu;
+use vqvae_wgpu::kernels::check_tuning;
+use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
-use vqvae_wgpu::train::{CodebookInit, OptimizerKind, Run, Settings, Start};
+use vqvae_wgpu::train::{CodebookInit, OptimizerKind, Run, Settings, Start, saved_tuning};
+use vqvae_wgpu::tune::Target;
 
 use super::common::{DataArgs, load_model, open_gpu};
+use super::tune::tuned;
 
 #[derive(Args)]
 pub(crate) struct ModelArgs {
@@ -34,6 +39,22 @@ pub(crate) struct ModelArgs {
     /// Commitment weight beta [default: 0.25].
     #[arg(long)]
     pub(crate) beta: Option<f32>,
+}
+
+impl ModelArgs {
+    /// The model these flags ask for on data of `channels`, the reference elsewhere.
+    pub(crate) fn config(&self, channels: usize) -> Config {
+        let r = Config::reference(channels);
+        Config {
+            channels,
+            hidden: self.hidden.unwrap_or(r.hidden),
+            res_hidden: self.res_hidden.unwrap_or(r.res_hidden),
+            res_layers: self.res_layers.unwrap_or(r.res_layers),
+            codes: self.codes.unwrap_or(r.codes),
+            code_dim: self.code_dim.unwrap_or(r.code_dim),
+            beta: self.beta.unwrap_or(r.beta),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -91,6 +112,10 @@ pub(crate) struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// Use the adapter's default kernel tuning rather than the cached one, and never
+    /// time kernels before the first step.
+    #[arg(long)]
+    pub(crate) no_tune: bool,
 }
 
 /// Errors when a model flag contradicts the checkpoint's architecture.
@@ -130,6 +155,8 @@ pub(crate) fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> 
 }
 
 pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
+    // A resumed run's saved tuning (None: saved before tunings were), and its file.
+    let mut resumed_tuning: Option<(Option<Tuning>, PathBuf)> = None;
     // What the checkpoint fixes, if there is one.
     let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (
         &a.resume, &a.init,
@@ -156,6 +183,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
                 });
             }
             check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
+            resumed_tuning = Some((saved_tuning(&state, &state_path)?, state_path));
             (Start::Resume { model, state }, Some(config), Some(settings))
         }
         (None, Some(path)) => {
@@ -188,18 +216,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         "data: {} images of {}x{}x{} from {}",
         data.len, data.channels, data.height, data.width, data.source
     );
-    let config = fixed.unwrap_or_else(|| {
-        let r = Config::reference(data.channels);
-        Config {
-            channels: data.channels,
-            hidden: a.model.hidden.unwrap_or(r.hidden),
-            res_hidden: a.model.res_hidden.unwrap_or(r.res_hidden),
-            res_layers: a.model.res_layers.unwrap_or(r.res_layers),
-            codes: a.model.codes.unwrap_or(r.codes),
-            code_dim: a.model.code_dim.unwrap_or(r.code_dim),
-            beta: a.model.beta.unwrap_or(r.beta),
-        }
-    });
+    let config = fixed.unwrap_or_else(|| a.model.config(data.channels));
     config.validate()?;
     let optimizer = a
         .optimizer
@@ -235,7 +252,13 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         None => wanted,
     };
     let out = a.out.clone();
-    let gpu = open_gpu()?;
+    let mut gpu = open_gpu()?;
+    let target = Target {
+        config,
+        batch: settings.batch_size,
+        image: [data.height, data.width],
+    };
+    start_tuning(&mut gpu, resumed_tuning, &target, a.no_tune)?;
     let summary = Run {
         gpu: &gpu,
         data: &data,
@@ -277,6 +300,34 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         out.join("reconstructions.png").display()
     );
     println!("metrics:         {}", out.join("metrics.jsonl").display());
+    Ok(())
+}
+
+/// Sets the tuning the run starts with: a resumed run's own (refused where this adapter
+/// cannot run it), the default with `--no-tune`, else the cached or a new one.
+fn start_tuning(
+    gpu: &mut Gpu,
+    resumed: Option<(Option<Tuning>, PathBuf)>,
+    target: &Target,
+    no_tune: bool,
+) -> Result<()> {
+    match resumed {
+        Some((Some(t), path)) => {
+            check_tuning(gpu, &t).map_err(|e| {
+                Error::Usage(format!(
+                    "{} holds the kernel tuning the run was trained with, and this adapter cannot run it: {e}",
+                    path.display()
+                ))
+            })?;
+            gpu.set_tuning(t);
+            eprintln!("tuning: the resumed run's own");
+        }
+        Some((None, _)) => eprintln!("tuning: the adapter's default (the run saved none)"),
+        None if no_tune => eprintln!("tuning: the adapter's default (--no-tune)"),
+        None => {
+            tuned(gpu, target, false, false)?;
+        }
+    }
     Ok(())
 }
 

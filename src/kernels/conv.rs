@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::{reduce, unrolled};
-use crate::launch::{Bind, Dispatch, Launch, PACKED_MIN_SIDE};
+use crate::launch::{Bind, Dispatch, Launch, PACKED_MIN_SIDE, Tuning};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -255,6 +255,30 @@ fn workgroup([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> [u32; 2] {
     [(wg_x * wg_y / rows).min(wg_x.max(64)), rows]
 }
 
+/// Workgroup memory of the direct kernels' workgroups of shape `[wg_x, wg_y]`.
+fn shared_bytes(tuning: &Tuning, [wg_x, wg_y]: [u32; 2]) -> u32 {
+    let [tm, tn] = tuning.conv_tile;
+    if tuning.shared_memory {
+        BK * 4 * (tm * wg_y + tn * wg_x)
+    } else {
+        0
+    }
+}
+
+/// Every workgroup shape `tuning` can give a convolution (as tuned, and narrowed for
+/// GEMMs of few rows), with its workgroup memory: what a device must allow.
+pub(crate) fn workgroups(tuning: &Tuning) -> Vec<([u32; 2], u32)> {
+    let [_, wg_y] = tuning.conv_workgroup;
+    (0..=wg_y.max(1).ilog2())
+        .map(|i| 1 << i)
+        .chain([wg_y as usize])
+        .map(|rows| {
+            let wg = workgroup(tuning.conv_workgroup, 1, rows);
+            (wg, shared_bytes(tuning, wg))
+        })
+        .collect()
+}
+
 /// The operands of one implicit GEMM; `None` binds nothing there.
 struct Operands<'a> {
     w: Option<&'a Tensor>,
@@ -340,12 +364,7 @@ fn direct(
         ));
     }
     let [wg_x, wg_y] = workgroup(tuning.conv_workgroup, tm, m);
-    let shared_bytes = if tuning.shared_memory {
-        BK * 4 * (tm * wg_y + tn * wg_x)
-    } else {
-        0
-    };
-    gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes)?;
+    gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes(&tuning, [wg_x, wg_y]))?;
     let (bm, bn) = ((tm * wg_y) as usize, (tn * wg_x) as usize);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
     let (splits, k_chunk) = if mode == Mode::WeightGrad {

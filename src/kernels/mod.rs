@@ -17,3 +17,22 @@ pub mod restart;
 pub mod softmax;
 pub mod unrolled;
 pub mod vq_backward;
+
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::launch::Tuning;
+
+/// Checks every workgroup shape and workgroup memory `tuning` gives the kernels against
+/// `gpu`'s limits: a tuning from elsewhere (a resumed run's) is refused up front, with
+/// the limit it exceeds, rather than at the first kernel it breaks.
+pub fn check_tuning(gpu: &Gpu, tuning: &Tuning) -> Result<()> {
+    let op = "the kernel tuning";
+    for (wg, bytes) in conv::workgroups(tuning) {
+        gpu.check_workgroup(op, wg, bytes)?;
+    }
+    gpu.check_workgroup(
+        op,
+        [tuning.quantize_workgroup, 1],
+        quantize::shared_bytes(tuning),
+    )
+}

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::unrolled;
-use crate::launch::{Bind, Dispatch, Launch};
+use crate::launch::{Bind, Dispatch, Launch, Tuning};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -11,6 +11,15 @@ use crate::tensor::{DType, Tensor};
 const MAX_ROWS_PER_THREAD: u32 = 8;
 /// Codes x dimensions staged per tile by the shared variant.
 const SHARED_TILE_BYTES: u32 = 8 * 16 * 4;
+
+/// Workgroup memory of the unpacked search under `tuning`.
+pub(crate) fn shared_bytes(tuning: &Tuning) -> u32 {
+    if tuning.shared_memory {
+        SHARED_TILE_BYTES
+    } else {
+        0
+    }
+}
 
 /// How the vectors to quantise lie in memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,12 +171,7 @@ pub fn quantize(
             format!("{tr} rows per thread is outside 1..={MAX_ROWS_PER_THREAD}"),
         ));
     }
-    let shared = if tuning.shared_memory {
-        SHARED_TILE_BYTES
-    } else {
-        0
-    };
-    gpu.check_workgroup(op, [wg, 1], shared)?;
+    gpu.check_workgroup(op, [wg, 1], shared_bytes(&tuning))?;
     let constants = [
         ("WG", f64::from(wg)),
         ("TR", f64::from(tr)),

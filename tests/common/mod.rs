@@ -40,7 +40,7 @@ fn open(tuning: Tuning) -> Gpu {
 /// Tiles no adapter would choose: odd workgroups, odd rows per thread, few workgroups
 /// before a reduction splits, packed operands cut into many small slices, for the
 /// register kernels (direct and packed) and the shared-memory ones.
-const ODD: [Tuning; 2] = [
+pub const ODD: [Tuning; 2] = [
     Tuning {
         shared_memory: false,
         conv_workgroup: [5, 3],
@@ -107,16 +107,30 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Runs the `vqvae` binary; returns its exit code and what it printed.
+/// Runs the `vqvae` binary; returns its exit code and what it printed. Training runs
+/// get `--no-tune` (the adapter's default tuning; no user cache is read or written):
+/// tests of tuning call [`vqvae_tuned`].
 pub fn vqvae(args: &[&str]) -> (Option<i32>, String) {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"train") {
+        args.push("--no-tune");
+    }
+    run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae")).args(args))
+}
+
+/// Runs the `vqvae` binary as given, its tuning cache at `cache` (`VQVAE_TUNING`).
+pub fn vqvae_tuned(args: &[&str], cache: &std::path::Path) -> (Option<i32>, String) {
+    run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
+        .args(args)
+        .env("VQVAE_TUNING", cache))
+}
+
+fn run(command: &mut std::process::Command) -> (Option<i32>, String) {
     announce(|| match best_adapter(&GpuOptions::default().with_env()) {
         Ok(adapter) => describe(&adapter.get_info()),
         Err(e) => e.to_string(),
     });
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = command.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,0 +1,295 @@
+//! The autotuner: times kernel variants and tile shapes at a model's real shapes on
+//! this adapter and keeps the fastest, so that no adapter runs on a guess.
+//!
+//! The search is a single pass of coordinate descent from the adapter's default
+//! ([`Tuning::for_adapter`]): each knob in turn tries its values with the others held at
+//! the best found so far. Convolution knobs are timed on the whole training step (the
+//! convolutions are most of it, and their shapes interact); quantiser knobs on the
+//! quantiser alone at the model's N, K and D, where a step's noise would hide them.
+//! Each time is the fastest of a few runs, and a change must win by [`MARGIN`], so that
+//! noise does not move the tuning off the default for nothing.
+//!
+//! `parallel_groups` (how reductions split, which changes results in the last bits)
+//! stays the default's: a tuning changes speed, and the bits only through the kernels'
+//! documented orders.
+
+pub mod cache;
+
+use std::time::Instant;
+
+use crate::bench::{Timer, model_work};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::quantize;
+use crate::launch::{Launch, Tuning};
+use crate::model::Config;
+use crate::rng::Rng;
+use crate::tensor::{DType, Tensor};
+
+/// A candidate must be this much faster than the best so far to replace it.
+pub const MARGIN: f64 = 0.03;
+
+/// Timed runs per candidate; the fastest counts.
+const RUNS: usize = 3;
+
+/// What a tuning is for: a training step of this model at this batch and image size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Target {
+    /// The model.
+    pub config: Config,
+    /// Images per step.
+    pub batch: usize,
+    /// Image `[height, width]`.
+    pub image: [usize; 2],
+}
+
+impl Target {
+    /// The target in words, as the cache keys it.
+    pub fn describe(&self) -> String {
+        let c = &self.config;
+        format!(
+            "train step, batch {} {}x{}x{}, H{} R{} L{} K{} D{}",
+            self.batch,
+            c.channels,
+            self.image[0],
+            self.image[1],
+            c.hidden,
+            c.res_hidden,
+            c.res_layers,
+            c.codes,
+            c.code_dim
+        )
+    }
+}
+
+/// One timed candidate.
+#[derive(Clone, Debug)]
+pub struct Trial {
+    /// The knob tried and its value, e.g. `gemm_tile = [16, 8]`.
+    pub what: String,
+    /// Milliseconds of the work timed (the step, or the quantiser), or why it failed.
+    pub ms: std::result::Result<f64, String>,
+    /// Whether it became the best so far.
+    pub kept: bool,
+}
+
+/// The outcome of a search.
+#[derive(Clone, Debug)]
+pub struct Tuned {
+    /// The winning tuning.
+    pub tuning: Tuning,
+    /// The adapter's default tuning.
+    pub default: Tuning,
+    /// A training step with the default, in milliseconds.
+    pub default_step_ms: f64,
+    /// A training step with the winner, in milliseconds.
+    pub step_ms: f64,
+    /// Every candidate timed, in order.
+    pub trials: Vec<Trial>,
+    /// Seconds the search took.
+    pub seconds: f64,
+}
+
+/// Sets one knob's value into a tuning.
+type Setter = Box<dyn Fn(&mut Tuning)>;
+
+/// A knob: its name, and its values, each labelled.
+struct Knob {
+    name: &'static str,
+    /// Timed on the quantiser alone rather than the whole step.
+    quantiser: bool,
+    values: Vec<(String, Setter)>,
+}
+
+fn knob<T: std::fmt::Debug + Copy + 'static>(
+    name: &'static str,
+    quantiser: bool,
+    values: &[T],
+    set: fn(&mut Tuning, T),
+) -> Knob {
+    Knob {
+        name,
+        quantiser,
+        values: values
+            .iter()
+            .map(|&v| {
+                let apply: Setter = Box::new(move |t| set(t, v));
+                (format!("{v:?}"), apply)
+            })
+            .collect(),
+    }
+}
+
+/// The knobs in the order they are tuned, each with the values worth trying.
+fn knobs() -> Vec<Knob> {
+    vec![
+        Knob {
+            name: "preset",
+            quantiser: false,
+            values: [("register", Tuning::REGISTER), ("shared", Tuning::SHARED)]
+                .map(|(label, preset)| {
+                    let apply: Setter = Box::new(move |t| {
+                        *t = Tuning {
+                            parallel_groups: t.parallel_groups,
+                            ..preset
+                        }
+                    });
+                    (label.to_string(), apply)
+                })
+                .into(),
+        },
+        knob(
+            "gemm_tile",
+            false,
+            &[
+                None,
+                Some([8, 8]),
+                Some([16, 8]),
+                Some([16, 12]),
+                Some([16, 16]),
+            ],
+            |t, v| t.gemm_tile = v,
+        ),
+        knob(
+            "conv_tile",
+            false,
+            &[[4, 4], [4, 8], [4, 12], [8, 8]],
+            |t, v| t.conv_tile = v,
+        ),
+        knob(
+            "conv_workgroup",
+            false,
+            &[[8, 8], [16, 8], [16, 16]],
+            |t, v| t.conv_workgroup = v,
+        ),
+        knob(
+            "quantize_tile",
+            true,
+            &[None, Some([8, 8]), Some([16, 8]), Some([16, 16])],
+            |t, v| t.quantize_tile = v,
+        ),
+        knob("quantize_workgroup", true, &[32, 64, 128, 256], |t, v| {
+            t.quantize_workgroup = v
+        }),
+        knob("quantize_rows", true, &[2, 4, 8], |t, v| {
+            t.quantize_rows = v
+        }),
+    ]
+}
+
+/// Searches for the fastest tuning of `target` on `gpu`, calling `progress` after each
+/// candidate; leaves `gpu` set to the winner. A candidate that builds exactly the
+/// kernels and grids of the best so far (a tile of a path the model never takes) is not
+/// timed.
+pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) -> Result<Tuned> {
+    let started = Instant::now();
+    let timer = Timer::new(gpu, false)?;
+    let default = Tuning::for_adapter(gpu.info());
+    let mut best = default;
+    // The best's work and time, for the whole step and for the quantiser.
+    let mut step = build(gpu, target, default, false)?;
+    let mut step_time = fastest(gpu, &timer, &step)?;
+    let default_step = step_time;
+    let mut search = build(gpu, target, default, true)?;
+    let mut search_time = fastest(gpu, &timer, &search)?;
+    let first = Trial {
+        what: "the adapter's default".into(),
+        ms: Ok(default_step * 1e3),
+        kept: true,
+    };
+    progress(&first);
+    let mut trials = vec![first];
+    for k in knobs() {
+        for (label, apply) in &k.values {
+            let mut candidate = best;
+            apply(&mut candidate);
+            if candidate == best {
+                continue;
+            }
+            let (work, time) = if k.quantiser {
+                (&mut search, &mut search_time)
+            } else {
+                (&mut step, &mut step_time)
+            };
+            let launch = match build(gpu, target, candidate, k.quantiser) {
+                Ok(launch) if launch.same_work(work) => continue,
+                other => other,
+            };
+            let timed = launch.and_then(|l| Ok((fastest(gpu, &timer, &l)?, l)));
+            if let Err(e @ Error::DeviceLost { .. }) = timed {
+                return Err(e);
+            }
+            let kept = timed
+                .as_ref()
+                .is_ok_and(|(t, _)| *t < *time * (1.0 - MARGIN));
+            let ms = timed.map(|(t, l)| {
+                if kept {
+                    (*time, *work) = (t, l);
+                }
+                t * 1e3
+            });
+            if kept {
+                best = candidate;
+                if !k.quantiser {
+                    // The preset also moves the quantiser's knobs.
+                    search = build(gpu, target, best, true)?;
+                    search_time = fastest(gpu, &timer, &search)?;
+                }
+            }
+            let trial = Trial {
+                what: format!("{} = {label}", k.name),
+                ms: ms.map_err(|e| e.to_string()),
+                kept,
+            };
+            progress(&trial);
+            trials.push(trial);
+        }
+    }
+    gpu.set_tuning(best);
+    Ok(Tuned {
+        tuning: best,
+        default,
+        default_step_ms: default_step * 1e3,
+        step_ms: step_time * 1e3,
+        trials,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The work a candidate is timed on: with `quantiser`, the quantiser's search at
+/// `target`'s N, K and D; else a whole training step.
+fn build(gpu: &mut Gpu, target: &Target, tuning: Tuning, quantiser: bool) -> Result<Launch> {
+    gpu.set_tuning(tuning);
+    if !quantiser {
+        return Ok(model_work(gpu, &target.config, target.batch, target.image, true)?.launch);
+    }
+    let c = &target.config;
+    let n = target.batch * (target.image[0] / 4) * (target.image[1] / 4);
+    let noise = |shape: &[usize], seed| {
+        let mut rng = Rng::for_purpose(seed, 0x7E57);
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| rng.uniform(-1.0, 1.0) as f32)
+            .collect();
+        Tensor::from_f32(gpu, shape, &values)
+    };
+    quantize::quantize(
+        gpu,
+        &noise(&[n, c.code_dim], 1)?,
+        &noise(&[c.codes, c.code_dim], 2)?,
+        &Tensor::zeros(gpu, &[n], DType::U32)?,
+        None,
+        None,
+    )
+}
+
+/// The fastest of [`RUNS`] timed runs of `launch`, after one that compiles and warms.
+fn fastest(gpu: &Gpu, timer: &Timer, launch: &Launch) -> Result<f64> {
+    let once = timer.time(gpu, launch, 1)?;
+    // Short work repeats within a run so that a run's time is not the timer's noise.
+    let reps = ((2e-3 / once).ceil() as usize).clamp(1, 100);
+    let mut best = f64::INFINITY;
+    for _ in 0..RUNS {
+        best = best.min(timer.time(gpu, launch, reps)?);
+    }
+    Ok(best)
+}
