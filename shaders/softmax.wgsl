@@ -13,7 +13,7 @@ struct Params {
     scale: f32,     // xent: factor of the gradient (1 / positions for a mean)
     inv_temp: f32,  // sample: 1 / temperature
     seed: u32,      // sample
-    _pad: u32,
+    at: u32,        // sample: the grid position the draw is hashed with
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +59,8 @@ fn xent(
 }
 
 // Draws code codes[b * plane + pos] from softmax(logits[b, :, pos] / temperature) by
-// inverting the cumulative distribution at u = uniform(seed, b, pos) in [0, 1). As the
+// inverting the cumulative distribution at u = uniform(seed, b, at) in [0, 1), `at`
+// being the position in the whole grid (`pos` when the logits cover the whole grid). As the
 // temperature nears 0 every weight but the largest underflows: the argmax.
 @compute @workgroup_size(WG)
 fn sample(
@@ -85,7 +86,7 @@ fn sample(
     for (var k = 0u; k < p.codes; k++) {
         sum += exp((logits[base + k * p.plane] - m) * p.inv_temp);
     }
-    let bits = pcg(p.seed ^ pcg(b ^ pcg(p.pos)));
+    let bits = pcg(p.seed ^ pcg(b ^ pcg(p.at)));
     let goal = f32(bits >> 8u) * (1.0 / 16777216.0) * sum;
     // Rounding can leave the running sum short of the goal: keep the argmax then.
     var chosen = best;

@@ -54,6 +54,8 @@ shaders! {
     RESTART => "restart",
     /// The exponential-moving-average codebook update (k-means with decay 0).
     EMA => "ema",
+    /// Copying rows between stacks of code grids (the sampling band and whole grids).
+    ROWS => "rows",
     /// Causal masks of PixelCNN convolutions, applied to weights and their gradients.
     CAUSAL_MASK => "causal_mask",
     /// Softmax over code logits: cross-entropy with its gradient, and seeded

@@ -1,5 +1,6 @@
 //! The prior's kernels against their references, the references against finite
-//! differences, the network's causality, and a tiny prior that learns a pattern.
+//! differences, the network's causality and reach, band sampling against whole-grid sampling, and a
+//! tiny prior that learns a pattern.
 
 mod common;
 
@@ -9,11 +10,11 @@ use vqvae_wgpu::kernels::conv::{self, ConvShape, Relu};
 use vqvae_wgpu::kernels::embedding::{embedding, embedding_grad};
 use vqvae_wgpu::kernels::gated::{gate, gate_backward, shift_down, shift_up};
 use vqvae_wgpu::kernels::quantize::Rows;
+use vqvae_wgpu::kernels::rows::{RowCopy, copy_rows};
 use vqvae_wgpu::kernels::softmax::{sample, softmax_xent};
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::prior::{
-    CodeGrids, PriorConfig, PriorNet, PriorRun, PriorSettings, PriorStart, SampleSettings,
-    sample_codes,
+    CodeGrids, PriorConfig, PriorNet, PriorRun, PriorSettings, PriorStart, SampleSettings, Sampler,
 };
 use vqvae_wgpu::reference::prior as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
@@ -235,12 +236,20 @@ fn softmax_cross_entropy_reference_matches_finite_differences() {
     assert_grad("softmax_xent", &grad, &numeric_grad(mean, &logits));
 }
 
-/// Draws position `pos` of `[batch, k, plane]` logits on the GPU; returns all codes.
-fn draw(gpu: &Gpu, logits: &[f32], shape: [usize; 3], pos: usize, t: f32, seed: u32) -> Vec<u32> {
+/// Draws position `pos` of `[batch, k, plane]` logits on the GPU, hashed as grid
+/// position `at`; returns all codes.
+fn draw(
+    gpu: &Gpu,
+    logits: &[f32],
+    shape: [usize; 3],
+    [pos, at]: [usize; 2],
+    t: f32,
+    seed: u32,
+) -> Vec<u32> {
     let [batch, k, plane] = shape;
     let lt = upload(gpu, &[batch, k, plane, 1], logits);
     let codes = Tensor::zeros(gpu, &[batch * plane], DType::U32).unwrap();
-    gpu.run(&[&sample(gpu, &lt, &codes, pos, t, seed).unwrap()])
+    gpu.run(&[&sample(gpu, &lt, &codes, pos, at, t, seed).unwrap()])
         .unwrap();
     codes.to_u32(gpu).unwrap()
 }
@@ -256,9 +265,10 @@ fn sampling_matches_reference() {
         .map(|v| 3.0 * v)
         .collect();
     let mut compared = 0;
-    for (t, seed, pos) in [(1.0, 1, 4), (0.5, 2, 0), (2.0, 3, 5)] {
-        let got = draw(gpu, &logits, shape, pos, t, seed);
-        let want = r::sample(&widen(&logits), shape, pos, f64::from(t), seed);
+    // The last draw is of a band's position 5 that is position 41 of the whole grid.
+    for (t, seed, [pos, at]) in [(1.0, 1, [4, 4]), (0.5, 2, [0, 0]), (2.0, 3, [5, 41])] {
+        let got = draw(gpu, &logits, shape, [pos, at], t, seed);
+        let want = r::sample(&widen(&logits), shape, pos, at, f64::from(t), seed);
         for (b, (code, margin)) in want.iter().enumerate() {
             for s in 0..shape[2] {
                 let g = got[b * shape[2] + s];
@@ -282,7 +292,7 @@ fn sampling_follows_the_softmax() {
     for t in [1.0f32, 0.7] {
         // The same logits for every image: the draws are n samples of one distribution.
         let logits: Vec<f32> = (0..n).flat_map(|_| row).collect();
-        let codes = draw(gpu, &logits, [n, k, 1], 0, t, 7);
+        let codes = draw(gpu, &logits, [n, k, 1], [0, 0], t, 7);
         let z: f64 = row
             .iter()
             .map(|&l| (f64::from(l) / f64::from(t)).exp())
@@ -305,7 +315,7 @@ fn temperature_near_zero_gives_the_argmax() {
     let shape = [50, 9, 3];
     let logits = Rng::new(70).vec(shape.iter().product());
     for t in [1e-3f32, 1e-6, 1e-30, f32::MIN_POSITIVE] {
-        let got = draw(gpu, &logits, shape, 1, t, 3);
+        let got = draw(gpu, &logits, shape, [1, 1], t, 3);
         for b in 0..shape[0] {
             let l = |k: usize| logits[(b * shape[1] + k) * shape[2] + 1];
             let best = (0..shape[1]).fold(0, |m, k| if l(k) > l(m) { k } else { m });
@@ -320,12 +330,12 @@ fn temperature_near_zero_gives_the_argmax() {
     let codes = Tensor::zeros(gpu, &[1], DType::U32).unwrap();
     for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert!(
-            sample(gpu, &lt, &codes, 0, bad, 0).is_err(),
+            sample(gpu, &lt, &codes, 0, 0, bad, 0).is_err(),
             "temperature {bad}"
         );
     }
     assert!(
-        sample(gpu, &lt, &codes, 1, 1.0, 0).is_err(),
+        sample(gpu, &lt, &codes, 1, 1, 1.0, 0).is_err(),
         "position past the grid"
     );
 }
@@ -428,6 +438,126 @@ fn prior_is_causal_through_its_gradients_and_outputs() {
     }
 }
 
+#[test]
+fn rows_above_is_exactly_how_far_up_a_position_sees() {
+    let gpu = gpu();
+    for gated in [false, true] {
+        let c = PriorConfig {
+            grid: [10, 5],
+            ..tiny_config(0, gated)
+        };
+        let (_params, net) = random_prior(gpu, &c, 1);
+        let (plane, w) = (c.grid[0] * c.grid[1], c.grid[1]);
+        let mut rng = Rng::new(91);
+        let codes: Vec<u32> = (0..plane).map(|_| rng.below(c.codes) as u32).collect();
+        net.codes.write(gpu, bytemuck::cast_slice(&codes)).unwrap();
+        gpu.run(&[net.forward()]).unwrap();
+        let (dl, de) = (
+            net.d_logits.as_ref().unwrap(),
+            net.d_embed.as_ref().unwrap(),
+        );
+        // d(logits at a position of the last row) / d(embedded codes): the rows it
+        // reaches. (A position whose ReLUs are all off sees nothing; the row's others do.)
+        let mut seen = 0;
+        for p in plane - w..plane {
+            let mut g = vec![0.0f32; dl.len()];
+            for k in 0..c.codes {
+                g[k * plane + p] = rng.uniform(-1.0, 1.0) as f32;
+            }
+            dl.write(gpu, bytemuck::cast_slice(&g)).unwrap();
+            gpu.run(&[net.backward().unwrap()]).unwrap();
+            let d = de.to_f32(gpu).unwrap();
+            let reach = (0..plane)
+                .filter(|q| (0..c.embed).any(|ch| d[ch * plane + q] != 0.0))
+                .map(|q| p / w - q / w)
+                .max();
+            seen = seen.max(reach.unwrap_or(0));
+        }
+        assert_eq!(seen, c.rows_above(), "gated {gated}");
+    }
+}
+
+#[test]
+fn band_sampling_draws_what_the_whole_grid_draws() {
+    for gpu in gpus() {
+        for (classes, gated) in [(0, false), (3, false), (0, true), (3, true)] {
+            let c = PriorConfig {
+                grid: [11, 5],
+                ..tiny_config(classes, gated)
+            };
+            let (params, _) = random_prior(gpu, &c, 1);
+            let band = Sampler::new(gpu, &params, &c, 7).unwrap();
+            assert_eq!(band.band(), c.rows_above() + 1);
+            let whole = Sampler::with_band(gpu, &params, &c, 7, 11).unwrap();
+            assert_eq!(whole.band(), 11);
+            let settings = SampleSettings {
+                count: 9,
+                temperature: 1.0,
+                seed: 9,
+                class: None,
+            };
+            let drawn = band.sample(gpu, &settings).unwrap();
+            assert_eq!(drawn.len(), 9 * 55);
+            assert_eq!(
+                drawn,
+                whole.sample(gpu, &settings).unwrap(),
+                "classes {classes}, gated {gated}, {:?}",
+                gpu.tuning()
+            );
+        }
+    }
+}
+
+#[test]
+fn row_copies_match_reference() {
+    let gpu = gpu();
+    // (batch, width, rows, from, to)
+    for (i, (batch, width, rows, from, to)) in [
+        (1, 1, 1, [1, 0], [1, 0]),
+        (3, 5, 4, [11, 7], [4, 0]),
+        (2, 7, 1, [3, 2], [9, 8]),
+        (5, 3, 2, [2, 0], [2, 0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = RowCopy {
+            batch,
+            width,
+            rows,
+            from,
+            to,
+        };
+        let mut rng = Rng::new(120 + i as u64);
+        let src: Vec<u32> = (0..batch * from[0] * width)
+            .map(|_| rng.below(1000) as u32)
+            .collect();
+        let dst: Vec<u32> = (0..batch * to[0] * width)
+            .map(|_| rng.below(1000) as u32)
+            .collect();
+        let (s, d) = (codes_tensor(gpu, &src), codes_tensor(gpu, &dst));
+        gpu.run(&[&copy_rows(gpu, &s, &d, &c).unwrap()]).unwrap();
+        assert_eq!(
+            d.to_u32(gpu).unwrap(),
+            r::copy_rows(&src, &dst, &c),
+            "{c:?}"
+        );
+    }
+    let (s, d) = (codes_tensor(gpu, &[0; 12]), codes_tensor(gpu, &[0; 12]));
+    let past = RowCopy {
+        batch: 2,
+        width: 3,
+        rows: 2,
+        from: [2, 1],
+        to: [2, 0],
+    };
+    let e = copy_rows(gpu, &s, &d, &past).unwrap_err().to_string();
+    assert!(
+        e.contains("rows 1..3 are outside the source's 2 rows"),
+        "{e}"
+    );
+}
+
 /// Grids whose first code is random and every other follows: `(c0 + i + 2 j) mod K`.
 fn pattern_grids(n: usize, config: &PriorConfig, seed: u64) -> CodeGrids {
     let [h, w] = config.grid;
@@ -524,14 +654,14 @@ fn learns_a_pattern(gated: bool) {
     params
         .upload(gpu, &params.join(&model.values(), "test").unwrap())
         .unwrap();
-    let net = PriorNet::new(gpu, &params, &config, 50, false).unwrap();
+    let sampler = Sampler::new(gpu, &params, &config, 50).unwrap();
     let settings = SampleSettings {
         count: 100,
         temperature: 1.0,
         seed: 5,
         class: None,
     };
-    let codes = sample_codes(gpu, &net, &settings).unwrap();
+    let codes = sampler.sample(gpu, &settings).unwrap();
     let plane = config.grid[0] * config.grid[1];
     let good = codes
         .chunks(plane)
@@ -542,7 +672,7 @@ fn learns_a_pattern(gated: bool) {
     assert!(firsts.len() >= 4, "first codes drawn: {firsts:?}");
     assert_eq!(
         codes,
-        sample_codes(gpu, &net, &settings).unwrap(),
+        sampler.sample(gpu, &settings).unwrap(),
         "same seed, same draws"
     );
 

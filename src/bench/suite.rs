@@ -14,7 +14,7 @@ use crate::launch::Launch;
 use crate::model::Config;
 use crate::network::Vqvae;
 use crate::params::Params;
-use crate::prior::{PriorConfig, PriorNet};
+use crate::prior::{PriorConfig, PriorNet, Sampler, band_rows};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 use crate::train::fresh_values;
@@ -525,7 +525,8 @@ pub(crate) fn model_work(
 }
 
 /// The prior of the README's Fashion-MNIST run, plain and gated: K=128 codes on 7x7
-/// grids, 10 classes, the default sizes, 64 grids a batch.
+/// grids, 10 classes, the default sizes, 64 grids a batch; and the plain one sampling
+/// 7x7, 16x16 and 32x32 grids.
 fn prior() -> Vec<Case> {
     let plain = PriorConfig::new(128, [7, 7], 10);
     let gated = PriorConfig {
@@ -544,24 +545,65 @@ fn prior() -> Vec<Case> {
                 format!("{label} {what}"),
                 shape.clone(),
                 false,
-                move |gpu| prior_work(gpu, &config, train),
+                move |gpu| prior_work(gpu, &config, 64, train),
             ));
         }
+    }
+    // Sampling on larger grids, 8 at a time: a row of draws over the band the sampler
+    // runs on, and one position over the whole grid, which is what each position cost
+    // before sampling went by bands.
+    for side in [7, 16, 32] {
+        let config = PriorConfig::new(128, [side, side], 10);
+        let shape = format!(
+            "batch 8, {side}x{side} grids, K128, band of {} rows",
+            band_rows(&config, 8)
+        );
+        all.push(case(
+            Group::Prior,
+            "prior sampling, one row over the band",
+            shape.clone(),
+            false,
+            move |gpu| band_row_work(gpu, &config),
+        ));
+        all.push(case(
+            Group::Prior,
+            "prior sampling, one position over the whole grid",
+            shape,
+            false,
+            move |gpu| prior_work(gpu, &config, 8, false),
+        ));
     }
     all
 }
 
-/// With `train`, the prior's forward, loss, backward and Adam on random codes; without,
-/// one position of sampling (a forward pass and a draw), whose images count a
-/// position as a fraction of a grid.
-fn prior_work(gpu: &Gpu, config: &PriorConfig, train: bool) -> Result<Work> {
-    const BATCH: usize = 64;
+/// The last row of sampling 8 grids: the band moved into place, a forward pass over
+/// the band and a draw per position, the row moved back.
+fn band_row_work(gpu: &Gpu, config: &PriorConfig) -> Result<Work> {
     let params = Params::new(gpu, config.params())?;
     params.upload(
         gpu,
         &params.join(&fresh_values(&params, 0), "initialisation")?,
     )?;
-    let net = PriorNet::new(gpu, &params, config, BATCH, train)?;
+    let sampler = Sampler::new(gpu, &params, config, 8)?;
+    let [h, w] = config.grid;
+    Ok(Work {
+        launch: sampler.row(gpu, h - 1, 1.0, 0)?,
+        flops: Some(w as f64 * sampler.forward_flops()),
+        bytes: None,
+        images: Some(8.0 / h as f64),
+    })
+}
+
+/// With `train`, the prior's forward, loss, backward and Adam on `batch` grids of random
+/// codes; without, one position of sampling over the whole grid (a forward pass and a draw), whose images count a
+/// position as a fraction of a grid.
+fn prior_work(gpu: &Gpu, config: &PriorConfig, batch: usize, train: bool) -> Result<Work> {
+    let params = Params::new(gpu, config.params())?;
+    params.upload(
+        gpu,
+        &params.join(&fresh_values(&params, 0), "initialisation")?,
+    )?;
+    let net = PriorNet::new(gpu, &params, config, batch, train)?;
     let mut rng = Rng::for_purpose(15, 0x9A1E);
     let codes: Vec<u32> = (0..net.codes.len())
         .map(|_| rng.below(config.codes) as u32)
@@ -569,7 +611,7 @@ fn prior_work(gpu: &Gpu, config: &PriorConfig, train: bool) -> Result<Work> {
     net.codes.write(gpu, bytemuck::cast_slice(&codes))?;
     net.set_classes(
         gpu,
-        &(0..BATCH).map(|b| b % config.classes).collect::<Vec<_>>(),
+        &(0..batch).map(|b| b % config.classes).collect::<Vec<_>>(),
     )?;
     let plane = config.grid[0] * config.grid[1];
     if train {
@@ -587,14 +629,14 @@ fn prior_work(gpu: &Gpu, config: &PriorConfig, train: bool) -> Result<Work> {
             launch,
             flops: Some(3.0 * net.forward_flops),
             bytes: None,
-            images: Some(BATCH as f64),
+            images: Some(batch as f64),
         });
     }
-    let draw = softmax::sample(gpu, &net.logits, &net.codes, plane / 2, 1.0, 0)?;
+    let draw = softmax::sample(gpu, &net.logits, &net.codes, plane / 2, plane / 2, 1.0, 0)?;
     Ok(Work {
         launch: net.forward().clone().then(draw),
         flops: Some(net.forward_flops),
         bytes: None,
-        images: Some(BATCH as f64 / plane as f64),
+        images: Some(batch as f64 / plane as f64),
     })
 }

@@ -19,7 +19,7 @@ fn heading(group: Group) -> &'static str {
         }
         Group::Inference => "inference: encoder, quantiser, decoder (GFLOP/s of the convolutions)",
         Group::Prior => {
-            "PixelCNN prior, Fashion-MNIST size (img/s of sampling: 49 positions per image)"
+            "PixelCNN prior (img/s of sampling count a position or a row as its share of an image)"
         }
     }
 }

@@ -7,8 +7,8 @@ use vqvae_wgpu::checkpoint::TensorFile;
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::prior::{
-    self, CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorConfig, PriorNet, PriorRun, PriorSettings,
-    PriorStart, SampleSettings,
+    self, CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorConfig, PriorRun, PriorSettings,
+    PriorStart, SampleSettings, Sampler,
 };
 use vqvae_wgpu::train;
 use vqvae_wgpu::{images, npy};
@@ -320,9 +320,9 @@ pub(crate) fn sample(a: &SampleArgs) -> Result<()> {
         &gpu,
         &params.join(&prior_file.values(), &a.prior.display().to_string())?,
     )?;
-    let net = PriorNet::new(&gpu, &params, &pc, a.batch_size.min(a.count), false)?;
+    let sampler = Sampler::new(&gpu, &params, &pc, a.batch_size.min(a.count))?;
     let started = std::time::Instant::now();
-    let codes = prior::sample_codes(&gpu, &net, &settings)?;
+    let codes = sampler.sample(&gpu, &settings)?;
     let seconds = started.elapsed().as_secs_f64();
     let pixels = decode_codes(
         &gpu,

@@ -14,6 +14,7 @@ pub mod optim;
 pub mod quantize;
 pub mod reduce;
 pub mod restart;
+pub mod rows;
 pub mod softmax;
 pub mod unrolled;
 pub mod vq_backward;

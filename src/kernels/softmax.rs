@@ -19,7 +19,7 @@ struct Params {
     scale: f32,
     inv_temp: f32,
     seed: u32,
-    _pad: u32,
+    at: u32,
 }
 
 const BINDINGS: [Bind; 5] = [
@@ -89,7 +89,7 @@ pub fn softmax_xent(
         scale: 1.0 / rows as f32,
         inv_temp: 0.0,
         seed: 0,
-        _pad: 0,
+        at: 0,
     });
     let resources = [
         uniform.as_entire_binding(),
@@ -104,13 +104,15 @@ pub fn softmax_xent(
 
 /// Draws, for every image `b`, code `codes[b * h * w + pos]` from
 /// `softmax(logits[b, :, pos] / temperature)`, with the uniform variate a hash of
-/// `seed`, `b` and `pos` (see `reference::prior::sample`). Temperatures near 0 give
-/// the argmax.
+/// `seed`, `b` and `at`, the position in the whole grid (`pos` itself unless the
+/// logits cover a band of it; see `reference::prior::sample`). Temperatures near 0
+/// give the argmax.
 pub fn sample(
     gpu: &Gpu,
     logits: &Tensor,
     codes: &Tensor,
     pos: usize,
+    at: usize,
     temperature: f32,
     seed: u32,
 ) -> Result<Launch> {
@@ -145,7 +147,7 @@ pub fn sample(
         // Past 1e30 the argmax is certain; an infinite factor would make 0 * inf = NaN.
         inv_temp: (1.0 / temperature).min(1e30),
         seed,
-        _pad: 0,
+        at: at as u32,
     });
     let resources = [
         uniform.as_entire_binding(),

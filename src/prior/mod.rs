@@ -10,7 +10,7 @@ mod sample;
 mod train;
 
 pub use network::PriorNet;
-pub use sample::{SampleSettings, sample_codes};
+pub use sample::{SampleSettings, Sampler, band_rows};
 pub use train::{
     CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorRun, PriorSettings, PriorStart, PriorSummary,
 };
@@ -79,6 +79,13 @@ impl PriorConfig {
             classes,
             gated: false,
         }
+    }
+
+    /// Rows above a position that its logits can see: each masked convolution reaches
+    /// half its height up (the first `first_kernel / 2`, each block's 3x3 one), and the
+    /// gated body's vertical stack reaches the horizontal one a row further down.
+    pub fn rows_above(&self) -> usize {
+        self.first_kernel / 2 + self.blocks + usize::from(self.gated)
     }
 
     /// Checks that the sizes can build a network.

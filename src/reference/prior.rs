@@ -1,10 +1,11 @@
 //! The prior's kernels: embedding lookup and backward, causal masks, softmax
-//! cross-entropy and categorical sampling.
+//! cross-entropy, categorical sampling, and moving rows between code grids.
 
 use super::quantize::{at, pcg};
 use crate::kernels::causal_mask::Mask;
 use crate::kernels::conv::ConvShape;
 use crate::kernels::quantize::Rows;
+use crate::kernels::rows::RowCopy;
 
 /// The embedding of `indices`: row `r` is `table[indices[r]]` (the quantiser's gather).
 pub fn embedding(rows: &Rows, indices: &[u32], table: &[f64]) -> Vec<f64> {
@@ -78,13 +79,14 @@ pub fn uniform(seed: u32, b: u32, pos: u32) -> f64 {
 }
 
 /// A draw for each image from `softmax(logits[b, :, pos] / temperature)` by inverting
-/// the cumulative distribution at [`uniform`]; with it, the distance from the variate
+/// the cumulative distribution at [`uniform`] of grid position `at`; with it, the distance from the variate
 /// to the nearest boundary of the chosen interval, relative to the total (draws within
 /// rounding of a boundary may differ in f32).
 pub fn sample(
     logits: &[f64],
     [batch, k_all, plane]: [usize; 3],
     pos: usize,
+    at: usize,
     temperature: f64,
     seed: u32,
 ) -> Vec<(u32, f64)> {
@@ -96,7 +98,7 @@ pub fn sample(
             let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let w: Vec<f64> = l.iter().map(|v| ((v - m) / temperature).exp()).collect();
             let total: f64 = w.iter().sum();
-            let u = uniform(seed, b as u32, pos as u32);
+            let u = uniform(seed, b as u32, at as u32);
             let mut acc = 0.0;
             for (k, wk) in w.iter().enumerate() {
                 let next = acc + wk / total;
@@ -163,4 +165,18 @@ pub fn shift_up(x: &[f64], [h, w]: [usize; 2]) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// [`crate::kernels::rows::copy_rows`]: `dst` with the rows `c` names replaced by
+/// `src`'s.
+pub fn copy_rows(src: &[u32], dst: &[u32], c: &RowCopy) -> Vec<u32> {
+    let mut out = dst.to_vec();
+    for b in 0..c.batch {
+        for r in 0..c.rows {
+            let from = ((b * c.from[0] + c.from[1] + r) * c.width)..;
+            let to = (b * c.to[0] + c.to[1] + r) * c.width;
+            out[to..to + c.width].copy_from_slice(&src[from][..c.width]);
+        }
+    }
+    out
 }
