@@ -41,7 +41,16 @@ fn main() -> vqvae_wgpu::Result<()> {
     let zq = Tensor::zeros(&gpu, &s.y_shape(), DType::F32)?;
 
     // Build the launches once, record them into one pass, submit, wait.
-    let c = conv::conv2d(&gpu, &s, &xt, &wt, &bt, &y, conv::Relu::OUTPUT)?;
+    let c = conv::conv2d(
+        &gpu,
+        &s,
+        &xt,
+        &wt,
+        &bt,
+        &y,
+        conv::Relu::OUTPUT,
+        conv::Epilogue::NONE,
+    )?;
     let q = quantize::quantize(&gpu, &y, &codebook, &codes, None, Some(&zq))?;
     gpu.run(&[&c, &q])?;
 

@@ -35,6 +35,12 @@ override HAS_BIAS: bool = false;
 override RELU_X: bool = false;
 override RELU_Y: bool = false;
 override RELU_OUT: bool = false;
+// The epilogue of MODE 0 and 1, after the bias and RELU_OUT, on tensors shaped like the
+// output: zero the result where `gate` is not positive (a gradient through the ReLU
+// that made or read `gate`), then add `addend` (a residual connection, or two
+// gradients meeting at a fork).
+override GATE_OUT: bool = false;
+override ADD_OUT: bool = false;
 
 // The register tile is TM x TN, at most MAX_TM x MAX_TN; loops run to the overrides,
 // so once they are resolved the compiler unrolls them and drops the unused registers.
@@ -63,6 +69,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> ys: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> gate: array<f32>;
+@group(0) @binding(7) var<storage, read> addend: array<f32>;
 // The packed path's own views of slots 1, 2 and 5 (no entry point uses both views).
 @group(0) @binding(1) var<storage, read> a_pk: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b_pk: array<vec4<f32>>;
@@ -281,11 +289,17 @@ fn store(m: u32, n: u32, oc: u32, j: Job, z: u32, acc: f32) {
         v += bias[m];
     }
     v = relu_if(v, RELU_OUT);
+    var at = oc + m * p.hin * p.win;
     if (MODE == 0u) {
-        out[oc + m * p.hout * p.wout] = v;
-    } else {
-        out[oc + m * p.hin * p.win] = v;
+        at = oc + m * p.hout * p.wout;
     }
+    if (GATE_OUT && !(gate[at] > 0.0)) {
+        v = 0.0;
+    }
+    if (ADD_OUT) {
+        v += addend[at];
+    }
+    out[at] = v;
 }
 
 // Workgroups are numbered linearly over all three grid dimensions, so a problem with

@@ -30,16 +30,3 @@ fn add(
         out[i] = a[i] + b[i];
     }
 }
-
-// out = a where b > 0, else 0: the gradient `a` through a ReLU whose input or output was `b`.
-@compute @workgroup_size(WG)
-fn relu_backward(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let i = index(wid, nwg, lid);
-    if (i < p.len) {
-        out[i] = select(0.0, a[i], b[i] > 0.0);
-    }
-}

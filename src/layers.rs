@@ -4,8 +4,8 @@
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::causal_mask::{Mask, causal_mask};
-use crate::kernels::conv::{self, ConvShape, Relu};
-use crate::kernels::{elementwise, reduce};
+use crate::kernels::conv::{self, ConvShape, Epilogue, Relu};
+use crate::kernels::reduce;
 use crate::launch::Launch;
 use crate::params::Params;
 use crate::tensor::{Tensor, zeros_f32 as zeros};
@@ -71,10 +71,30 @@ impl Conv {
 
     /// `y = layer(x)`.
     pub fn forward(&self, gpu: &Gpu, x: &Tensor, y: &Tensor) -> Result<Launch> {
+        self.forward_with(gpu, x, y, Epilogue::NONE)
+    }
+
+    /// `y = layer(x) + add`: a residual connection, added as the result is stored.
+    pub fn forward_plus(&self, gpu: &Gpu, x: &Tensor, add: &Tensor, y: &Tensor) -> Result<Launch> {
+        let epilogue = Epilogue {
+            add: Some(add),
+            ..Epilogue::NONE
+        };
+        self.forward_with(gpu, x, y, epilogue)
+    }
+
+    fn forward_with(
+        &self,
+        gpu: &Gpu,
+        x: &Tensor,
+        y: &Tensor,
+        epilogue: Epilogue<'_>,
+    ) -> Result<Launch> {
+        let (s, w, b, relu) = (&self.shape, &self.w, &self.b, self.relu);
         let conv = if self.transposed {
-            conv::conv_transpose2d(gpu, &self.shape, x, &self.w, &self.b, y, self.relu)?
+            conv::conv_transpose2d(gpu, s, x, w, b, y, relu, epilogue)?
         } else {
-            conv::conv2d(gpu, &self.shape, x, &self.w, &self.b, y, self.relu)?
+            conv::conv2d(gpu, s, x, w, b, y, relu, epilogue)?
         };
         match self.mask {
             Some(mask) => Ok(causal_mask(gpu, &self.w, mask)?.then(conv)),
@@ -83,14 +103,15 @@ impl Conv {
     }
 
     /// Given the input `x` and the gradient `dy` at the output before its ReLU, writes
-    /// the weight and bias gradients and, if asked, `dx`: the gradient at the input as
-    /// the kernel read it (after any input ReLU, which the caller masks).
+    /// the weight and bias gradients and, if asked, the gradient at the input as the
+    /// kernel read it ([`InputGrad`]: through the ReLU that made or read `x`, if the
+    /// caller asks, and plus another gradient).
     pub fn backward(
         &self,
         gpu: &Gpu,
         x: &Tensor,
         dy: &Tensor,
-        dx: Option<&Tensor>,
+        dx: Option<InputGrad<'_>>,
     ) -> Result<Launch> {
         let s = &self.shape;
         let relu_in = self.relu.input;
@@ -103,14 +124,57 @@ impl Conv {
             launch = launch.then(causal_mask(gpu, &self.dw, mask)?);
         }
         launch = launch.then(reduce::channel_sum(gpu, dy, &self.db)?);
-        if let Some(dx) = dx {
+        if let Some(InputGrad { dx, epilogue }) = dx {
             launch = launch.then(if self.transposed {
-                conv::conv_transpose2d_input_grad(gpu, s, dy, &self.w, dx)?
+                conv::conv_transpose2d_input_grad(gpu, s, dy, &self.w, dx, epilogue)?
             } else {
-                conv::conv2d_input_grad(gpu, s, dy, &self.w, dx)?
+                conv::conv2d_input_grad(gpu, s, dy, &self.w, dx, epilogue)?
             });
         }
         Ok(launch)
+    }
+}
+
+/// Where a layer's backward pass writes the gradient at its input, and what it fuses
+/// into writing it (no separate ReLU-backward or add pass).
+#[derive(Clone, Copy, Debug)]
+pub struct InputGrad<'a> {
+    /// The gradient at the input.
+    pub dx: &'a Tensor,
+    /// Done to it as it is stored.
+    pub epilogue: Epilogue<'a>,
+}
+
+impl<'a> InputGrad<'a> {
+    /// The gradient at the input as the kernel read it, into `dx`.
+    pub fn into(dx: &'a Tensor) -> InputGrad<'a> {
+        InputGrad {
+            dx,
+            epilogue: Epilogue::NONE,
+        }
+    }
+
+    /// The gradient through the ReLU that made (or read) the layer's input `x`: zero
+    /// where `x` is not positive.
+    pub fn through_relu(dx: &'a Tensor, x: &'a Tensor) -> InputGrad<'a> {
+        InputGrad {
+            dx,
+            epilogue: Epilogue {
+                gate: Some(x),
+                add: None,
+            },
+        }
+    }
+
+    /// This gradient plus `other`, where two gradients meet at a fork.
+    pub fn plus(self, other: &'a Tensor) -> InputGrad<'a> {
+        InputGrad {
+            epilogue: Epilogue {
+                add: Some(other),
+                ..self.epilogue
+            },
+            ..self
+        }
     }
 }
 
@@ -134,8 +198,6 @@ pub(crate) struct ResBlock {
     pub conv2: Conv,
     /// relu(conv1(relu(a))).
     t: Tensor,
-    /// conv2(t).
-    u: Tensor,
 }
 
 impl ResBlock {
@@ -162,7 +224,6 @@ impl ResBlock {
                 Relu::NONE,
             ),
             t: zeros(gpu, &[batch, r.hidden, side[0], side[1]])?,
-            u: zeros(gpu, &[batch, r.channels, side[0], side[1]])?,
         })
     }
 
@@ -170,31 +231,55 @@ impl ResBlock {
         Ok(self
             .conv1
             .forward(gpu, a, &self.t)?
-            .then(self.conv2.forward(gpu, &self.t, &self.u)?)
-            .then(elementwise::add(gpu, a, &self.u, out)?))
+            .then(self.conv2.forward_plus(gpu, &self.t, a, out)?))
+    }
+}
+
+/// The gradient buffers of a residual stack's backward pass. Two stacks of one shape
+/// whose backward passes run one after the other (the decoder's, then the encoder's)
+/// can share them: each is dead once its stack's input gradient has been read.
+#[derive(Clone)]
+pub(crate) struct StackGrads {
+    /// `at[i]`: the gradient at the stack's activation `i`.
+    at: Vec<Tensor>,
+    /// Inside a block, the gradient before its 3x3 convolution's output ReLU; the
+    /// blocks run one after another and share it.
+    hidden: Tensor,
+}
+
+impl StackGrads {
+    /// Buffers for a stack of `r`'s shape.
+    pub fn new(gpu: &Gpu, r: &ResShape) -> Result<StackGrads> {
+        let act = [r.batch, r.channels, r.side[0], r.side[1]];
+        Ok(StackGrads {
+            at: (0..=r.blocks)
+                .map(|_| zeros(gpu, &act))
+                .collect::<Result<_>>()?,
+            hidden: zeros(gpu, &[r.batch, r.hidden, r.side[0], r.side[1]])?,
+        })
     }
 }
 
 /// A residual stack's forward and backward: blocks, the activation between each pair,
-/// and the gradient scratch of the backward pass.
+/// and the gradient buffers of the backward pass.
 pub(crate) struct ResStack {
     pub blocks: Vec<ResBlock>,
     /// acts[0] is the stack's input, acts[i + 1] block i's output.
     pub acts: Vec<Tensor>,
-    /// grads[i]: the gradient at acts[i]; scratch for each block's backward pass.
+    /// grads[i]: the gradient at acts[i] (training graphs).
     pub grads: Vec<Tensor>,
-    scratch: Vec<[Tensor; 4]>,
+    hidden: Option<Tensor>,
 }
 
 impl ResStack {
-    /// The stack of `r.blocks` blocks named `{prefix}.{i}`; with `train`, also the
-    /// gradient buffers of its backward pass.
+    /// The stack of `r.blocks` blocks named `{prefix}.{i}`; with `grads` (training),
+    /// the buffers of its backward pass.
     pub fn new(
         gpu: &Gpu,
         params: &Params,
         prefix: &str,
         r: &ResShape,
-        train: bool,
+        grads: Option<StackGrads>,
     ) -> Result<ResStack> {
         let act = [r.batch, r.channels, r.side[0], r.side[1]];
         let blocks = (0..r.blocks)
@@ -203,31 +288,15 @@ impl ResStack {
         let acts = (0..=r.blocks)
             .map(|_| zeros(gpu, &act))
             .collect::<Result<_>>()?;
-        let (grads, scratch) = if train {
-            let t = [r.batch, r.hidden, r.side[0], r.side[1]];
-            (
-                (0..=r.blocks)
-                    .map(|_| zeros(gpu, &act))
-                    .collect::<Result<_>>()?,
-                (0..r.blocks)
-                    .map(|_| {
-                        Ok([
-                            zeros(gpu, &t)?,
-                            zeros(gpu, &t)?,
-                            zeros(gpu, &act)?,
-                            zeros(gpu, &act)?,
-                        ])
-                    })
-                    .collect::<Result<_>>()?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
+        let (grads, hidden) = match grads {
+            Some(g) => (g.at, Some(g.hidden)),
+            None => (Vec::new(), None),
         };
         Ok(ResStack {
             blocks,
             acts,
             grads,
-            scratch,
+            hidden,
         })
     }
 
@@ -250,26 +319,23 @@ impl ResStack {
         Ok(launch)
     }
 
-    /// From the gradient at the output (`grads[L]`) to the gradient at the input (`grads[0]`).
+    /// From the gradient at the output (`grads[L]`) to the gradient at the input
+    /// (`grads[0]`): per block, two input gradients whose stores apply the ReLUs'
+    /// gradients and the residual fork's sum.
     pub fn backward(&self, gpu: &Gpu) -> Result<Launch> {
+        let hidden = self.hidden.as_ref().expect("a training stack");
         let mut launch = Launch::default();
         for (i, b) in self.blocks.iter().enumerate().rev() {
-            let [dt, dt_pre, da_relu, da_branch] = &self.scratch[i];
-            let d_out = &self.grads[i + 1];
+            let (a, d_out) = (&self.acts[i], &self.grads[i + 1]);
+            let d_a = InputGrad::through_relu(&self.grads[i], a).plus(d_out);
             launch = launch
-                .then(b.conv2.backward(gpu, &b.t, d_out, Some(dt))?)
-                .then(elementwise::relu_backward(gpu, dt, &b.t, dt_pre)?)
-                .then(
-                    b.conv1
-                        .backward(gpu, &self.acts[i], dt_pre, Some(da_relu))?,
-                )
-                .then(elementwise::relu_backward(
+                .then(b.conv2.backward(
                     gpu,
-                    da_relu,
-                    &self.acts[i],
-                    da_branch,
+                    &b.t,
+                    d_out,
+                    Some(InputGrad::through_relu(hidden, &b.t)),
                 )?)
-                .then(elementwise::add(gpu, d_out, da_branch, &self.grads[i])?);
+                .then(b.conv1.backward(gpu, a, hidden, Some(d_a))?);
         }
         Ok(launch)
     }

@@ -4,9 +4,9 @@
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{ConvShape, Relu};
-use crate::kernels::{codes, elementwise, loss, quantize, vq_backward};
+use crate::kernels::{codes, loss, quantize, vq_backward};
 use crate::launch::Launch;
-use crate::layers::{Conv, ResShape, ResStack};
+use crate::layers::{Conv, InputGrad, ResShape, ResStack, StackGrads};
 use crate::model::Config;
 use crate::params::Params;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
@@ -118,8 +118,15 @@ impl Vqvae {
             side,
             mask: None,
         };
-        let enc_res = ResStack::new(gpu, params, "encoder.res", &res, train)?;
-        let dec_res = ResStack::new(gpu, params, "decoder.res", &res, train)?;
+        // The decoder's backward pass ends before the encoder's begins: the two stacks
+        // share their gradient buffers.
+        let stack_grads = if train {
+            Some(StackGrads::new(gpu, &res)?)
+        } else {
+            None
+        };
+        let enc_res = ResStack::new(gpu, params, "encoder.res", &res, stack_grads.clone())?;
+        let dec_res = ResStack::new(gpu, params, "decoder.res", &res, stack_grads)?;
 
         let x = zeros(gpu, &[batch, c.channels, height, width])?;
         let h1 = zeros(gpu, &enc1.out_shape())?;
@@ -174,28 +181,26 @@ impl Vqvae {
             let u = zeros(gpu, &[2])?;
             let counts = Tensor::zeros(gpu, &[c.codes], DType::U32)?;
             let like = |t: &Tensor| zeros(gpu, t.shape());
-            let (dx_hat, dg1, dg1_pre, d_relu) = (
-                like(&x_hat)?,
-                like(&g1)?,
-                like(&g1)?,
-                like(dec_res.output())?,
-            );
-            let (dz_q, dz_e, d_relu_e) = (like(&z_q)?, like(&z_e)?, like(enc_res.output())?);
-            let (dh2, dh2_pre, dh1, dh1_pre) = (like(&h2)?, like(&h2)?, like(&h1)?, like(&h1)?);
+            let (dx_hat, dz_q, dz_e, dh2) = (like(&x_hat)?, like(&z_q)?, like(&z_e)?, like(&h2)?);
+            // The gradients at g1 and at h1 have one shape, and the first is dead before
+            // the second is written.
+            let dg1 = like(&g1)?;
+            let dh1 = &dg1;
             let (enc_top, dec_top) = (&enc_res.grads[c.res_layers], &dec_res.grads[c.res_layers]);
+            // Every input gradient below is stored through the ReLU that made or read
+            // the layer's input: no ReLU-backward passes.
+            let relu = InputGrad::through_relu;
             let launch = loss::vqvae_loss(gpu, &x_hat, &x, &dist, z_e.len(), c.beta, &dx_hat, &t)?
                 .then(codes::code_usage(gpu, &indices, &counts, &u)?)
-                .then(deconv2.backward(gpu, &g1, &dx_hat, Some(&dg1))?)
-                .then(elementwise::relu_backward(gpu, &dg1, &g1, &dg1_pre)?)
-                .then(deconv1.backward(gpu, dec_res.output(), &dg1_pre, Some(&d_relu))?)
-                .then(elementwise::relu_backward(
+                .then(deconv2.backward(gpu, &g1, &dx_hat, Some(relu(&dg1, &g1)))?)
+                .then(deconv1.backward(
                     gpu,
-                    &d_relu,
                     dec_res.output(),
-                    dec_top,
+                    &dg1,
+                    Some(relu(dec_top, dec_res.output())),
                 )?)
                 .then(dec_res.backward(gpu)?)
-                .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(&dz_q))?)
+                .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(InputGrad::into(&dz_q)))?)
                 .then(vq_backward::vq_backward(
                     gpu,
                     &z_e,
@@ -207,19 +212,16 @@ impl Vqvae {
                     &dz_e,
                     params.grad("codebook.weight"),
                 )?)
-                .then(pre_vq.backward(gpu, enc_res.output(), &dz_e, Some(&d_relu_e))?)
-                .then(elementwise::relu_backward(
+                .then(pre_vq.backward(
                     gpu,
-                    &d_relu_e,
                     enc_res.output(),
-                    enc_top,
+                    &dz_e,
+                    Some(relu(enc_top, enc_res.output())),
                 )?)
                 .then(enc_res.backward(gpu)?)
-                .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(&dh2))?)
-                .then(elementwise::relu_backward(gpu, &dh2, &h2, &dh2_pre)?)
-                .then(enc2.backward(gpu, &h1, &dh2_pre, Some(&dh1))?)
-                .then(elementwise::relu_backward(gpu, &dh1, &h1, &dh1_pre)?)
-                .then(enc1.backward(gpu, &x, &dh1_pre, None)?);
+                .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(relu(&dh2, &h2)))?)
+                .then(enc2.backward(gpu, &h1, &dh2, Some(relu(dh1, &h1)))?)
+                .then(enc1.backward(gpu, &x, dh1, None)?);
             terms = Some(t);
             usage = Some(u);
             code_counts = Some(counts);

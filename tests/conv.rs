@@ -1,5 +1,5 @@
 //! Convolution kernels against the plain-Rust reference, on awkward shapes, with both
-//! kernel variants.
+//! kernel variants, fused ReLUs and fused epilogues (gate and addend).
 
 mod common;
 
@@ -7,7 +7,7 @@ use common::*;
 use vqvae_wgpu::Gpu;
 use vqvae_wgpu::kernels::{conv, reduce};
 use vqvae_wgpu::reference::conv as r;
-use vqvae_wgpu::reference::{relu, relu_backward};
+use vqvae_wgpu::reference::{add, relu, relu_backward};
 
 /// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
 /// are not multiples of any tile, every kernel the model uses. The last two are wide
@@ -40,6 +40,46 @@ fn shape(&(batch, cin, cout, hin, win, k, stride, pad): &Case) -> conv::ConvShap
     }
 }
 
+/// Random gate and addend tensors of `shape` for a fused epilogue, uploaded, with the
+/// reference of what the epilogue makes of a result `v`: zero where the gate is not
+/// positive, plus the addend.
+struct Fused {
+    gate: (Vec<f32>, vqvae_wgpu::Tensor),
+    add: (Vec<f32>, vqvae_wgpu::Tensor),
+}
+
+impl Fused {
+    fn new(gpu: &Gpu, shape: &[usize], rng: &mut Rng) -> Fused {
+        let n = shape.iter().product();
+        let (g, a) = (rng.vec(n), rng.vec(n));
+        Fused {
+            gate: (g.clone(), upload(gpu, shape, &g)),
+            add: (a.clone(), upload(gpu, shape, &a)),
+        }
+    }
+
+    /// The epilogue (`on`), or none.
+    fn epilogue(&self, on: bool) -> conv::Epilogue<'_> {
+        match on {
+            true => conv::Epilogue {
+                gate: Some(&self.gate.1),
+                add: Some(&self.add.1),
+            },
+            false => conv::Epilogue::NONE,
+        }
+    }
+
+    fn apply(&self, on: bool, v: Vec<f64>) -> Vec<f64> {
+        match on {
+            true => add(
+                &relu_backward(&v, &widen(&self.gate.0)),
+                &widen(&self.add.0),
+            ),
+            false => v,
+        }
+    }
+}
+
 fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
     let mut rng = Rng::new(seed);
     let (xs, ys, ws) = (s.x_shape(), s.y_shape(), s.w_shape());
@@ -55,7 +95,12 @@ fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
     );
     let (x64, w64, b64, dy64) = (widen(&x), widen(&w), widen(&b), widen(&dy));
     let tag = format!("{s:?} {:?}", gpu.tuning());
+    let (fused_y, fused_x) = (
+        Fused::new(gpu, &ys, &mut rng),
+        Fused::new(gpu, &xs, &mut rng),
+    );
 
+    // The fused epilogue rides along with the fused ReLUs.
     for (relu_in, relu_out) in [(false, false), (true, true)] {
         let y = zeros(gpu, &ys);
         gpu.run(&[&conv::conv2d(
@@ -69,13 +114,14 @@ fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
                 input: relu_in,
                 output: relu_out,
             },
+            fused_y.epilogue(relu_out),
         )
         .unwrap()])
             .unwrap();
         let input = if relu_in { relu(&x64) } else { x64.clone() };
         let mut want = r::conv2d(s, &input, &w64, &b64);
         if relu_out {
-            want = relu(&want);
+            want = fused_y.apply(true, relu(&want));
         }
         assert_close(
             &format!("conv2d relu {relu_in}/{relu_out} {tag}"),
@@ -86,16 +132,19 @@ fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
         );
     }
 
-    let dx = zeros(gpu, &xs);
-    gpu.run(&[&conv::conv2d_input_grad(gpu, s, &dyt, &wt, &dx).unwrap()])
-        .unwrap();
-    assert_close(
-        &format!("conv2d_input_grad {tag}"),
-        &dx.to_f32(gpu).unwrap(),
-        &r::conv2d_input_grad(s, &dy64, &w64),
-        1e-4,
-        1e-4,
-    );
+    for fuse in [false, true] {
+        let dx = zeros(gpu, &xs);
+        let epilogue = fused_x.epilogue(fuse);
+        gpu.run(&[&conv::conv2d_input_grad(gpu, s, &dyt, &wt, &dx, epilogue).unwrap()])
+            .unwrap();
+        assert_close(
+            &format!("conv2d_input_grad epilogue {fuse} {tag}"),
+            &dx.to_f32(gpu).unwrap(),
+            &fused_x.apply(fuse, r::conv2d_input_grad(s, &dy64, &w64)),
+            1e-4,
+            1e-4,
+        );
+    }
 
     for relu_in in [false, true] {
         let dw = zeros(gpu, &ws);
@@ -162,6 +211,8 @@ fn conv_transpose2d_matches_reference() {
             );
             let (x64, w64, b64, d64) = (widen(&x), widen(&wt), widen(&b), widen(&dout));
             let tag = format!("{t:?} {:?}", gpu.tuning());
+            let fused_out = Fused::new(gpu, &s.x_shape(), &mut rng);
+            let fused_in = Fused::new(gpu, &s.y_shape(), &mut rng);
 
             for (relu_in, relu_out) in [(false, false), (true, true)] {
                 let out = zeros(gpu, &s.x_shape());
@@ -176,13 +227,14 @@ fn conv_transpose2d_matches_reference() {
                         input: relu_in,
                         output: relu_out,
                     },
+                    fused_out.epilogue(relu_out),
                 )
                 .unwrap()])
                     .unwrap();
                 let input = if relu_in { relu(&x64) } else { x64.clone() };
                 let mut want = r::conv_transpose2d(&t, &input, &w64, &b64);
                 if relu_out {
-                    want = relu(&want);
+                    want = fused_out.apply(true, relu(&want));
                 }
                 assert_close(
                     &format!("conv_transpose2d {relu_in}/{relu_out} {tag}"),
@@ -193,16 +245,21 @@ fn conv_transpose2d_matches_reference() {
                 );
             }
 
-            let dx = zeros(gpu, &s.y_shape());
-            gpu.run(&[&conv::conv_transpose2d_input_grad(gpu, &s, &d_t, &w_t, &dx).unwrap()])
+            for fuse in [false, true] {
+                let dx = zeros(gpu, &s.y_shape());
+                let epilogue = fused_in.epilogue(fuse);
+                gpu.run(&[
+                    &conv::conv_transpose2d_input_grad(gpu, &s, &d_t, &w_t, &dx, epilogue).unwrap(),
+                ])
                 .unwrap();
-            assert_close(
-                &format!("conv_transpose2d_input_grad {tag}"),
-                &dx.to_f32(gpu).unwrap(),
-                &r::conv_transpose2d_input_grad(&t, &d64, &w64),
-                1e-4,
-                1e-4,
-            );
+                assert_close(
+                    &format!("conv_transpose2d_input_grad epilogue {fuse} {tag}"),
+                    &dx.to_f32(gpu).unwrap(),
+                    &fused_in.apply(fuse, r::conv_transpose2d_input_grad(&t, &d64, &w64)),
+                    1e-4,
+                    1e-4,
+                );
+            }
 
             for relu_in in [false, true] {
                 let dw = zeros(gpu, &s.w_shape());

@@ -32,7 +32,19 @@ fn mismatched_shapes_name_both_shapes() {
         zeros(gpu, &[4]),
         zeros(gpu, &s.y_shape()),
     );
-    let e = message(conv::conv2d(gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
+    let e = message(
+        conv::conv2d(
+            gpu,
+            &s,
+            &x,
+            &w,
+            &b,
+            &y,
+            conv::Relu::NONE,
+            conv::Epilogue::NONE,
+        )
+        .unwrap_err(),
+    );
     assert!(
         e.contains("[2, 3, 8, 9]") && e.contains("[2, 3, 8, 8]"),
         "{e}"
@@ -126,7 +138,19 @@ fn workgroups_beyond_the_device_limit_name_the_limit() {
         zeros(&gpu, &[256]),
         zeros(&gpu, &s.y_shape()),
     );
-    let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
+    let e = message(
+        conv::conv2d(
+            &gpu,
+            &s,
+            &x,
+            &w,
+            &b,
+            &y,
+            conv::Relu::NONE,
+            conv::Epilogue::NONE,
+        )
+        .unwrap_err(),
+    );
     assert!(
         e.contains("max_compute_invocations_per_workgroup") && e.contains("4096"),
         "{e}"
@@ -234,7 +258,19 @@ fn packed_tiles_outside_what_the_generators_write_are_refused() {
             zeros(&gpu, &[64]),
             zeros(&gpu, &s.y_shape()),
         );
-        let e = message(conv::conv2d(&gpu, &s, &x, &w, &b, &y, conv::Relu::NONE).unwrap_err());
+        let e = message(
+            conv::conv2d(
+                &gpu,
+                &s,
+                &x,
+                &w,
+                &b,
+                &y,
+                conv::Relu::NONE,
+                conv::Epilogue::NONE,
+            )
+            .unwrap_err(),
+        );
         assert!(e.contains("GEMM tile") && e.contains(bad), "{e}");
     }
     let mut gpu = common::open_default();

@@ -96,9 +96,19 @@ fn masked_convolutions_match_reference() {
                 upload(gpu, &[cout], &b),
             );
             let y = zeros(gpu, &s.y_shape());
-            let launch = causal_mask(gpu, &wtt, mask)
-                .unwrap()
-                .then(conv::conv2d(gpu, &s, &xt, &wtt, &bt, &y, Relu::NONE).unwrap());
+            let launch = causal_mask(gpu, &wtt, mask).unwrap().then(
+                conv::conv2d(
+                    gpu,
+                    &s,
+                    &xt,
+                    &wtt,
+                    &bt,
+                    &y,
+                    Relu::NONE,
+                    conv::Epilogue::NONE,
+                )
+                .unwrap(),
+            );
             gpu.run(&[&launch]).unwrap();
             let want = r::masked_conv2d(&s, &widen(&x), &widen(&wt), &widen(&b), mask);
             assert_close(

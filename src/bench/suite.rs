@@ -154,6 +154,7 @@ fn conv_cases(name: &str, s: ConvShape) -> [Case; 3] {
                 &filled(gpu, &[s.cout], 3)?,
                 &zeros(gpu, &y)?,
                 Relu::NONE,
+                conv::Epilogue::NONE,
             )?;
             kernel_work(launch, Some(s.flops()), &[&x, &w, &[s.cout], &y])
         }),
@@ -168,6 +169,7 @@ fn conv_cases(name: &str, s: ConvShape) -> [Case; 3] {
                     &filled(gpu, &y, 4)?,
                     &filled(gpu, &w, 2)?,
                     &zeros(gpu, &x)?,
+                    conv::Epilogue::NONE,
                 )?;
                 kernel_work(launch, Some(s.flops()), &[&y, &w, &x])
             },
@@ -211,6 +213,7 @@ fn deconv_cases(name: &str, s: ConvShape) -> [Case; 3] {
                 &filled(gpu, &[s.cin], 3)?,
                 &zeros(gpu, &output)?,
                 Relu::NONE,
+                conv::Epilogue::NONE,
             )?;
             kernel_work(launch, Some(s.flops()), &[&input, &w, &[s.cin], &output])
         }),
@@ -225,6 +228,7 @@ fn deconv_cases(name: &str, s: ConvShape) -> [Case; 3] {
                     &filled(gpu, &output, 4)?,
                     &filled(gpu, &w, 2)?,
                     &zeros(gpu, &input)?,
+                    conv::Epilogue::NONE,
                 )?;
                 kernel_work(launch, Some(s.flops()), &[&output, &w, &input])
             },
@@ -261,6 +265,7 @@ fn kernels() -> Vec<Case> {
                 &zeros(gpu, &[mm.cout])?,
                 &zeros(gpu, &mm.y_shape())?,
                 Relu::NONE,
+                conv::Epilogue::NONE,
             )?;
             kernel_work(
                 launch,

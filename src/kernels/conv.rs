@@ -179,6 +179,40 @@ impl Relu {
     };
 }
 
+/// Element-wise work fused into storing a convolution's result (forward, or input
+/// gradient), after the bias and the output ReLU: zero the result where `gate` is not
+/// positive (the gradient through the ReLU that made or read `gate`: PyTorch's
+/// `grad * (gate > 0)`), then add `add`. Both are shaped like the output.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// Zero the result where this is not positive.
+    pub gate: Option<&'a Tensor>,
+    /// Add this to the result.
+    pub add: Option<&'a Tensor>,
+}
+
+impl Epilogue<'_> {
+    /// Nothing after the bias and the output ReLU.
+    pub const NONE: Epilogue<'static> = Epilogue {
+        gate: None,
+        add: None,
+    };
+
+    fn check(&self, op: &'static str, out: &[usize]) -> Result<()> {
+        for (name, t) in [("gate", self.gate), ("addend", self.add)] {
+            if let Some(t) = t {
+                check(op, name, t, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GATE_OUT` and `ADD_OUT`, as override values.
+    fn flags(&self) -> [f64; 2] {
+        [self.gate, self.add].map(|t| f64::from(u8::from(t.is_some())))
+    }
+}
+
 /// Which products `conv.wgsl` computes (its `MODE`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -231,13 +265,15 @@ struct Params {
 
 /// `conv.wgsl`'s bindings: parameters; weight, X side, Y side (the packed GEMM reads its
 /// A and B in slots 1 and 2); bias; output (where the packing kernels write).
-const BINDINGS: [Bind; 6] = [
+const BINDINGS: [Bind; 8] = [
     Bind::Uniform,
     Bind::Read,
     Bind::Read,
     Bind::Read,
     Bind::Read,
     Bind::Write,
+    Bind::Read,
+    Bind::Read,
 ];
 
 /// Depth of the k slices the shared variant stages.
@@ -286,6 +322,7 @@ struct Operands<'a> {
     y: Option<&'a Tensor>,
     bias: Option<&'a Tensor>,
     out: &'a Tensor,
+    epilogue: Epilogue<'a>,
 }
 
 fn check(op: &'static str, name: &str, t: &Tensor, want: &[usize]) -> Result<()> {
@@ -403,6 +440,8 @@ fn direct(
             ("RELU_X", f64::from(u8::from(fuse.relu_x))),
             ("RELU_Y", f64::from(u8::from(fuse.relu_y))),
             ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
+            ("GATE_OUT", ops.epilogue.flags()[0]),
+            ("ADD_OUT", ops.epilogue.flags()[1]),
         ],
         &BINDINGS,
     )?;
@@ -424,6 +463,8 @@ fn direct(
             gpu.optional(ops.y, 3),
             gpu.optional(ops.bias, 4),
             target.binding(),
+            gpu.optional(ops.epilogue.gate, 6),
+            gpu.optional(ops.epilogue.add, 7),
         ],
         (tiles * splits) as u64,
     )?;
@@ -599,6 +640,8 @@ fn packed(
         ("WG_Y", f64::from(wg[1])),
         ("HAS_BIAS", f64::from(u8::from(ops.bias.is_some()))),
         ("RELU_OUT", f64::from(u8::from(fuse.relu_out))),
+        ("GATE_OUT", ops.epilogue.flags()[0]),
+        ("ADD_OUT", ops.epilogue.flags()[1]),
     ];
     let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &pack_constants, &BINDINGS)?;
     let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &pack_constants, &BINDINGS)?;
@@ -652,6 +695,8 @@ fn packed(
                 gpu.optional(ops.y, 3),
                 gpu.unused(4),
                 packed.binding(),
+                gpu.unused(6),
+                gpu.unused(7),
             ];
             gpu.dispatch(op, kernel, &resources, (vec4s as u64).div_ceil(PACK_WG))
         };
@@ -668,6 +713,8 @@ fn packed(
             gpu.unused(3),
             gpu.optional(ops.bias, 4),
             target.binding(),
+            gpu.optional(ops.epilogue.gate, 6),
+            gpu.optional(ops.epilogue.add, 7),
         ];
         let groups = ((mp / bm) * (np / bn)) as u64;
         launch = launch.then(gpu.dispatch(op, &product, &resources, groups)?.into());
@@ -678,8 +725,9 @@ fn packed(
     Ok(launch)
 }
 
-/// `y = conv2d(x, w) + bias`, with the ReLUs `relu` asks for fused in.
+/// `y = conv2d(x, w) + bias`, with the ReLUs `relu` asks for and the `epilogue` fused in.
 /// Shapes: x `[b, cin, hin, win]`, w `[cout, cin, kh, kw]`, bias `[cout]`, y `[b, cout, hout, wout]`.
+#[allow(clippy::too_many_arguments)] // operands, output, ReLUs, epilogue: each its own role
 pub fn conv2d(
     gpu: &Gpu,
     s: &ConvShape,
@@ -688,6 +736,7 @@ pub fn conv2d(
     bias: &Tensor,
     y: &Tensor,
     relu: Relu,
+    epilogue: Epilogue<'_>,
 ) -> Result<Launch> {
     let op = "conv2d";
     s.validate(op)?;
@@ -700,6 +749,7 @@ pub fn conv2d(
         relu_out: relu.output,
         ..Fuse::default()
     };
+    epilogue.check(op, &s.y_shape())?;
     gemm(
         gpu,
         op,
@@ -712,23 +762,27 @@ pub fn conv2d(
             y: None,
             bias: Some(bias),
             out: y,
+            epilogue,
         },
     )
 }
 
-/// The input gradient of [`conv2d`] (before any fused ReLU): `dx = conv2d^T(dy, w)`.
+/// The input gradient of [`conv2d`] (before any fused ReLU): `dx = conv2d^T(dy, w)`,
+/// with the `epilogue` fused in (the gradient through the input's ReLU, say).
 pub fn conv2d_input_grad(
     gpu: &Gpu,
     s: &ConvShape,
     dy: &Tensor,
     w: &Tensor,
     dx: &Tensor,
+    epilogue: Epilogue<'_>,
 ) -> Result<Launch> {
     let op = "conv2d_input_grad";
     s.validate(op)?;
     check(op, "output gradient", dy, &s.y_shape())?;
     check(op, "weight", w, &s.w_shape())?;
     check(op, "input gradient", dx, &s.x_shape())?;
+    epilogue.check(op, &s.x_shape())?;
     gemm(
         gpu,
         op,
@@ -741,6 +795,7 @@ pub fn conv2d_input_grad(
             y: Some(dy),
             bias: None,
             out: dx,
+            epilogue,
         },
     )
 }
@@ -776,14 +831,17 @@ pub fn conv2d_weight_grad(
             y: Some(dy),
             bias: None,
             out: dw,
+            epilogue: Epilogue::NONE,
         },
     )
 }
 
-/// `out = conv_transpose2d(x, w) + bias`, with the ReLUs `relu` asks for fused in,
+/// `out = conv_transpose2d(x, w) + bias`, with the ReLUs `relu` asks for and the
+/// `epilogue` fused in,
 /// for `s` = [`ConvShape::transposed`]. Shapes: x `[b, cout, hout, wout]` (the Y side),
 /// w `[cout, cin, kh, kw]` (`ConvTranspose2d`'s `[in, out, kh, kw]`), bias `[cin]`,
 /// out `[b, cin, hin, win]` (the X side).
+#[allow(clippy::too_many_arguments)] // operands, output, ReLUs, epilogue: each its own role
 pub fn conv_transpose2d(
     gpu: &Gpu,
     s: &ConvShape,
@@ -792,6 +850,7 @@ pub fn conv_transpose2d(
     bias: &Tensor,
     out: &Tensor,
     relu: Relu,
+    epilogue: Epilogue<'_>,
 ) -> Result<Launch> {
     let op = "conv_transpose2d";
     s.validate(op)?;
@@ -804,6 +863,7 @@ pub fn conv_transpose2d(
         relu_out: relu.output,
         ..Fuse::default()
     };
+    epilogue.check(op, &s.x_shape())?;
     gemm(
         gpu,
         op,
@@ -816,23 +876,27 @@ pub fn conv_transpose2d(
             y: Some(x),
             bias: Some(bias),
             out,
+            epilogue,
         },
     )
 }
 
-/// The input gradient of [`conv_transpose2d`]: a plain convolution of `dout` by `w`.
+/// The input gradient of [`conv_transpose2d`]: a plain convolution of `dout` by `w`,
+/// with the `epilogue` fused in.
 pub fn conv_transpose2d_input_grad(
     gpu: &Gpu,
     s: &ConvShape,
     dout: &Tensor,
     w: &Tensor,
     dx: &Tensor,
+    epilogue: Epilogue<'_>,
 ) -> Result<Launch> {
     let op = "conv_transpose2d_input_grad";
     s.validate(op)?;
     check(op, "output gradient", dout, &s.x_shape())?;
     check(op, "weight", w, &s.w_shape())?;
     check(op, "input gradient", dx, &s.y_shape())?;
+    epilogue.check(op, &s.y_shape())?;
     gemm(
         gpu,
         op,
@@ -845,6 +909,7 @@ pub fn conv_transpose2d_input_grad(
             y: None,
             bias: None,
             out: dx,
+            epilogue,
         },
     )
 }
@@ -880,6 +945,7 @@ pub fn conv_transpose2d_weight_grad(
             y: Some(x),
             bias: None,
             out: dw,
+            epilogue: Epilogue::NONE,
         },
     )
 }

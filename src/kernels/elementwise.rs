@@ -55,9 +55,3 @@ fn binary(gpu: &Gpu, op: &'static str, a: &Tensor, b: &Tensor, out: &Tensor) -> 
 pub fn add(gpu: &Gpu, a: &Tensor, b: &Tensor, out: &Tensor) -> Result<Launch> {
     binary(gpu, "add", a, b, out)
 }
-
-/// `out = grad` where `act > 0`, else 0: the gradient through a ReLU, given the ReLU's
-/// input or output `act`.
-pub fn relu_backward(gpu: &Gpu, grad: &Tensor, act: &Tensor, out: &Tensor) -> Result<Launch> {
-    binary(gpu, "relu_backward", grad, act, out)
-}

@@ -15,7 +15,7 @@ use crate::kernels::causal_mask::Mask;
 use crate::kernels::conv::{ConvShape, Relu};
 use crate::kernels::{elementwise, gated};
 use crate::launch::Launch;
-use crate::layers::Conv;
+use crate::layers::{Conv, InputGrad};
 use crate::tensor::{Tensor, zeros_f32 as zeros};
 
 /// One gated layer's convolutions and activations.
@@ -212,14 +212,23 @@ fn backward(
             (like(h_in)?, like(&layer.shifted)?, like(&layer.v_pre)?);
         let d_v_in = like(v_in)?;
         launch = launch
-            .then(layer.out.backward(gpu, &layer.g, &d_h_out, Some(&d_g))?)
-            .then(gated::gate_backward(gpu, &layer.h_pre, &d_g, &d_h_pre)?)
-            .then(layer.h.backward(gpu, h_in, &d_h_pre, Some(&d_h_conv_in))?)
             .then(
                 layer
-                    .link
-                    .backward(gpu, &layer.shifted, &d_h_pre, Some(&d_shifted))?,
+                    .out
+                    .backward(gpu, &layer.g, &d_h_out, Some(InputGrad::into(&d_g)))?,
             )
+            .then(gated::gate_backward(gpu, &layer.h_pre, &d_g, &d_h_pre)?)
+            .then(
+                layer
+                    .h
+                    .backward(gpu, h_in, &d_h_pre, Some(InputGrad::into(&d_h_conv_in)))?,
+            )
+            .then(layer.link.backward(
+                gpu,
+                &layer.shifted,
+                &d_h_pre,
+                Some(InputGrad::into(&d_shifted)),
+            )?)
             .then(gated::shift_up(gpu, &d_shifted, &d_v_pre_link)?);
         let d_v_pre = match &d_v_out {
             Some(d_v) => {
@@ -231,7 +240,12 @@ fn backward(
             }
             None => d_v_pre_link,
         };
-        launch = launch.then(layer.v.backward(gpu, v_in, &d_v_pre, Some(&d_v_in))?);
+        launch = launch.then(layer.v.backward(
+            gpu,
+            v_in,
+            &d_v_pre,
+            Some(InputGrad::into(&d_v_in)),
+        )?);
         if l == 0 {
             if let Some((cv, ch, onehot)) = cond {
                 launch = launch

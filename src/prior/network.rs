@@ -6,9 +6,9 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::causal_mask::Mask;
 use crate::kernels::conv::{ConvShape, Relu};
-use crate::kernels::{elementwise, embedding, reduce, softmax};
+use crate::kernels::{embedding, reduce, softmax};
 use crate::launch::Launch;
-use crate::layers::{Conv, ResShape, ResStack};
+use crate::layers::{Conv, InputGrad, ResShape, ResStack, StackGrads};
 use crate::params::Params;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 
@@ -108,16 +108,19 @@ impl PriorNet {
             let (per, total) = (zeros(gpu, &[rows])?, zeros(gpu, &[1])?);
             let dl = zeros(gpu, logits.shape())?;
             let like = |t: &Tensor| zeros(gpu, t.shape());
-            let (d_o1, d_o1_pre, d_relu) = (like(&o1)?, like(&o1)?, like(&body.top)?);
+            let d_o1 = like(&o1)?;
             loss = Some(
                 softmax::softmax_xent(gpu, &logits, &codes, &dl, &per)?
                     .then(reduce::sum(gpu, &per, &total)?),
             );
             backward = Some(
-                out2.backward(gpu, &o1, &dl, Some(&d_o1))?
-                    .then(elementwise::relu_backward(gpu, &d_o1, &o1, &d_o1_pre)?)
-                    .then(out1.backward(gpu, &body.top, &d_o1_pre, Some(&d_relu))?)
-                    .then(elementwise::relu_backward(gpu, &d_relu, &body.top, d_top)?)
+                out2.backward(gpu, &o1, &dl, Some(InputGrad::through_relu(&d_o1, &o1)))?
+                    .then(out1.backward(
+                        gpu,
+                        &body.top,
+                        &d_o1,
+                        Some(InputGrad::through_relu(d_top, &body.top)),
+                    )?)
                     .then(body_backward)
                     .then(embedding::embedding_grad(
                         gpu,
@@ -234,29 +237,35 @@ fn residual_body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
         );
         (layer, onehot)
     });
+    let shape = ResShape {
+        channels: c.channels,
+        hidden: c.hidden,
+        blocks: c.blocks,
+        batch,
+        side,
+        mask: Some(Mask::B),
+    };
     let stack = ResStack::new(
         gpu,
         b.params,
         "res",
-        &ResShape {
-            channels: c.channels,
-            hidden: c.hidden,
-            blocks: c.blocks,
-            batch,
-            side,
-            mask: Some(Mask::B),
+        &shape,
+        match b.d_e {
+            Some(_) => Some(StackGrads::new(gpu, &shape)?),
+            None => None,
         },
-        b.d_e.is_some(),
     )?;
     let plane = [batch, c.channels, side[0], side[1]];
     // With classes, the stack's input is conv_in(e) + cond(one-hot classes).
     let mut forward = match &cond {
         Some((layer, onehot)) => {
-            let (x, y) = (zeros(gpu, &plane)?, zeros(gpu, &plane)?);
-            conv_in
-                .forward(gpu, b.e, &x)?
-                .then(layer.forward(gpu, onehot, &y)?)
-                .then(elementwise::add(gpu, &x, &y, stack.input())?)
+            let x = zeros(gpu, &plane)?;
+            conv_in.forward(gpu, b.e, &x)?.then(layer.forward_plus(
+                gpu,
+                onehot,
+                &x,
+                stack.input(),
+            )?)
         }
         None => conv_in.forward(gpu, b.e, stack.input())?,
     };
@@ -274,7 +283,12 @@ fn residual_body(gpu: &Gpu, b: &BodyInput<'_>) -> Result<Body> {
             if let Some((layer, onehot)) = &cond {
                 launch = launch.then(layer.backward(gpu, onehot, &stack.grads[0], None)?);
             }
-            Some(launch.then(conv_in.backward(gpu, b.e, &stack.grads[0], Some(de))?))
+            Some(launch.then(conv_in.backward(
+                gpu,
+                b.e,
+                &stack.grads[0],
+                Some(InputGrad::into(de)),
+            )?))
         }
         None => None,
     };
