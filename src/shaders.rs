@@ -36,7 +36,7 @@ shaders! {
     CONV => "conv",
     /// Deterministic reductions: split-k sums, per-channel sums, tree sums.
     REDUCE => "reduce",
-    /// Element-wise kernels: residual add, ReLU backward.
+    /// Element-wise kernels: the sum of two tensors.
     ELEMENTWISE => "elementwise",
     /// The fused nearest-code quantiser: code norms, argmin without a distance matrix,
     /// and the gather of code vectors.
