@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One prepared check for a machine with a GPU: the adapter, the whole benchmark suite,
-# a short training run whose losses must match the committed lavapipe run's, and the
-# PyTorch peer on CUDA beside it. Everything it measures lands in one folder.
+# One prepared check for a machine with a GPU: the adapter, the autotuner on the
+# quick-start and paper-size models, the whole benchmark suite, a short training run
+# whose losses must match the committed lavapipe run's, and the PyTorch peer on CUDA
+# beside it. Everything it measures lands in one folder.
 #
 #   benchmarks/gpu.sh [VQVAE_BINARY] [OUT_DIR]
 #
@@ -32,6 +33,15 @@ fi
 step "adapter"
 "$bin" info 2>&1 | tee "$out/info.txt" || status=1
 
+# The tunings land in OUT_DIR/tuning.json, not the user's cache.
+step "kernel tuning (vqvae tune)"
+for model in "quick-start --hidden 64 --codes 128 --code-dim 16" "paper-b128 --batch-size 128"; do
+    set -- $model
+    name=$1
+    shift
+    VQVAE_TUNING="$out/tuning.json" "$bin" tune "$@" 2>&1 | tee "$out/tune-$name.txt" || status=1
+done
+
 step "benchmark suite (vqvae bench)"
 "$bin" bench --json "$out/bench.json" 2>&1 | tail -n 80 || status=1
 
@@ -41,7 +51,7 @@ step "benchmark suite (vqvae bench)"
 step "training check against lavapipe"
 run=$(mktemp -d)
 "$bin" train --hidden 32 --res-hidden 16 --codes 32 --code-dim 8 --batch-size 16 \
-    --steps 40 --log-every 10 --seed 0 --out "$run" >"$out/train-check.log" 2>&1 || status=1
+    --steps 40 --log-every 10 --seed 0 --no-tune --out "$run" >"$out/train-check.log" 2>&1 || status=1
 cp "$run/metrics.jsonl" "$out/train-check.jsonl" 2>/dev/null
 rm -rf "$run"
 python3 - "$out/train-check.jsonl" benchmarks/train-check-lavapipe.jsonl <<'EOF' || status=1

@@ -488,3 +488,98 @@ fn pack_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         kc = k_next(kc, d);
     }
 }
+
+// The packed product on GPUs. Each WG_X x WG_Y workgroup computes a (GS_TM WG_Y) x
+// (4 GS_TN4 WG_X) tile of C from GBK-deep slices of both packed operands staged in
+// workgroup memory, double-buffered: the next slice is written into one buffer while
+// the current one is read from the other, so one barrier a slice suffices. A is staged
+// transposed (depth-major), so the threads of a row read one depth's values from
+// consecutive words; B is staged as it lies, in vec4s. Thread (x, y) owns rows
+// y + i WG_Y and vec4 columns x + j WG_X, as in `gemm_reg`, and sums every output over
+// the depth in the same order with the same fused multiply-adds: the same bits.
+override GS_TM: u32 = 4u;
+override GS_TN4: u32 = 1u;
+const MAX_GS_TM: u32 = 8u;
+const MAX_GS_TN4: u32 = 2u;
+const GBK: u32 = 8u;
+
+var<workgroup> gs_a: array<f32, 2u * GBK * GS_TM * WG_Y>;
+var<workgroup> gs_b: array<vec4<f32>, 2u * GBK * GS_TN4 * WG_X>;
+
+// Stages depths k0 .. k0 + GBK of the workgroup's rows of A and columns of B in buffer
+// `buf`.
+fn gs_stage(buf: u32, k0: u32, row0: u32, col0: u32, tid: u32) {
+    let threads = WG_X * WG_Y;
+    let bm = GS_TM * WG_Y;
+    let bn4 = GS_TN4 * WG_X;
+    let kq = p.kp / 4u;
+    let nq = p.np / 4u;
+    for (var e = tid; e < bm * (GBK / 4u); e += threads) {
+        let r = e / (GBK / 4u);
+        let q = e % (GBK / 4u);
+        let v = a_pk[(row0 + r) * kq + k0 / 4u + q];
+        let base = buf * GBK * bm + 4u * q * bm + r;
+        gs_a[base] = v.x;
+        gs_a[base + bm] = v.y;
+        gs_a[base + 2u * bm] = v.z;
+        gs_a[base + 3u * bm] = v.w;
+    }
+    for (var e = tid; e < GBK * bn4; e += threads) {
+        let kk = e / bn4;
+        let c = e % bn4;
+        gs_b[buf * GBK * bn4 + e] = b_pk[(k0 + kk) * nq + col0 + c];
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn gemm_shared(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    // Every thread of a workgroup takes part in the staging and its barriers; those
+    // past the end compute nothing and store nothing.
+    let g = group_index(wid, nwg);
+    let live = g < p.tiles_m * p.tiles_n;
+    let bm = GS_TM * WG_Y;
+    let bn4 = GS_TN4 * WG_X;
+    let row0 = select(0u, (g / p.tiles_n) * bm, live);
+    let col0 = select(0u, (g % p.tiles_n) * bn4, live);
+    let tid = lid.y * WG_X + lid.x;
+    var acc: array<array<vec4<f32>, MAX_GS_TN4>, MAX_GS_TM>;
+    let steps = p.kp / GBK;
+    gs_stage(0u, 0u, row0, col0, tid);
+    workgroupBarrier();
+    for (var s = 0u; s < steps; s++) {
+        let buf = s % 2u;
+        if (s + 1u < steps) {
+            gs_stage(1u - buf, (s + 1u) * GBK, row0, col0, tid);
+        }
+        for (var kk = 0u; kk < GBK; kk++) {
+            let a_at = buf * GBK * bm + kk * bm + lid.y;
+            let b_at = buf * GBK * bn4 + kk * bn4 + lid.x;
+            for (var i = 0u; i < GS_TM; i++) {
+                let a = vec4<f32>(gs_a[a_at + i * WG_Y]);
+                for (var j = 0u; j < GS_TN4; j++) {
+                    acc[i][j] = fma(a, gs_b[b_at + j * WG_X], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (!live) {
+        return;
+    }
+    let job = job_of(p.z);
+    for (var j = 0u; j < GS_TN4; j++) {
+        for (var c = 0u; c < 4u; c++) {
+            let n = 4u * (col0 + lid.x + j * WG_X) + c;
+            if (n < p.nc) {
+                let oc = out_col(p.n0 + n, job);
+                for (var i = 0u; i < GS_TM; i++) {
+                    store(row0 + lid.y + i * WG_Y, p.n0 + n, oc, job, p.split, acc[i][j][c]);
+                }
+            }
+        }
+    }
+}

@@ -33,6 +33,11 @@ pub struct Tuning {
     /// 16 x 16, columns a multiple of 4), in `conv_workgroup`-shaped workgroups; `None`
     /// runs every convolution directly.
     pub gemm_tile: Option<[u32; 2]>,
+    /// The packed GEMM stages double-buffered slices of both operands in workgroup
+    /// memory (GPUs; its tile at most 8 x 8) instead of reading them straight into
+    /// registers (CPU drivers).
+    #[serde(default)]
+    pub gemm_shared: bool,
     /// Threads per workgroup of the quantiser.
     pub quantize_workgroup: u32,
     /// Rows each quantiser thread owns, at most 8.
@@ -57,6 +62,7 @@ impl Tuning {
         conv_workgroup: [8, 8],
         conv_tile: [4, 12],
         gemm_tile: Some([16, 12]),
+        gemm_shared: false,
         quantize_workgroup: 64,
         quantize_rows: 8,
         quantize_tile: Some([16, 8]),
@@ -64,12 +70,14 @@ impl Tuning {
         pack_floats: 1 << 23,
     };
 
-    /// Workgroup-memory tiles: the shape for GPUs.
+    /// Workgroup-memory tiles, and wide convolutions as packed GEMMs whose 128 x 64
+    /// workgroup tiles stage their operands in workgroup memory: the shape for GPUs.
     pub const SHARED: Tuning = Tuning {
         shared_memory: true,
         conv_workgroup: [16, 16],
         conv_tile: [4, 4],
-        gemm_tile: None,
+        gemm_tile: Some([8, 4]),
+        gemm_shared: true,
         quantize_workgroup: 128,
         quantize_rows: 4,
         quantize_tile: None,

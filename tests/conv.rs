@@ -360,3 +360,61 @@ fn relu_backward_reference_matches_finite_differences() {
     let loss = |x: &[f64]| relu(x).iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
     assert_grad("relu", &relu_backward(&g, &x), &numeric_grad(loss, &x));
 }
+
+#[test]
+fn packed_gemms_in_registers_and_in_workgroup_memory_give_the_same_bits() {
+    let mut gpu = open_default();
+    let tuning = |shared| vqvae_wgpu::Tuning {
+        gemm_tile: Some([8, 4]),
+        gemm_shared: shared,
+        ..vqvae_wgpu::Tuning::REGISTER
+    };
+    // Wide enough that the forward and weight gradient of the first, and the input
+    // gradient of the second, run packed.
+    let (wide_out, wide_in) = (shape(&SHAPES[6]), shape(&SHAPES[7]));
+    let mut rng = Rng::new(77);
+    let mut data = |shape: &[usize]| upload(&gpu, shape, &rng.vec(shape.iter().product()));
+    let (x, w, b, dy) = (
+        data(&wide_out.x_shape()),
+        data(&wide_out.w_shape()),
+        data(&[wide_out.cout]),
+        data(&wide_out.y_shape()),
+    );
+    let (w_in, dy_in) = (data(&wide_in.w_shape()), data(&wide_in.y_shape()));
+    let mut runs = Vec::new();
+    for shared in [false, true] {
+        gpu.set_tuning(tuning(shared));
+        let g = &gpu;
+        let (y, dw, dx) = (
+            zeros(g, &wide_out.y_shape()),
+            zeros(g, &wide_out.w_shape()),
+            zeros(g, &wide_in.x_shape()),
+        );
+        let launches = [
+            conv::conv2d(
+                g,
+                &wide_out,
+                &x,
+                &w,
+                &b,
+                &y,
+                conv::Relu::BOTH,
+                conv::Epilogue::NONE,
+            ),
+            conv::conv2d_weight_grad(g, &wide_out, &x, &dy, &dw, true),
+            conv::conv2d_input_grad(g, &wide_in, &dy_in, &w_in, &dx, conv::Epilogue::NONE),
+        ]
+        .map(Result::unwrap);
+        g.run(&launches.iter().collect::<Vec<_>>()).unwrap();
+        let bits = |t: &vqvae_wgpu::Tensor| -> Vec<u32> {
+            t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect()
+        };
+        runs.push([bits(&y), bits(&dw), bits(&dx)]);
+    }
+    for (what, (reg, shared)) in ["forward", "weight gradient", "input gradient"]
+        .iter()
+        .zip(runs[0].iter().zip(&runs[1]))
+    {
+        assert!(reg == shared, "{what}: the two packed GEMMs differ");
+    }
+}

@@ -305,12 +305,16 @@ fn shared_bytes(tuning: &Tuning, [wg_x, wg_y]: [u32; 2]) -> u32 {
 /// GEMMs of few rows), with its workgroup memory: what a device must allow.
 pub(crate) fn workgroups(tuning: &Tuning) -> Vec<([u32; 2], u32)> {
     let [_, wg_y] = tuning.conv_workgroup;
+    let gemm = tuning
+        .gemm_tile
+        .map_or([0, 0], |[rows, cols]| [rows, cols / 4]);
     (0..=wg_y.max(1).ilog2())
         .map(|i| 1 << i)
         .chain([wg_y as usize])
         .map(|rows| {
             let wg = workgroup(tuning.conv_workgroup, 1, rows);
-            (wg, shared_bytes(tuning, wg))
+            let bytes = shared_bytes(tuning, wg).max(gemm_shared_bytes(tuning, wg, gemm));
+            (wg, bytes)
         })
         .collect()
 }
@@ -547,6 +551,22 @@ fn jobs(mode: Mode, s: &ConvShape) -> Vec<Job> {
     }
 }
 
+/// The largest tile, rows x vec4 columns, of `conv.wgsl`'s `gemm_shared`.
+const MAX_SHARED_GEMM_TILE: [u32; 2] = [8, 2];
+/// Depth of the slices `gemm_shared` stages (`GBK`).
+const GBK: u32 = 8;
+
+/// Workgroup memory of the packed GEMM under `tuning` in workgroups `[wg_x, wg_y]`
+/// whose threads own `rows` x `cols4` vec4s: `gemm_shared`'s two buffers of each
+/// operand's slice, or none.
+fn gemm_shared_bytes(tuning: &Tuning, [wg_x, wg_y]: [u32; 2], [rows, cols4]: [u32; 2]) -> u32 {
+    if tuning.gemm_shared {
+        2 * GBK * (4 * rows * wg_y + 16 * cols4 * wg_x)
+    } else {
+        0
+    }
+}
+
 /// Invocations per workgroup of the packing kernels, and the depths `pack_b` writes each.
 const PACK_WG: u64 = 64;
 const PACK_K: usize = 16;
@@ -566,7 +586,11 @@ fn packed(
     [tile_m, tile_n]: [u32; 2],
 ) -> Result<Launch> {
     let tuning = gpu.tuning();
-    let [max_m, max_n4] = unrolled::MAX_TILE;
+    let [max_m, max_n4] = if tuning.gemm_shared {
+        MAX_SHARED_GEMM_TILE
+    } else {
+        unrolled::MAX_TILE
+    };
     if !(1..=max_m).contains(&tile_m)
         || !(4..=4 * max_n4).contains(&tile_n)
         || !tile_n.is_multiple_of(4)
@@ -585,7 +609,8 @@ fn packed(
     };
     let tile_m = tile_m.min(m as u32);
     let wg = workgroup(tuning.conv_workgroup, tile_m, m);
-    gpu.check_workgroup(op, wg, 0)?;
+    let cols4 = tile_n / 4;
+    gpu.check_workgroup(op, wg, gemm_shared_bytes(&tuning, wg, [tile_m, cols4]))?;
     let (bm, bn) = ((tile_m * wg[1]) as usize, (tile_n * wg[0]) as usize);
     let mp = m.div_ceil(bm) * bm;
     let depth = |kc: usize| kc.next_multiple_of(PACK_K).max(PACK_K);
@@ -645,14 +670,19 @@ fn packed(
     ];
     let pack_a = gpu.kernel(&shaders::CONV, "pack_a", &pack_constants, &BINDINGS)?;
     let pack_b = gpu.kernel(&shaders::CONV, "pack_b", &pack_constants, &BINDINGS)?;
-    let cols4 = tile_n / 4;
-    let product = gpu.kernel_of(
-        &unrolled::gemm_module_name(tile_m, cols4),
-        || unrolled::gemm_source(tile_m, cols4),
-        "gemm_reg",
-        &gemm_constants,
-        &BINDINGS,
-    )?;
+    let product = if tuning.gemm_shared {
+        let mut constants = gemm_constants.to_vec();
+        constants.extend([("GS_TM", f64::from(tile_m)), ("GS_TN4", f64::from(cols4))]);
+        gpu.kernel(&shaders::CONV, "gemm_shared", &constants, &BINDINGS)?
+    } else {
+        gpu.kernel_of(
+            &unrolled::gemm_module_name(tile_m, cols4),
+            || unrolled::gemm_source(tile_m, cols4),
+            "gemm_reg",
+            &gemm_constants,
+            &BINDINGS,
+        )?
+    };
     let partial;
     let target = if splits > 1 {
         partial = Tensor::zeros(gpu, &[splits, m, s.cin * s.kh * s.kw], DType::F32)?;

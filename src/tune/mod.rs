@@ -143,6 +143,7 @@ fn knobs() -> Vec<Knob> {
             false,
             &[
                 None,
+                Some([8, 4]),
                 Some([8, 8]),
                 Some([16, 8]),
                 Some([16, 12]),
@@ -150,6 +151,9 @@ fn knobs() -> Vec<Knob> {
             ],
             |t, v| t.gemm_tile = v,
         ),
+        knob("gemm_shared", false, &[false, true], |t, v| {
+            t.gemm_shared = v
+        }),
         knob(
             "conv_tile",
             false,
