@@ -12,6 +12,27 @@ fn message(e: Error) -> String {
     e.to_string()
 }
 
+/// The error of a plain convolution of shape `s` on tensors of its own shapes.
+fn conv2d_error(gpu: &Gpu, s: &conv::ConvShape) -> String {
+    let (x, w, b, y) = (
+        zeros(gpu, &s.x_shape()),
+        zeros(gpu, &s.w_shape()),
+        zeros(gpu, &[s.cout]),
+        zeros(gpu, &s.y_shape()),
+    );
+    let launch = conv::conv2d(
+        gpu,
+        s,
+        &x,
+        &w,
+        &b,
+        &y,
+        conv::Relu::NONE,
+        conv::Epilogue::NONE,
+    );
+    message(launch.unwrap_err())
+}
+
 #[test]
 fn mismatched_shapes_name_both_shapes() {
     let gpu = gpu();
@@ -132,25 +153,7 @@ fn workgroups_beyond_the_device_limit_name_the_limit() {
         stride: 1,
         pad: 0,
     };
-    let (x, w, b, y) = (
-        zeros(&gpu, &s.x_shape()),
-        zeros(&gpu, &s.w_shape()),
-        zeros(&gpu, &[256]),
-        zeros(&gpu, &s.y_shape()),
-    );
-    let e = message(
-        conv::conv2d(
-            &gpu,
-            &s,
-            &x,
-            &w,
-            &b,
-            &y,
-            conv::Relu::NONE,
-            conv::Epilogue::NONE,
-        )
-        .unwrap_err(),
-    );
+    let e = conv2d_error(&gpu, &s);
     assert!(
         e.contains("max_compute_invocations_per_workgroup") && e.contains("4096"),
         "{e}"
@@ -252,25 +255,7 @@ fn packed_tiles_outside_what_the_generators_write_are_refused() {
             gemm_tile: Some(tile),
             ..Tuning::REGISTER
         });
-        let (x, w, b, y) = (
-            zeros(&gpu, &s.x_shape()),
-            zeros(&gpu, &s.w_shape()),
-            zeros(&gpu, &[64]),
-            zeros(&gpu, &s.y_shape()),
-        );
-        let e = message(
-            conv::conv2d(
-                &gpu,
-                &s,
-                &x,
-                &w,
-                &b,
-                &y,
-                conv::Relu::NONE,
-                conv::Epilogue::NONE,
-            )
-            .unwrap_err(),
-        );
+        let e = conv2d_error(&gpu, &s);
         assert!(e.contains("GEMM tile") && e.contains(bad), "{e}");
     }
     let mut gpu = common::open_default();

@@ -373,6 +373,20 @@ fn random_prior(gpu: &Gpu, config: &PriorConfig, batch: usize) -> (Params, Prior
     (params, net)
 }
 
+/// d(a random mix of image 0's logits at position `p`) / d(embedded codes), through
+/// the backward pass, `[batch, embed, h, w]`: nonzero where `p` can see.
+fn embedding_grad_of_logits_at(gpu: &Gpu, net: &PriorNet, p: usize, rng: &mut Rng) -> Vec<f32> {
+    let plane = net.config.grid[0] * net.config.grid[1];
+    let dl = net.d_logits.as_ref().unwrap();
+    let mut g = vec![0.0f32; dl.len()];
+    for k in 0..net.config.codes {
+        g[k * plane + p] = rng.uniform(-1.0, 1.0) as f32;
+    }
+    dl.write(gpu, bytemuck::cast_slice(&g)).unwrap();
+    gpu.run(&[net.backward().unwrap()]).unwrap();
+    net.d_embed.as_ref().unwrap().to_f32(gpu).unwrap()
+}
+
 #[test]
 fn prior_is_causal_through_its_gradients_and_outputs() {
     let gpu = gpu();
@@ -386,19 +400,8 @@ fn prior_is_causal_through_its_gradients_and_outputs() {
         net.set_classes(gpu, &[1, 2]).unwrap();
         gpu.run(&[net.forward()]).unwrap();
         let logits = net.logits.to_f32(gpu).unwrap();
-        let (dl, de) = (
-            net.d_logits.as_ref().unwrap(),
-            net.d_embed.as_ref().unwrap(),
-        );
         for p in [0, 7, 12, plane - 1] {
-            // d(logits of image 0 at position p) / d(embedded codes), through backward.
-            let mut g = vec![0.0f32; dl.len()];
-            for k in 0..c.codes {
-                g[k * plane + p] = rng.uniform(-1.0, 1.0) as f32;
-            }
-            dl.write(gpu, bytemuck::cast_slice(&g)).unwrap();
-            gpu.run(&[net.backward().unwrap()]).unwrap();
-            let d = de.to_f32(gpu).unwrap();
+            let d = embedding_grad_of_logits_at(gpu, &net, p, &mut rng);
             let at = |b: usize, q: usize| {
                 (0..c.embed).any(|ch| d[(b * c.embed + ch) * plane + q] != 0.0)
             };
@@ -462,21 +465,11 @@ fn rows_above_is_exactly_how_far_up_a_position_sees() {
         let codes: Vec<u32> = (0..plane).map(|_| rng.below(c.codes) as u32).collect();
         net.codes.write(gpu, bytemuck::cast_slice(&codes)).unwrap();
         gpu.run(&[net.forward()]).unwrap();
-        let (dl, de) = (
-            net.d_logits.as_ref().unwrap(),
-            net.d_embed.as_ref().unwrap(),
-        );
         // d(logits at a position of the last row) / d(embedded codes): the rows it
         // reaches. (A position whose ReLUs are all off sees nothing; the row's others do.)
         let mut seen = 0;
         for p in plane - w..plane {
-            let mut g = vec![0.0f32; dl.len()];
-            for k in 0..c.codes {
-                g[k * plane + p] = rng.uniform(-1.0, 1.0) as f32;
-            }
-            dl.write(gpu, bytemuck::cast_slice(&g)).unwrap();
-            gpu.run(&[net.backward().unwrap()]).unwrap();
-            let d = de.to_f32(gpu).unwrap();
+            let d = embedding_grad_of_logits_at(gpu, &net, p, &mut rng);
             let reach = (0..plane)
                 .filter(|q| (0..c.embed).any(|ch| d[ch * plane + q] != 0.0))
                 .map(|q| p / w - q / w)
