@@ -2,6 +2,8 @@
 // assembly of the loss terms. Sums are deterministic trees (see reduce.wgsl).
 
 override WG: u32 = 256u;
+// Whether the codebook term is part of the loss (not when an EMA moves the codebook).
+override CODEBOOK_TERM: bool = true;
 
 struct Params {
     len: u32,        // mse: elements; terms: elements of x
@@ -57,8 +59,9 @@ fn mse(
 fn terms() {
     let recon = a[0] / f32(p.len);
     let vq = b[0] / f32(p.vq_len);
-    out[0] = recon + vq + p.beta * vq;
+    let codebook = select(0.0, vq, CODEBOOK_TERM);
+    out[0] = recon + codebook + p.beta * vq;
     out[1] = recon;
-    out[2] = vq;
+    out[2] = codebook;
     out[3] = p.beta * vq;
 }

@@ -1,10 +1,13 @@
 // Restarting dead codes: a code that no vector chose for a whole window of steps is
-// moved onto an encoder output of the current batch, and its Adam moments are cleared.
+// moved onto an encoder output of the current batch, and what would drag it back is
+// reset with it (RESET): 0 nothing; 1 its Adam moments (`m`, `v`: [K, D]) cleared;
+// 2 its EMA statistics (`m`: cluster sizes [K], set to 1; `v`: sums [K, D], set to
+// the new vector, so the next update keeps it where it was put).
 // Which output is a hash of the seed, the step and the code: deterministic, no
 // read-back, nothing random on the host.
 
 override WG: u32 = 64u;
-override HAS_MOMENTS: bool = true;
+override RESET: u32 = 1u;
 
 struct Params {
     codes: u32,
@@ -53,15 +56,21 @@ fn restart(
     if (k >= p.codes) {
         return;
     }
+    if (window[k] == 0u && RESET == 2u) {
+        m[k] = 1.0;
+    }
     if (window[k] == 0u) {
         let r = pcg(pcg(p.seed ^ pcg(p.step)) ^ k) % p.n;
         let base = (r / p.plane) * p.dim * p.plane + r % p.plane;
         for (var d = 0u; d < p.dim; d++) {
             let i = k * p.dim + d;
-            codebook[i] = ze[base + d * p.plane];
-            if (HAS_MOMENTS) {
+            let value = ze[base + d * p.plane];
+            codebook[i] = value;
+            if (RESET == 1u) {
                 m[i] = 0.0;
                 v[i] = 0.0;
+            } else if (RESET == 2u) {
+                v[i] = value;
             }
         }
     }

@@ -11,6 +11,29 @@ use crate::model::Config;
 use crate::params::Params;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 
+/// How the codebook learns in a training graph.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CodebookUpdate {
+    /// By its gradient, `mean((sg[z_e] - z_q)^2)` in the loss, through the optimizer.
+    #[default]
+    Gradient,
+    /// By exponential moving averages of the encoder outputs assigned to each code
+    /// (Sonnet's `VectorQuantizerEMA`): the codebook term leaves the loss and the
+    /// codebook gets no gradient; the training loop runs the update.
+    Ema,
+}
+
 /// The VQ-VAE bound to its parameters for `batch` images of one size.
 pub struct Vqvae {
     /// The model's sizes.
@@ -45,14 +68,15 @@ pub struct Vqvae {
 }
 
 impl Vqvae {
-    /// Builds the graph: with `train`, also the loss, code usage and backward pass.
+    /// Builds the graph: with `train`, also the loss, code usage and backward pass,
+    /// for a codebook that learns as `train` says.
     pub fn new(
         gpu: &Gpu,
         params: &Params,
         config: &Config,
         batch: usize,
         [height, width]: [usize; 2],
-        train: bool,
+        train: Option<CodebookUpdate>,
     ) -> Result<Vqvae> {
         let c = config;
         let (hh, h) = (c.hidden / 2, c.hidden);
@@ -120,7 +144,7 @@ impl Vqvae {
         };
         // The decoder's backward pass ends before the encoder's begins: the two stacks
         // share their gradient buffers.
-        let stack_grads = if train {
+        let stack_grads = if train.is_some() {
             Some(StackGrads::new(gpu, &res)?)
         } else {
             None
@@ -176,7 +200,8 @@ impl Vqvae {
         let gather = quantize::gather(gpu, &indices, codebook, &z_q)?;
 
         let (mut terms, mut usage, mut code_counts, mut train_launch) = (None, None, None, None);
-        if train {
+        if let Some(update) = train {
+            let by_gradient = update == CodebookUpdate::Gradient;
             let t = zeros(gpu, &[4])?;
             let u = zeros(gpu, &[2])?;
             let counts = Tensor::zeros(gpu, &[c.codes], DType::U32)?;
@@ -190,38 +215,48 @@ impl Vqvae {
             // Every input gradient below is stored through the ReLU that made or read
             // the layer's input: no ReLU-backward passes.
             let relu = InputGrad::through_relu;
-            let launch = loss::vqvae_loss(gpu, &x_hat, &x, &dist, z_e.len(), c.beta, &dx_hat, &t)?
-                .then(codes::code_usage(gpu, &indices, &counts, &u)?)
-                .then(deconv2.backward(gpu, &g1, &dx_hat, Some(relu(&dg1, &g1)))?)
-                .then(deconv1.backward(
-                    gpu,
-                    dec_res.output(),
-                    &dg1,
-                    Some(relu(dec_top, dec_res.output())),
-                )?)
-                .then(dec_res.backward(gpu)?)
-                .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(InputGrad::into(&dz_q)))?)
-                .then(vq_backward::vq_backward(
-                    gpu,
-                    &z_e,
-                    &z_q,
-                    &indices,
-                    codebook,
-                    &dz_q,
-                    c.beta,
-                    &dz_e,
-                    params.grad("codebook.weight"),
-                )?)
-                .then(pre_vq.backward(
-                    gpu,
-                    enc_res.output(),
-                    &dz_e,
-                    Some(relu(enc_top, enc_res.output())),
-                )?)
-                .then(enc_res.backward(gpu)?)
-                .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(relu(&dh2, &h2)))?)
-                .then(enc2.backward(gpu, &h1, &dh2, Some(relu(dh1, &h1)))?)
-                .then(enc1.backward(gpu, &x, dh1, None)?);
+            let launch = loss::vqvae_loss(
+                gpu,
+                &x_hat,
+                &x,
+                &dist,
+                z_e.len(),
+                c.beta,
+                by_gradient,
+                &dx_hat,
+                &t,
+            )?
+            .then(codes::code_usage(gpu, &indices, &counts, &u)?)
+            .then(deconv2.backward(gpu, &g1, &dx_hat, Some(relu(&dg1, &g1)))?)
+            .then(deconv1.backward(
+                gpu,
+                dec_res.output(),
+                &dg1,
+                Some(relu(dec_top, dec_res.output())),
+            )?)
+            .then(dec_res.backward(gpu)?)
+            .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(InputGrad::into(&dz_q)))?)
+            .then(vq_backward::vq_backward(
+                gpu,
+                &z_e,
+                &z_q,
+                &indices,
+                codebook,
+                &dz_q,
+                c.beta,
+                &dz_e,
+                by_gradient.then(|| params.grad("codebook.weight")),
+            )?)
+            .then(pre_vq.backward(
+                gpu,
+                enc_res.output(),
+                &dz_e,
+                Some(relu(enc_top, enc_res.output())),
+            )?)
+            .then(enc_res.backward(gpu)?)
+            .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(relu(&dh2, &h2)))?)
+            .then(enc2.backward(gpu, &h1, &dh2, Some(relu(dh1, &h1)))?)
+            .then(enc1.backward(gpu, &x, dh1, None)?);
             terms = Some(t);
             usage = Some(u);
             code_counts = Some(counts);

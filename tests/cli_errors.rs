@@ -337,3 +337,49 @@ fn resume_keeps_its_settings_and_sgd_never_restarts() {
         "{text}"
     );
 }
+
+#[test]
+fn ema_settings_that_cannot_be_used() {
+    let dir = temp_dir("ema-bad");
+    let out = dir.join("run");
+    for (flags, says) in [
+        (
+            &["--codebook-update", "ema", "--ema-decay", "1"][..],
+            "--ema-decay 1",
+        ),
+        (
+            &["--codebook-update", "ema", "--ema-decay=-0.1"][..],
+            "[0, 1)",
+        ),
+        (
+            &["--codebook-update", "ema", "--ema-eps", "0"][..],
+            "--ema-eps 0",
+        ),
+        (
+            &["--codebook-update", "ema", "--optimizer", "sgd"][..],
+            "--optimizer sgd",
+        ),
+    ] {
+        let text = fails(&train_args(&out, flags));
+        assert!(text.contains(says), "{flags:?}: {text}");
+    }
+    // A gradient run resumes as one.
+    let (code, text) = vqvae(&train_args(&out, &["--steps", "1"]));
+    assert_eq!(code, Some(0), "{text}");
+    let run = out.to_str().unwrap();
+    let text = fails(&[
+        "train",
+        "--resume",
+        run,
+        "--out",
+        run,
+        "--steps",
+        "2",
+        "--codebook-update",
+        "ema",
+    ]);
+    assert!(
+        text.contains("--codebook-update") && text.contains("(gradient)"),
+        "{text}"
+    );
+}

@@ -48,8 +48,19 @@ fn outputs(gpu: &Gpu) -> Vec<Vec<u32>> {
     gpu.run(&[
         &conv::conv2d_weight_grad(gpu, &s, &x, &dy, &dw, true).unwrap(),
         &quantize::quantize(gpu, &ze, &cb, &idx, Some(&dist), Some(&zq)).unwrap(),
-        &vq_backward::vq_backward(gpu, &ze, &zq, &idx, &cb, &gzq, 0.25, &gze, &gcb).unwrap(),
-        &loss::vqvae_loss(gpu, &x_hat, &target, &dist, n * 16, 0.25, &grad, &terms).unwrap(),
+        &vq_backward::vq_backward(gpu, &ze, &zq, &idx, &cb, &gzq, 0.25, &gze, Some(&gcb)).unwrap(),
+        &loss::vqvae_loss(
+            gpu,
+            &x_hat,
+            &target,
+            &dist,
+            n * 16,
+            0.25,
+            true,
+            &grad,
+            &terms,
+        )
+        .unwrap(),
     ])
     .unwrap();
     [dw, dist, zq, gze, gcb, grad, terms]

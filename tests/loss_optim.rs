@@ -33,26 +33,35 @@ fn loss_terms_and_gradient_match_reference() {
         let beta = 0.25;
         let grad = zeros(gpu, xs);
         let terms = zeros(gpu, &[4]);
-        let launch = loss::vqvae_loss(
-            gpu,
-            &upload(gpu, xs, &x_hat),
-            &upload(gpu, xs, &x),
-            &upload(gpu, &[rows], &dist),
-            rows * dim,
-            beta,
-            &grad,
-            &terms,
-        )
-        .unwrap();
-        gpu.run(&[&launch]).unwrap();
         let (x64, xh64) = (widen(&x), widen(&x_hat));
-        assert_close(
-            "loss terms",
-            &terms.to_f32(gpu).unwrap(),
-            &rl::terms(&xh64, &x64, &widen(&ze), &widen(&zq), f64::from(beta)),
-            1e-5,
-            1e-7,
-        );
+        // Without the codebook term (an EMA codebook) it is 0 and leaves the loss.
+        for codebook_term in [false, true] {
+            let launch = loss::vqvae_loss(
+                gpu,
+                &upload(gpu, xs, &x_hat),
+                &upload(gpu, xs, &x),
+                &upload(gpu, &[rows], &dist),
+                rows * dim,
+                beta,
+                codebook_term,
+                &grad,
+                &terms,
+            )
+            .unwrap();
+            gpu.run(&[&launch]).unwrap();
+            let mut want = rl::terms(&xh64, &x64, &widen(&ze), &widen(&zq), f64::from(beta));
+            if !codebook_term {
+                want[0] -= want[2];
+                want[2] = 0.0;
+            }
+            assert_close(
+                &format!("loss terms, codebook term {codebook_term}"),
+                &terms.to_f32(gpu).unwrap(),
+                &want,
+                1e-5,
+                1e-7,
+            );
+        }
         assert_close(
             "recon grad",
             &grad.to_f32(gpu).unwrap(),

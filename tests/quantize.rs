@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use vqvae_wgpu::kernels::quantize::{Rows, gather, quantize};
-use vqvae_wgpu::kernels::restart::Restart;
+use vqvae_wgpu::kernels::restart::{Reset, Restart};
 use vqvae_wgpu::kernels::{codes, ema, vq_backward};
 use vqvae_wgpu::reference::quantize as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
@@ -152,10 +152,26 @@ fn vq_backward_matches_reference() {
             let idx_t = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
             let (gze, gcb) = (zeros(gpu, zs), zeros(gpu, &[codes, rows.dim]));
             let launch = vq_backward::vq_backward(
-                gpu, &ze_t, &zq_t, &idx_t, &cb_t, &gzq_t, beta, &gze, &gcb,
+                gpu,
+                &ze_t,
+                &zq_t,
+                &idx_t,
+                &cb_t,
+                &gzq_t,
+                beta,
+                &gze,
+                Some(&gcb),
             )
             .unwrap();
             gpu.run(&[&launch]).unwrap();
+            // Without a codebook gradient (EMA) the gradient at z_e is the same.
+            let gze_alone = zeros(gpu, zs);
+            let alone = vq_backward::vq_backward(
+                gpu, &ze_t, &zq_t, &idx_t, &cb_t, &gzq_t, beta, &gze_alone, None,
+            )
+            .unwrap();
+            gpu.run(&[&alone]).unwrap();
+            assert_eq!(gze_alone.to_f32(gpu).unwrap(), gze.to_f32(gpu).unwrap());
             let (want_ze, want_cb) = r::vq_backward(
                 &rows,
                 &widen(&ze),
@@ -247,9 +263,13 @@ fn code_usage_matches_reference() {
     }
 }
 
-#[test]
-fn dead_codes_restart_on_hashed_rows() {
-    let gpu = gpu();
+/// Restarts codes 11 x 5 under `reset` after two steps of usage in which codes 0, 3 and
+/// 7 are never chosen; returns the codebook after, the reference's codebook and which
+/// codes restarted, and the window after.
+fn restart_after_two_steps(
+    gpu: &Gpu,
+    reset: Reset<'_>,
+) -> (Vec<f32>, Vec<f64>, Vec<bool>, Vec<u32>) {
     let (b, d, h, w, k) = (2, 5, 3, 3, 11);
     let n = b * h * w;
     let rows = Rows {
@@ -260,7 +280,6 @@ fn dead_codes_restart_on_hashed_rows() {
     let mut rng = Rng::new(77);
     let ze = rng.vec(n * d);
     let cb = rng.vec(k * d);
-    // Usage over two steps: codes 0, 3 and 7 are never chosen.
     let steps: [Vec<u32>; 2] = [
         vec![0, 1, 0, 0, 1, 1, 0, 0, 3, 1, 5],
         vec![0, 2, 3, 0, 1, 2, 1, 0, 1, 4, 0],
@@ -268,12 +287,8 @@ fn dead_codes_restart_on_hashed_rows() {
     let (ze_t, cb_t) = (upload(gpu, &[b, d, h, w], &ze), upload(gpu, &[k, d], &cb));
     let counts = Tensor::zeros(gpu, &[k], DType::U32).unwrap();
     let window = Tensor::zeros(gpu, &[k], DType::U32).unwrap();
-    let (m, v) = (
-        upload(gpu, &[k, d], &vec![0.5; k * d]),
-        upload(gpu, &[k, d], &vec![0.25; k * d]),
-    );
     let seed = 1234;
-    let r = Restart::new(gpu, &cb_t, &counts, &window, &ze_t, Some((&m, &v)), seed).unwrap();
+    let r = Restart::new(gpu, &cb_t, &counts, &window, &ze_t, reset, seed).unwrap();
     for c in &steps {
         counts.write(gpu, bytemuck::cast_slice(c)).unwrap();
         gpu.run(&[r.accumulate()]).unwrap();
@@ -282,13 +297,24 @@ fn dead_codes_restart_on_hashed_rows() {
     let total: Vec<u32> = (0..k).map(|i| steps[0][i] + steps[1][i]).collect();
     let (want, restarted) = r::restart(&rows, &total, &widen(&ze), &widen(&cb), seed as u32, 40);
     assert_eq!(restarted.iter().filter(|r| **r).count(), 3);
-    assert_close(
-        "restarted codebook",
-        &cb_t.to_f32(gpu).unwrap(),
-        &want,
-        0.0,
-        0.0,
+    (
+        cb_t.to_f32(gpu).unwrap(),
+        want,
+        restarted,
+        window.to_u32(gpu).unwrap(),
+    )
+}
+
+#[test]
+fn dead_codes_restart_on_hashed_rows() {
+    let gpu = gpu();
+    let (k, d) = (11, 5);
+    let (m, v) = (
+        upload(gpu, &[k, d], &vec![0.5; k * d]),
+        upload(gpu, &[k, d], &vec![0.25; k * d]),
     );
+    let (got, want, restarted, window) = restart_after_two_steps(gpu, Reset::Moments(&m, &v));
+    assert_close("restarted codebook", &got, &want, 0.0, 0.0);
     let moments: Vec<f64> = restarted
         .iter()
         .flat_map(|&r| vec![if r { 0.0 } else { 0.5 }; d])
@@ -300,11 +326,39 @@ fn dead_codes_restart_on_hashed_rows() {
         0.0,
         0.0,
     );
-    assert_eq!(
-        window.to_u32(gpu).unwrap(),
-        vec![0; k],
-        "a restart starts a new window"
+    assert_eq!(window, vec![0; k], "a restart starts a new window");
+}
+
+#[test]
+fn a_restarted_code_takes_fresh_ema_statistics() {
+    let gpu = gpu();
+    let (k, d) = (11, 5);
+    let (cluster, sums) = (
+        upload(gpu, &[k], &vec![0.7; k]),
+        upload(gpu, &[k, d], &vec![0.3; k * d]),
     );
+    let reset = Reset::Ema {
+        cluster: &cluster,
+        sums: &sums,
+    };
+    let (got, want, restarted, _) = restart_after_two_steps(gpu, reset);
+    assert_close("restarted codebook", &got, &want, 0.0, 0.0);
+    // Count 1 and sum = the new vector: the next update keeps the code where it was put.
+    let sizes: Vec<f64> = restarted
+        .iter()
+        .map(|&r| if r { 1.0 } else { 0.7 })
+        .collect();
+    assert_close(
+        "cluster sizes",
+        &cluster.to_f32(gpu).unwrap(),
+        &sizes,
+        0.0,
+        1e-7,
+    );
+    let want_sums: Vec<f64> = (0..k * d)
+        .map(|i| if restarted[i / d] { want[i] } else { 0.3 })
+        .collect();
+    assert_close("sums", &sums.to_f32(gpu).unwrap(), &want_sums, 0.0, 1e-7);
 }
 
 #[test]

@@ -163,7 +163,20 @@ fn loss_falls_in_a_short_run() {
 
 #[test]
 fn same_seed_same_bits_and_resume_is_exact() {
-    let (a, b, c) = (temp_dir("straight"), temp_dir("again"), temp_dir("stopped"));
+    resume_is_exact("gradient");
+}
+
+#[test]
+fn same_seed_same_bits_and_resume_is_exact_with_an_ema_codebook() {
+    resume_is_exact("ema");
+}
+
+fn resume_is_exact(update: &str) {
+    let (a, b, c) = (
+        temp_dir(&format!("straight-{update}")),
+        temp_dir(&format!("again-{update}")),
+        temp_dir(&format!("stopped-{update}")),
+    );
     // Codebook restarts at steps 2, 4 and 6: the usage window crosses the stop at 3.
     let schedule = [
         "--log-every",
@@ -174,6 +187,8 @@ fn same_seed_same_bits_and_resume_is_exact() {
         "3",
         "--codebook-restart",
         "2",
+        "--codebook-update",
+        update,
     ];
     train(&a, &[&["--steps", "6"][..], &schedule].concat());
     train(&b, &[&["--steps", "6"][..], &schedule].concat());
@@ -208,6 +223,68 @@ fn same_seed_same_bits_and_resume_is_exact() {
         })
         .collect();
     assert_eq!(steps, (1..=6).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_ema_run_keeps_its_statistics_in_the_state_and_a_plain_checkpoint() {
+    let (ema, plain) = (temp_dir("ema-run"), temp_dir("ema-plain"));
+    train(&ema, &["--steps", "3", "--codebook-update", "ema"]);
+    train(&plain, &["--steps", "1"]);
+    let names = |f: &TensorFile| {
+        let mut n: Vec<String> = f.tensors.keys().cloned().collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&checkpoint(&ema)), names(&checkpoint(&plain)));
+    let state = TensorFile::read(&ema.join("training_state.safetensors")).unwrap();
+    let (cluster, sums) = (
+        &state.tensors["ema.cluster_size"],
+        &state.tensors["ema.embed_sum"],
+    );
+    assert_eq!((cluster.0.clone(), sums.0.clone()), (vec![16], vec![16, 4]));
+    // Every step's assignments were counted with decay 0.99 from counts of 1.
+    let total: f32 = cluster.1.iter().sum();
+    assert!(total > 16.0, "cluster sizes {:?}", cluster.1);
+    // The codebook gets no gradient: its Adam moments never left zero.
+    let m = &state.tensors["exp_avg.codebook.weight"].1;
+    assert!(m.iter().all(|&v| v == 0.0), "the codebook had a gradient");
+
+    // A model file holds no statistics: --init starts them from its codebook, counts 1.
+    let init = temp_dir("ema-init");
+    let ckpt = ema.join("checkpoint.safetensors");
+    train(
+        &init,
+        &[
+            "--init",
+            ckpt.to_str().unwrap(),
+            "--steps",
+            "0",
+            "--codebook-update",
+            "ema",
+        ],
+    );
+    let state = TensorFile::read(&init.join("training_state.safetensors")).unwrap();
+    assert_eq!(state.tensors["ema.cluster_size"].1, vec![1.0; 16]);
+    assert_eq!(
+        state.tensors["ema.embed_sum"].1,
+        checkpoint(&ema).tensors["codebook.weight"].1
+    );
+    // And the checkpoint of an EMA run serves reconstruct and encode like any other.
+    let codes = init.join("codes.npy");
+    run_ok(&[
+        "encode",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        codes.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "reconstruct",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        init.join("recon").to_str().unwrap(),
+    ]);
 }
 
 #[test]
@@ -321,7 +398,7 @@ fn sgd_step_matches_reference(name: &str, model: &[&str], side: u32) {
         .upload(gpu, &params.join(&p0.values(), "p0").unwrap())
         .unwrap();
     let side = side as usize;
-    let net = Vqvae::new(gpu, &params, &config, 4, [side, side], false).unwrap();
+    let net = Vqvae::new(gpu, &params, &config, 4, [side, side], None).unwrap();
     upload_batch(gpu, &net.x, &data, &[0, 1, 2, 3]).unwrap();
     gpu.run(&[net.encode()]).unwrap();
     let codes = net.indices.to_u32(gpu).unwrap();

@@ -12,12 +12,12 @@ use crate::kernels::optim::{Adam, AdamConfig};
 use crate::kernels::{codes, loss, quantize, softmax, vq_backward};
 use crate::launch::Launch;
 use crate::model::Config;
-use crate::network::Vqvae;
+use crate::network::{CodebookUpdate, Vqvae};
 use crate::params::Params;
 use crate::prior::{PriorConfig, PriorNet, Sampler, band_rows};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
-use crate::train::fresh_values;
+use crate::train::{DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, EmaCodebook, fresh_values};
 
 /// Which part of the suite a benchmark belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,7 +334,7 @@ fn kernels() -> Vec<Case> {
             &filled(gpu, &z_shape, 7)?,
             0.25,
             &zeros(gpu, &z_shape)?,
-            &zeros(gpu, &[K, D])?,
+            Some(&zeros(gpu, &[K, D])?),
         )?;
         kernel_work(
             launch,
@@ -363,6 +363,7 @@ fn kernels() -> Vec<Case> {
                 &filled(gpu, &[n], 10)?,
                 n * D,
                 0.25,
+                true,
                 &zeros(gpu, &x_shape)?,
                 &zeros(gpu, &[4])?,
             )?;
@@ -472,14 +473,24 @@ fn models() -> Vec<Case> {
                     config.code_dim
                 );
                 let quick = label == "quick-start model" && batch == 32;
-                let train = group == Group::Train;
+                let train = (group == Group::Train).then_some(CodebookUpdate::Gradient);
                 all.push(case(
                     group,
                     format!("{what}, {label}"),
-                    shape,
+                    shape.clone(),
                     quick,
                     move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], train),
                 ));
+                if group == Group::Train && batch == 32 {
+                    let ema = Some(CodebookUpdate::Ema);
+                    all.push(case(
+                        group,
+                        format!("{what} (EMA codebook), {label}"),
+                        shape,
+                        false,
+                        move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], ema),
+                    ));
+                }
             }
         }
     }
@@ -487,13 +498,14 @@ fn models() -> Vec<Case> {
 }
 
 /// The model's graph with fresh weights on a batch of noise images of `size`: with
-/// `train`, forward, loss, backward and Adam; without, encoder, quantiser and decoder.
+/// `train`, forward, loss, backward and Adam (and the EMA update of an EMA codebook);
+/// without, encoder, quantiser and decoder.
 pub(crate) fn model_work(
     gpu: &Gpu,
     config: &Config,
     batch: usize,
     size: [usize; 2],
-    train: bool,
+    train: Option<CodebookUpdate>,
 ) -> Result<Work> {
     let params = Params::new(gpu, config.params())?;
     params.upload(
@@ -511,12 +523,17 @@ pub(crate) fn model_work(
         }),
     )?;
     let mut launch = net.encode().clone().then(net.decode().clone());
-    let flops = if train {
+    let flops = if let Some(update) = train {
         let (flat, grads) = (params.flat_values(), params.flat_grads());
         let (m, v) = (zeros(gpu, flat.shape())?, zeros(gpu, flat.shape())?);
         let adam = Adam::new(gpu, flat, grads, &m, &v, AdamConfig::default())?;
         let backward = net.loss_and_backward().expect("a training graph");
         launch = launch.then(backward.clone()).then(adam.launch().clone());
+        if update == CodebookUpdate::Ema {
+            let ema = EmaCodebook::new(gpu, &net, &params, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS)?;
+            ema.start_from_codebook(gpu, &params)?;
+            launch = launch.then(ema.launch().clone());
+        }
         net.train_flops
     } else {
         net.forward_flops

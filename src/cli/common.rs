@@ -98,7 +98,7 @@ pub(crate) fn inference(
         &config,
         batch_size.min(dataset.len),
         [dataset.height, dataset.width],
-        false,
+        None,
     )?;
     Ok((gpu, dataset, params, net))
 }
@@ -122,7 +122,7 @@ pub(crate) fn decode_codes(
         &params.join(&file.values(), &checkpoint.display().to_string())?,
     )?;
     let batch = batch.min(n);
-    let net = Vqvae::new(gpu, &params, config, batch, [4 * h, 4 * w], false)?;
+    let net = Vqvae::new(gpu, &params, config, batch, [4 * h, 4 * w], None)?;
     let image_len = config.channels * 16 * per;
     let mut out = Vec::with_capacity(n);
     for first in (0..n).step_by(batch) {

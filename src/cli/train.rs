@@ -10,7 +10,10 @@ use vqvae_wgpu::gpu::Gpu;
 use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
-use vqvae_wgpu::train::{CodebookInit, OptimizerKind, Run, Settings, Start, saved_tuning};
+use vqvae_wgpu::train::{
+    CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, OptimizerKind, Run, Settings,
+    Start, saved_tuning,
+};
 use vqvae_wgpu::tune::Target;
 
 use super::common::{DataArgs, load_model, open_gpu};
@@ -91,6 +94,17 @@ pub(crate) struct TrainArgs {
     /// Adam; 0 turns it off; SGD never restarts].
     #[arg(long)]
     pub(crate) codebook_restart: Option<u64>,
+    /// How the codebook learns: by its gradient, or by exponential moving averages of
+    /// the encoder outputs assigned to each code (Sonnet's VectorQuantizerEMA) [default:
+    /// gradient].
+    #[arg(long, value_enum)]
+    pub(crate) codebook_update: Option<CodebookUpdate>,
+    /// The EMA's decay, in [0, 1) [default: 0.99].
+    #[arg(long)]
+    pub(crate) ema_decay: Option<f64>,
+    /// The EMA's Laplace smoothing of the counts, > 0 [default: 1e-5].
+    #[arg(long)]
+    pub(crate) ema_eps: Option<f64>,
     /// Steps between metric read-backs [default: 10].
     #[arg(long)]
     pub(crate) log_every: Option<u64>,
@@ -225,6 +239,25 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     if optimizer == OptimizerKind::Sgd && a.codebook_restart.is_some_and(|r| r > 0) {
         return Err(Error::Usage("--codebook-restart: --optimizer sgd changes parameters by -lr * gradient alone, with no codebook restarts".into()));
     }
+    let codebook_update = a
+        .codebook_update
+        .or(saved.as_ref().map(|s| s.codebook_update))
+        .unwrap_or_default();
+    if optimizer == OptimizerKind::Sgd && codebook_update == CodebookUpdate::Ema {
+        return Err(Error::Usage("--codebook-update ema: --optimizer sgd changes every parameter by exactly -lr * gradient, and an EMA moves the codebook otherwise".into()));
+    }
+    let ema_decay = a.ema_decay.unwrap_or(DEFAULT_EMA_DECAY);
+    if !(0.0..1.0).contains(&ema_decay) {
+        return Err(Error::Usage(format!(
+            "--ema-decay {ema_decay}: must be in [0, 1)"
+        )));
+    }
+    let ema_eps = a.ema_eps.unwrap_or(DEFAULT_EMA_EPS);
+    if !(ema_eps > 0.0 && ema_eps.is_finite()) {
+        return Err(Error::Usage(format!(
+            "--ema-eps {ema_eps}: must be a positive number"
+        )));
+    }
     let wanted = Settings {
         batch_size: a.batch_size.unwrap_or(32),
         steps: a.steps.unwrap_or(1000),
@@ -246,6 +279,9 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
             } else {
                 0
             }),
+        codebook_update,
+        ema_decay,
+        ema_eps,
     };
     let settings = match saved {
         Some(saved) => resumed_settings(&a, saved, wanted)?,
@@ -381,6 +417,24 @@ pub(crate) fn resumed_settings(
             a.codebook_restart.is_some(),
             wanted.codebook_restart == saved.codebook_restart,
             saved.codebook_restart.to_string(),
+        ),
+        (
+            "--codebook-update",
+            a.codebook_update.is_some(),
+            wanted.codebook_update == saved.codebook_update,
+            format!("{:?}", saved.codebook_update).to_lowercase(),
+        ),
+        (
+            "--ema-decay",
+            a.ema_decay.is_some(),
+            wanted.ema_decay == saved.ema_decay,
+            saved.ema_decay.to_string(),
+        ),
+        (
+            "--ema-eps",
+            a.ema_eps.is_some(),
+            wanted.ema_eps == saved.ema_eps,
+            saved.ema_eps.to_string(),
         ),
     ];
     if let Some((flag, _, _, was)) = checks.iter().find(|(_, given, same, _)| *given && !same) {

@@ -33,7 +33,8 @@ const BINDINGS: [Bind; 5] = [
 /// Writes `grad_xhat = 2 (x_hat - x) / numel` and `terms` `[4]` =
 /// `[loss, mean((x_hat - x)^2), mean(||z_e - z_q||^2) (codebook term),
 /// beta * the same (commitment term)]`, given the quantiser's per-row squared
-/// distances `dist` and the element count of `z_e`.
+/// distances `dist` and the element count of `z_e`. Without `codebook_term` (an EMA
+/// codebook) that term is 0 and leaves the loss.
 #[allow(clippy::too_many_arguments)]
 pub fn vqvae_loss(
     gpu: &Gpu,
@@ -42,6 +43,7 @@ pub fn vqvae_loss(
     dist: &Tensor,
     ze_len: usize,
     beta: f32,
+    codebook_term: bool,
     grad_xhat: &Tensor,
     terms: &Tensor,
 ) -> Result<Launch> {
@@ -65,7 +67,12 @@ pub fn vqvae_loss(
         format!("terms have shape {:?}, expected [4]", terms.shape())
     })?;
     ensure(ze_len > 0, op, || "z_e has no elements".into())?;
-    let kernel = |entry| gpu.kernel(&shaders::LOSS, entry, &[("WG", f64::from(WG))], &BINDINGS);
+    let constants = [
+        ("WG", f64::from(WG)),
+        ("CODEBOOK_TERM", f64::from(u8::from(codebook_term))),
+    ];
+    // The MSE pass reads only WG, so both losses share its pipeline.
+    let kernel = |entry, n| gpu.kernel(&shaders::LOSS, entry, &constants[..n], &BINDINGS);
     let groups = x.len().div_ceil(BLOCK);
     let partial = Tensor::zeros(gpu, &[groups], DType::F32)?;
     let sse = Tensor::zeros(gpu, &[1], DType::F32)?;
@@ -79,7 +86,7 @@ pub fn vqvae_loss(
     let u = uniform.as_entire_binding();
     let mse = gpu.dispatch(
         op,
-        &kernel("mse")?,
+        &kernel("mse", 1)?,
         &[
             u.clone(),
             x_hat.binding(),
@@ -91,7 +98,7 @@ pub fn vqvae_loss(
     )?;
     let combine = gpu.dispatch(
         op,
-        &kernel("terms")?,
+        &kernel("terms", 2)?,
         &[
             u,
             sse.binding(),

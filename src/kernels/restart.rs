@@ -21,6 +21,23 @@ struct Params {
     _pad: [u32; 2],
 }
 
+/// What a restart resets with a code, so that nothing drags it back.
+#[derive(Clone, Copy, Debug)]
+pub enum Reset<'a> {
+    /// Nothing (plain SGD keeps no state).
+    Nothing,
+    /// The code's Adam moments `(m, v)`, `[K, D]` each: cleared.
+    Moments(&'a Tensor, &'a Tensor),
+    /// The code's EMA statistics: cluster size `[K]` set to 1, sum `[K, D]` set to the
+    /// new vector.
+    Ema {
+        /// Cluster sizes `[K]`.
+        cluster: &'a Tensor,
+        /// Sums of the assigned vectors `[K, D]`.
+        sums: &'a Tensor,
+    },
+}
+
 /// Dead-code restarts bound to a codebook, its usage and the encoder output.
 pub struct Restart {
     accumulate: Launch,
@@ -32,14 +49,14 @@ pub struct Restart {
 impl Restart {
     /// Binds the restart of `codebook` `[K, D]` from rows of `z_e` (`[n, D]` or
     /// `[batch, D, h, w]`), counting usage from the per-step `counts` `[K]` (u32) into
-    /// `window` `[K]` (u32). `moments` are the codebook's Adam moments, cleared on restart.
+    /// `window` `[K]` (u32); `reset` says what a restarted code's state is reset to.
     pub fn new(
         gpu: &Gpu,
         codebook: &Tensor,
         counts: &Tensor,
         window: &Tensor,
         z_e: &Tensor,
-        moments: Option<(&Tensor, &Tensor)>,
+        reset: Reset<'_>,
         seed: u64,
     ) -> Result<Restart> {
         let op = "restart";
@@ -51,17 +68,26 @@ impl Restart {
                 format!("{name} has shape {:?}, expected [{codes}]", t.shape())
             })?;
         }
-        if let Some((m, v)) = moments {
-            ensure(
-                m.shape() == codebook.shape() && v.shape() == codebook.shape(),
-                op,
-                || "moments must have the codebook's shape".into(),
-            )?;
-        }
-        let constants = [
-            ("WG", f64::from(WG)),
-            ("HAS_MOMENTS", f64::from(u8::from(moments.is_some()))),
-        ];
+        let (mode, state) = match reset {
+            Reset::Nothing => (0, None),
+            Reset::Moments(m, v) => {
+                ensure(
+                    m.shape() == codebook.shape() && v.shape() == codebook.shape(),
+                    op,
+                    || "moments must have the codebook's shape".into(),
+                )?;
+                (1, Some((m, v)))
+            }
+            Reset::Ema { cluster, sums } => {
+                ensure(
+                    cluster.shape() == [codes] && sums.shape() == codebook.shape(),
+                    op,
+                    || "EMA statistics must be [K] and the codebook's shape".into(),
+                )?;
+                (2, Some((cluster, sums)))
+            }
+        };
+        let constants = [("WG", f64::from(WG)), ("RESET", f64::from(mode))];
         let binds = [
             Bind::Uniform,
             Bind::Read,
@@ -87,8 +113,8 @@ impl Restart {
             window.binding(),
             z_e.binding(),
             codebook.binding(),
-            gpu.optional(moments.map(|m| m.0), 5),
-            gpu.optional(moments.map(|m| m.1), 6),
+            gpu.optional(state.map(|s| s.0), 5),
+            gpu.optional(state.map(|s| s.1), 6),
         ];
         let groups = codes.div_ceil(WG as usize) as u64;
         let dispatch = |entry| -> Result<Launch> {

@@ -38,7 +38,8 @@ const BINDINGS: [Bind; 6] = [
 /// Gradients of `mean((sg[z_e] - z_q)^2) + beta * mean((z_e - sg[z_q])^2)` with the
 /// decoder's gradient `grad_zq` passed straight through:
 /// `grad_ze = grad_zq + 2 beta (z_e - z_q) / numel` and
-/// `grad_codebook[k] = 2 / numel * sum over rows assigned to k of (e_k - z_e)`.
+/// `grad_codebook[k] = 2 / numel * sum over rows assigned to k of (e_k - z_e)`, unless
+/// `grad_codebook` is `None` (an EMA codebook, which gets no gradient).
 ///
 /// `ze`, `zq`, `grad_zq` and `grad_ze` share one shape (`[n, dim]` or
 /// `[batch, dim, h, w]`); `indices` `[n]` are the quantiser's codes. The codebook
@@ -53,7 +54,7 @@ pub fn vq_backward(
     grad_zq: &Tensor,
     beta: f32,
     grad_ze: &Tensor,
-    grad_codebook: &Tensor,
+    grad_codebook: Option<&Tensor>,
 ) -> Result<Launch> {
     let op = "vq_backward";
     let rows = Rows::of(op, ze)?;
@@ -76,18 +77,25 @@ pub fn vq_backward(
         )
     })?;
     quantize::codebook_shape(op, codebook, rows.dim)?;
-    ensure(grad_codebook.shape() == codebook.shape(), op, || {
-        format!(
-            "codebook gradient has shape {:?}, expected {:?}",
-            grad_codebook.shape(),
-            codebook.shape()
-        )
-    })?;
-    let sums = CodeSums::new(gpu, op, ze, indices, codebook, true)?;
+    if let Some(g) = grad_codebook {
+        ensure(g.shape() == codebook.shape(), op, || {
+            format!(
+                "codebook gradient has shape {:?}, expected {:?}",
+                g.shape(),
+                codebook.shape()
+            )
+        })?;
+    }
+    let sums = match grad_codebook {
+        Some(_) => Some(CodeSums::new(gpu, op, ze, indices, codebook, true)?),
+        None => None,
+    };
     let numel = ze.len() as f32;
+    // ze_grad reads only the element count and the commitment factor.
     let params = Params {
+        len: ze.len() as u32,
         commit: 2.0 * beta / numel,
-        ..sums.params
+        ..bytemuck::Zeroable::zeroed()
     };
     let kernel = |entry| {
         gpu.kernel(
@@ -112,6 +120,9 @@ pub fn vq_backward(
         ],
         ze.len().div_ceil(wg) as u64,
     )?;
+    let (Some(sums), Some(grad_codebook)) = (sums, grad_codebook) else {
+        return Ok(ze_grad.into());
+    };
     let total = sums.total(gpu, op, -2.0 / numel, grad_codebook)?;
     Ok([ze_grad, sums.dispatch, total].into_iter().collect())
 }

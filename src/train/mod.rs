@@ -4,6 +4,7 @@
 //! uninterrupted run would.
 
 mod batches;
+mod ema;
 mod init;
 mod log;
 mod state;
@@ -18,12 +19,15 @@ use crate::error::{Error, Result, io};
 use crate::gpu::Gpu;
 use crate::metrics::StepMetrics;
 use crate::model::Config;
+pub use crate::network::CodebookUpdate;
 use crate::network::Vqvae;
 use crate::params::Params;
 
 pub(crate) use batches::Order;
 use batches::validate;
 pub use batches::{run_batches, save_reconstructions, upload_batch};
+pub(crate) use ema::EmaCodebook;
+pub use ema::{CLUSTER_SIZE, EMBED_SUM};
 pub(crate) use init::fresh_values;
 use init::init_codebook_from_data;
 use log::Progress;
@@ -87,6 +91,28 @@ pub struct Settings {
     pub image_size: Option<usize>,
     /// Restart codes unused over this many steps on encoder outputs (0: never).
     pub codebook_restart: u64,
+    /// How the codebook learns.
+    #[serde(default)]
+    pub codebook_update: CodebookUpdate,
+    /// The EMA's decay (with [`CodebookUpdate::Ema`]).
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f64,
+    /// The EMA's Laplace smoothing of the cluster sizes.
+    #[serde(default = "default_ema_eps")]
+    pub ema_eps: f64,
+}
+
+/// Sonnet's and the paper's EMA decay.
+pub const DEFAULT_EMA_DECAY: f64 = 0.99;
+/// Sonnet's Laplace smoothing.
+pub const DEFAULT_EMA_EPS: f64 = 1e-5;
+
+fn default_ema_decay() -> f64 {
+    DEFAULT_EMA_DECAY
+}
+
+fn default_ema_eps() -> f64 {
+    DEFAULT_EMA_EPS
 }
 
 /// Where a run's weights come from.
@@ -171,8 +197,15 @@ impl Run<'_> {
         let bytes_before = gpu.allocated_bytes();
         let params = Params::new(gpu, config.params())?;
         let size = [data.height, data.width];
-        let net = Vqvae::new(gpu, &params, &config, s.batch_size, size, true)
-            .map_err(|e| batch_error(e, s.batch_size))?;
+        let net = Vqvae::new(
+            gpu,
+            &params,
+            &config,
+            s.batch_size,
+            size,
+            Some(s.codebook_update),
+        )
+        .map_err(|e| batch_error(e, s.batch_size))?;
         let val_net = match val {
             0 => None,
             v => Some(Vqvae::new(
@@ -181,7 +214,7 @@ impl Run<'_> {
                 &config,
                 v.min(s.batch_size),
                 size,
-                false,
+                None,
             )?),
         };
         let mut train = TrainStep::new(gpu, &params, net, data, train_len, &s)?;
@@ -289,10 +322,17 @@ fn begin(
                 let first = train.order.batch(0, s.batch_size);
                 init_codebook_from_data(gpu, &train.net, params, &first, data, s.seed)?;
             }
+            if let Some(e) = &train.ema {
+                e.start_from_codebook(gpu, params)?;
+            }
             Ok(0)
         }
         Start::Init(model) => {
             params.upload(gpu, &params.join(&model.values(), "--init")?)?;
+            // A model file holds no EMA statistics (DESIGN.md section 2).
+            if let Some(e) = &train.ema {
+                e.start_from_codebook(gpu, params)?;
+            }
             Ok(0)
         }
         Start::Resume { model, state } => {

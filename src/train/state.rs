@@ -1,6 +1,6 @@
 //! A run's files: the model checkpoint and the training state beside it (optimizer
-//! moments, code usage, step, settings and the kernel tuning), written atomically
-//! together, and read back by `--resume`.
+//! moments, EMA statistics, code usage, step, settings and the kernel tuning), written
+//! atomically together, and read back by `--resume`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -77,6 +77,9 @@ impl Saver<'_> {
             state.tensors.extend(named(m, "exp_avg.")?);
             state.tensors.extend(named(v, "exp_avg_sq.")?);
         }
+        if let Some(e) = &train.ema {
+            state.tensors.extend(e.download(self.gpu)?);
+        }
         let model = TensorFile {
             tensors: named(self.params.flat_values(), "")?,
             metadata: model_metadata(self.config, step, self.image),
@@ -103,6 +106,9 @@ pub(super) fn restore(
         for (tensor, prefix) in [(m, "exp_avg."), (v, "exp_avg_sq.")] {
             params.upload_named(gpu, tensor, &values, prefix, "training state")?;
         }
+    }
+    if let Some(e) = &train.ema {
+        e.restore(gpu, &state.tensors, "the training state")?;
     }
     Ok(state
         .metadata

@@ -1,6 +1,7 @@
-//! One training step: the graph, the update and the codebook restarts bound once for a
-//! batch size; each step uploads its batch, records forward, loss, backward, update and
-//! metrics into one command buffer and submits it, with at most two steps in flight.
+//! One training step: the graph, the update, the EMA codebook and the codebook
+//! restarts bound once for a batch size; each step uploads its batch, records forward,
+//! loss, backward, update, EMA update, restarts and metrics into one command buffer and
+//! submits it, with at most two steps in flight.
 
 use std::collections::VecDeque;
 
@@ -8,7 +9,7 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::optim::{Adam, AdamConfig, sgd};
-use crate::kernels::restart::Restart;
+use crate::kernels::restart::{Reset, Restart};
 use crate::launch::Launch;
 use crate::metrics::{MetricsRing, StepMetrics};
 use crate::network::Vqvae;
@@ -16,7 +17,8 @@ use crate::params::Params;
 use crate::tensor::{DType, Tensor};
 
 use super::batches::{Order, upload_batch};
-use super::{OptimizerKind, Settings};
+use super::ema::EmaCodebook;
+use super::{CodebookUpdate, OptimizerKind, Settings};
 
 /// The update step bound to the flat parameters.
 #[allow(clippy::large_enum_variant)] // one per run
@@ -69,6 +71,8 @@ pub(super) struct TrainStep<'a> {
     pub update: Update,
     /// Code usage since the last restart.
     pub window: Tensor,
+    /// The EMA codebook's statistics and update (with [`CodebookUpdate::Ema`]).
+    pub ema: Option<EmaCodebook>,
     restart: Option<Restart>,
     restart_every: u64,
     /// The batches' order.
@@ -91,6 +95,12 @@ impl<'a> TrainStep<'a> {
     ) -> Result<TrainStep<'a>> {
         let update = Update::new(gpu, params, s)?;
         let window = Tensor::zeros(gpu, &[net.config.codes], DType::U32)?;
+        let ema = match s.codebook_update {
+            CodebookUpdate::Ema => {
+                Some(EmaCodebook::new(gpu, &net, params, s.ema_decay, s.ema_eps)?)
+            }
+            CodebookUpdate::Gradient => None,
+        };
         let restart = if s.codebook_restart > 0 {
             let moments = match update.moments() {
                 Some((m, v)) => Some((
@@ -99,13 +109,23 @@ impl<'a> TrainStep<'a> {
                 )),
                 None => None,
             };
+            // An EMA codebook gets no gradient: its Adam moments stay zero, and what
+            // would drag a restarted code back is its statistics.
+            let reset = match (&ema, &moments) {
+                (Some(e), _) => Reset::Ema {
+                    cluster: &e.cluster,
+                    sums: &e.sums,
+                },
+                (None, Some((m, v))) => Reset::Moments(m, v),
+                (None, None) => Reset::Nothing,
+            };
             Some(Restart::new(
                 gpu,
                 params.value("codebook.weight"),
                 net.counts.as_ref().expect("training graph"),
                 &window,
                 &net.z_e,
-                moments.as_ref().map(|(m, v)| (m, v)),
+                reset,
                 s.seed,
             )?)
         } else {
@@ -117,6 +137,7 @@ impl<'a> TrainStep<'a> {
             net,
             update,
             window,
+            ema,
             restart,
             restart_every: s.codebook_restart,
             order: Order {
@@ -155,6 +176,9 @@ impl<'a> TrainStep<'a> {
             let backward = net.loss_and_backward().expect("a training graph");
             for l in [net.encode(), net.decode(), backward, self.update.launch()] {
                 l.record(&mut pass);
+            }
+            if let Some(e) = &self.ema {
+                e.launch().record(&mut pass);
             }
             if let Some(r) = &self.restart {
                 r.accumulate().record(&mut pass);

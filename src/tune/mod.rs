@@ -23,6 +23,7 @@ use crate::gpu::Gpu;
 use crate::kernels::quantize;
 use crate::launch::{Launch, Tuning};
 use crate::model::Config;
+use crate::network::CodebookUpdate;
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
@@ -265,7 +266,8 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
 fn build(gpu: &mut Gpu, target: &Target, tuning: Tuning, quantiser: bool) -> Result<Launch> {
     gpu.set_tuning(tuning);
     if !quantiser {
-        return Ok(model_work(gpu, &target.config, target.batch, target.image, true)?.launch);
+        let train = Some(CodebookUpdate::Gradient);
+        return Ok(model_work(gpu, &target.config, target.batch, target.image, train)?.launch);
     }
     let c = &target.config;
     let n = target.batch * (target.image[0] / 4) * (target.image[1] / 4);
