@@ -54,6 +54,8 @@ shaders! {
     RESTART => "restart",
     /// The exponential-moving-average codebook update (k-means with decay 0).
     EMA => "ema",
+    /// k-means++ seeding: drawing centres in proportion to their squared distances.
+    KMEANS => "kmeans",
     /// Copying rows between stacks of code grids (the sampling band and whole grids).
     ROWS => "rows",
     /// Causal masks of PixelCNN convolutions, applied to weights and their gradients.

@@ -339,7 +339,7 @@ fn resume_keeps_its_settings_and_sgd_never_restarts() {
 }
 
 #[test]
-fn ema_settings_that_cannot_be_used() {
+fn codebook_settings_that_cannot_be_used() {
     let dir = temp_dir("ema-bad");
     let out = dir.join("run");
     for (flags, says) in [
@@ -359,6 +359,11 @@ fn ema_settings_that_cannot_be_used() {
             &["--codebook-update", "ema", "--optimizer", "sgd"][..],
             "--optimizer sgd",
         ),
+        (
+            &["--codebook-init", "kmeans", "--kmeans-iters", "0"][..],
+            "--kmeans-iters 0",
+        ),
+        (&["--kmeans-batches", "0"][..], "--kmeans-batches 0"),
     ] {
         let text = fails(&train_args(&out, flags));
         assert!(text.contains(says), "{flags:?}: {text}");

@@ -474,3 +474,52 @@ fn ema_with_decay_zero_is_a_lloyd_iteration() {
         1e-5,
     );
 }
+
+#[test]
+fn kmeans_matches_reference_and_repeats_for_a_seed() {
+    use vqvae_wgpu::kernels::kmeans::kmeans;
+    // Rows, a channels-first map, and fewer rows than codes.
+    let cases: [(&[usize], usize); 3] = [(&[300, 5], 7), (&[2, 3, 6, 5], 4), (&[5, 2], 8)];
+    for gpu in gpus() {
+        for (i, &(shape, k)) in cases.iter().enumerate() {
+            let rows = Rows::of("test", &zeros(gpu, shape)).unwrap();
+            let mut rng = Rng::new(130 + i as u64);
+            let z = rng.vec(shape.iter().product());
+            let z_t = upload(gpu, shape, &z);
+            let tag = format!("{shape:?} K={k} {:?}", gpu.tuning());
+            let run = |seed: u64| {
+                let cb = zeros(gpu, &[k, rows.dim]);
+                let km = kmeans(gpu, &z_t, &cb, 4, seed).unwrap();
+                gpu.run(&[km.launch()]).unwrap();
+                (cb.to_f32(gpu).unwrap(), km.seeds.to_u32(gpu).unwrap())
+            };
+            let (cb, seeds) = run(11);
+            let want_seeds = r::kmeans_seeds(&rows, &widen(&z), k, 11);
+            let seeds: Vec<usize> = seeds.iter().map(|&s| s as usize).collect();
+            assert_eq!(seeds, want_seeds, "seeds {tag}");
+            let seeded: Vec<f64> = want_seeds
+                .iter()
+                .flat_map(|&s| r::row(&rows, &widen(&z), s))
+                .collect();
+            let want_cb = r::lloyd(&rows, &widen(&z), &seeded, 4);
+            assert_close(&format!("centroids {tag}"), &cb, &want_cb, 1e-5, 1e-5);
+            // The same assignments to the final codebooks.
+            let assigned = Tensor::zeros(gpu, &[rows.n], DType::U32).unwrap();
+            let cb_t = upload(gpu, &[k, rows.dim], &cb);
+            gpu.run(&[&quantize(gpu, &z_t, &cb_t, &assigned, None, None).unwrap()])
+                .unwrap();
+            let want_assigned = r::nearest(&rows, &widen(&z), &want_cb).0;
+            assert_eq!(
+                assigned.to_u32(gpu).unwrap(),
+                want_assigned,
+                "assignments {tag}"
+            );
+            let again = run(11);
+            assert!(again.0 == cb, "same seed, same centroids {tag}");
+            assert_eq!(again.1, run(11).1, "same seed, same seeds {tag}");
+            if k > 1 {
+                assert_ne!(run(12).1, run(11).1, "another seed, other seeds {tag}");
+            }
+        }
+    }
+}

@@ -288,6 +288,34 @@ fn an_ema_run_keeps_its_statistics_in_the_state_and_a_plain_checkpoint() {
 }
 
 #[test]
+fn a_kmeans_codebook_repeats_for_a_seed() {
+    let (a, b, data) = (
+        temp_dir("kmeans-a"),
+        temp_dir("kmeans-b"),
+        temp_dir("kmeans-data"),
+    );
+    let kmeans = [
+        "--steps",
+        "0",
+        "--codebook-init",
+        "kmeans",
+        "--kmeans-iters",
+        "3",
+    ];
+    train(&a, &kmeans);
+    train(&b, &kmeans);
+    let codebook = |dir: &Path| checkpoint(dir).tensors["codebook.weight"].1.clone();
+    assert!(
+        codebook(&a) == codebook(&b),
+        "one seed, two k-means codebooks"
+    );
+    train(&data, &["--steps", "0"]);
+    assert!(codebook(&a) != codebook(&data), "k-means changed nothing");
+    let settings = TensorFile::read(&a.join("training_state.safetensors")).unwrap();
+    assert!(settings.metadata["settings"].contains("\"kmeans_iters\":3"));
+}
+
+#[test]
 fn init_round_trips_a_checkpoint_exactly() {
     let (a, b) = (temp_dir("init-src"), temp_dir("init-dst"));
     train(&a, &["--steps", "2"]);

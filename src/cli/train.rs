@@ -11,8 +11,8 @@ use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::train::{
-    CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, OptimizerKind, Run, Settings,
-    Start, saved_tuning,
+    CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
+    OptimizerKind, Run, Settings, Start, saved_tuning,
 };
 use vqvae_wgpu::tune::Target;
 
@@ -94,6 +94,13 @@ pub(crate) struct TrainArgs {
     /// Adam; 0 turns it off; SGD never restarts].
     #[arg(long)]
     pub(crate) codebook_restart: Option<u64>,
+    /// Lloyd iterations of --codebook-init kmeans [default: 10].
+    #[arg(long)]
+    pub(crate) kmeans_iters: Option<usize>,
+    /// Batches whose encoder outputs --codebook-init kmeans clusters [default: enough for
+    /// about 20 per code].
+    #[arg(long)]
+    pub(crate) kmeans_batches: Option<usize>,
     /// How the codebook learns: by its gradient, or by exponential moving averages of
     /// the encoder outputs assigned to each code (Sonnet's VectorQuantizerEMA) [default:
     /// gradient].
@@ -246,6 +253,14 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     if optimizer == OptimizerKind::Sgd && codebook_update == CodebookUpdate::Ema {
         return Err(Error::Usage("--codebook-update ema: --optimizer sgd changes every parameter by exactly -lr * gradient, and an EMA moves the codebook otherwise".into()));
     }
+    for (flag, value) in [
+        ("--kmeans-iters", a.kmeans_iters),
+        ("--kmeans-batches", a.kmeans_batches),
+    ] {
+        if value == Some(0) {
+            return Err(Error::Usage(format!("{flag} 0: must be at least 1")));
+        }
+    }
     let ema_decay = a.ema_decay.unwrap_or(DEFAULT_EMA_DECAY);
     if !(0.0..1.0).contains(&ema_decay) {
         return Err(Error::Usage(format!(
@@ -279,6 +294,8 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
             } else {
                 0
             }),
+        kmeans_iters: a.kmeans_iters.unwrap_or(DEFAULT_KMEANS_ITERS),
+        kmeans_batches: a.kmeans_batches,
         codebook_update,
         ema_decay,
         ema_eps,

@@ -174,3 +174,46 @@ pub fn ema_update(
         .collect();
     (cluster, ema_w, codebook)
 }
+
+/// The rows k-means++ seeding draws for `k` centres, as `shaders/kmeans.wgsl` draws
+/// them (sums in f64: a draw within rounding of a boundary may differ in f32).
+pub fn kmeans_seeds(rows: &Rows, z: &[f64], k: usize, seed: u32) -> Vec<usize> {
+    let mut dist = vec![0.0; rows.n];
+    let mut seeds = Vec::with_capacity(k);
+    for c in 0..k {
+        let u = (pcg(seed ^ pcg(c as u32)) >> 8) as f32 * (1.0 / 16_777_216.0);
+        let total: f64 = dist.iter().sum();
+        let mut pick = ((u * rows.n as f32) as usize).min(rows.n - 1);
+        if c > 0 && total > 0.0 {
+            let goal = f64::from(u) * total;
+            let mut acc = 0.0;
+            for (r, &d) in dist.iter().enumerate().filter(|(_, d)| **d > 0.0) {
+                pick = r;
+                acc += d;
+                if acc > goal {
+                    break;
+                }
+            }
+        }
+        seeds.push(pick);
+        let centre = row(rows, z, pick);
+        for (r, d) in dist.iter_mut().enumerate() {
+            let d2 = sq_dist(&row(rows, z, r), &centre);
+            *d = if c == 0 { d2 } else { d.min(d2) };
+        }
+    }
+    seeds
+}
+
+/// `iters` Lloyd iterations from `codebook`: assign every row to its nearest code, then
+/// move every used code to the mean of its rows.
+pub fn lloyd(rows: &Rows, z: &[f64], codebook: &[f64], iters: usize) -> Vec<f64> {
+    let k = codebook.len() / rows.dim;
+    let mut cb = codebook.to_vec();
+    for _ in 0..iters {
+        let assigned = nearest(rows, z, &cb).0;
+        let (none, no_sums) = (vec![0.0; k], vec![0.0; k * rows.dim]);
+        cb = ema_update(rows, z, &assigned, &cb, &none, &no_sums, 0.0, 0.0).2;
+    }
+    cb
+}

@@ -1,5 +1,5 @@
 //! Where a fresh run's weights come from: PyTorch-style initialisation from the seed,
-//! and a codebook drawn from the encoder's outputs.
+//! and a codebook drawn from the encoder's outputs, or clustered from them by k-means.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,9 @@ use crate::network::Vqvae;
 use crate::params::Params;
 use crate::rng::Rng;
 
-use super::batches::upload_batch;
+use super::batches::{Order, upload_batch};
+use crate::kernels::kmeans::kmeans;
+use crate::tensor::{DType, Tensor};
 
 /// Parameter values for a fresh run: PyTorch-style, from the seed.
 pub(crate) fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f32>> {
@@ -66,4 +68,53 @@ pub(super) fn init_codebook_from_data(
     params
         .value("codebook.weight")
         .write(gpu, bytemuck::cast_slice(&codebook))
+}
+
+/// How many batches give k-means about 20 encoder outputs per code.
+pub(super) fn kmeans_batches(net: &Vqvae) -> usize {
+    let per_batch = net.indices.len();
+    (20 * net.config.codes).div_ceil(per_batch).max(1)
+}
+
+/// Replaces the codebook by k-means (k-means++ seeding from `seed`, then `iters` Lloyd
+/// iterations) of the encoder outputs of the run's first `batches` batches.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn init_codebook_kmeans(
+    gpu: &Gpu,
+    net: &Vqvae,
+    params: &Params,
+    order: &mut Order,
+    data: &Dataset,
+    batches: usize,
+    iters: usize,
+    seed: u64,
+) -> Result<()> {
+    let shape = net.z_e.shape();
+    let mut all = shape.to_vec();
+    all[0] *= batches;
+    let outputs = Tensor::zeros(gpu, &all, DType::F32)?;
+    for b in 0..batches {
+        upload_batch(gpu, &net.x, data, &order.batch(b as u64, net.batch))?;
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("k-means data"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            net.encode().record(&mut pass);
+        }
+        let bytes = net.z_e.bytes();
+        encoder.copy_buffer_to_buffer(
+            net.z_e.buffer(),
+            net.z_e.offset(),
+            outputs.buffer(),
+            outputs.offset() + b as u64 * bytes,
+            bytes,
+        );
+        gpu.submit(encoder, "encoding the k-means data")?;
+    }
+    let codebook = params.value("codebook.weight");
+    let clustering = kmeans(gpu, &outputs, codebook, iters, seed ^ 0x6b6d_6561_6e73)?;
+    gpu.run(&[clustering.launch()])
 }

@@ -29,7 +29,7 @@ pub use batches::{run_batches, save_reconstructions, upload_batch};
 pub(crate) use ema::EmaCodebook;
 pub use ema::{CLUSTER_SIZE, EMBED_SUM};
 pub(crate) use init::fresh_values;
-use init::init_codebook_from_data;
+use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches};
 use log::Progress;
 pub(crate) use log::{Log, progress_bar};
 pub use state::{IMAGE_SIZE_KEY, TUNING_KEY, saved_tuning};
@@ -58,6 +58,9 @@ pub enum CodebookInit {
     Data,
     /// Uniform in ±1/K, as PyTorch ports usually do.
     Uniform,
+    /// k-means of the encoder outputs of the first batches: k-means++ seeding, then
+    /// Lloyd iterations, on the GPU.
+    Kmeans,
 }
 
 /// Everything that decides what a run computes, saved with its checkpoints.
@@ -91,6 +94,13 @@ pub struct Settings {
     pub image_size: Option<usize>,
     /// Restart codes unused over this many steps on encoder outputs (0: never).
     pub codebook_restart: u64,
+    /// Lloyd iterations of [`CodebookInit::Kmeans`].
+    #[serde(default = "default_kmeans_iters")]
+    pub kmeans_iters: usize,
+    /// Batches whose encoder outputs [`CodebookInit::Kmeans`] clusters (`None`: enough
+    /// for about 20 per code).
+    #[serde(default)]
+    pub kmeans_batches: Option<usize>,
     /// How the codebook learns.
     #[serde(default)]
     pub codebook_update: CodebookUpdate,
@@ -106,6 +116,13 @@ pub struct Settings {
 pub const DEFAULT_EMA_DECAY: f64 = 0.99;
 /// Sonnet's Laplace smoothing.
 pub const DEFAULT_EMA_EPS: f64 = 1e-5;
+
+/// Lloyd iterations of a k-means codebook initialisation.
+pub const DEFAULT_KMEANS_ITERS: usize = 10;
+
+fn default_kmeans_iters() -> usize {
+    DEFAULT_KMEANS_ITERS
+}
 
 fn default_ema_decay() -> f64 {
     DEFAULT_EMA_DECAY
@@ -318,9 +335,26 @@ fn begin(
                 gpu,
                 &params.join(&fresh_values(params, s.seed), "initialisation")?,
             )?;
-            if s.codebook_init == CodebookInit::Data {
-                let first = train.order.batch(0, s.batch_size);
-                init_codebook_from_data(gpu, &train.net, params, &first, data, s.seed)?;
+            match s.codebook_init {
+                CodebookInit::Data => {
+                    let first = train.order.batch(0, s.batch_size);
+                    init_codebook_from_data(gpu, &train.net, params, &first, data, s.seed)?;
+                }
+                CodebookInit::Kmeans => {
+                    let batches = s.kmeans_batches.unwrap_or(kmeans_batches(&train.net));
+                    let (net, order) = (&train.net, &mut train.order);
+                    init_codebook_kmeans(
+                        gpu,
+                        net,
+                        params,
+                        order,
+                        data,
+                        batches,
+                        s.kmeans_iters,
+                        s.seed,
+                    )?;
+                }
+                CodebookInit::Uniform => {}
             }
             if let Some(e) = &train.ema {
                 e.start_from_codebook(gpu, params)?;
