@@ -82,3 +82,41 @@ fn enlarge(img: &[u8], channels: usize, height: usize, width: usize, zoom: usize
         })
         .collect()
 }
+
+/// Writes `path`: code usage at a glance. A bar per code, from the most used code to
+/// the least, its height the square root of its share of the most used code's count (so
+/// rare codes still show); under the axis, a red mark for every code never used.
+pub fn save_code_usage(path: &Path, counts: &[u64]) -> Result<()> {
+    const HEIGHT: usize = 160;
+    const MARKS: usize = 8;
+    let mut sorted = counts.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let bar = (1024 / sorted.len().max(1)).clamp(1, 16);
+    let (width, height) = (bar * sorted.len().max(1), HEIGHT + 2 + MARKS);
+    let top = sorted.first().copied().unwrap_or(0).max(1) as f64;
+    // Planar RGB on white.
+    let mut planes = vec![255u8; 3 * width * height];
+    let mut paint = |x: usize, y: usize, [r, g, b]: [u8; 3]| {
+        let i = y * width + x;
+        planes[i] = r;
+        planes[width * height + i] = g;
+        planes[2 * width * height + i] = b;
+    };
+    for x in 0..width {
+        paint(x, HEIGHT, [0, 0, 0]);
+    }
+    for (k, &c) in sorted.iter().enumerate() {
+        let tall = ((c as f64 / top).sqrt() * HEIGHT as f64).round() as usize;
+        for x in k * bar..(k + 1) * bar {
+            if c == 0 {
+                for y in HEIGHT + 2..height {
+                    paint(x, y, [200, 30, 30]);
+                }
+            }
+            for y in HEIGHT - tall.min(HEIGHT)..HEIGHT {
+                paint(x, y, [40, 70, 160]);
+            }
+        }
+    }
+    save_png(path, 3, height, width, &planes)
+}

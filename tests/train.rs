@@ -157,8 +157,24 @@ fn loss_falls_in_a_short_run() {
         last < 0.7 * first,
         "reconstruction loss went from {first} to {last}"
     );
-    assert!(log.contains("val_recon_mse"));
     assert!(image::open(dir.join("reconstructions.png")).is_ok());
+    // Held-out usage: in the log, and in the picture, one red column per dead code.
+    let val: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("val_recon_mse").is_some())
+        .last()
+        .expect("a validation line");
+    let used = val["val_codes_used"].as_u64().unwrap() as usize;
+    let perplexity = val["val_perplexity"].as_f64().unwrap();
+    assert!((1..=16).contains(&used) && perplexity >= 1.0 && perplexity <= used as f64 + 1e-9);
+    let usage = image::open(dir.join("code_usage.png")).unwrap().to_rgb8();
+    let bar = usage.width() as usize / 16;
+    let bottom = usage.height() - 1;
+    let red = (0..usage.width())
+        .filter(|&x| usage.get_pixel(x, bottom).0 == [200, 30, 30])
+        .count();
+    assert_eq!(red, (16 - used) * bar, "dead codes in the picture");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
-    OptimizerKind, Run, Settings, Start, saved_tuning,
+    OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
 };
 use vqvae_wgpu::tune::Target;
 
@@ -332,6 +332,12 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     if let Some(v) = summary.val_mse {
         println!("held-out reconstruction MSE: {v:.5}");
     }
+    if let (Some(p), Some(used)) = (summary.val_perplexity, summary.val_codes_used) {
+        println!(
+            "held-out codes: perplexity {p:.1}, {used}/{} in use",
+            config.codes
+        );
+    }
     let mib = |b: u64| b as f64 / 1048576.0;
     let p = summary.param_bytes;
     let state = summary.optimizer_bytes;
@@ -353,6 +359,9 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         out.join("reconstructions.png").display()
     );
     println!("metrics:         {}", out.join("metrics.jsonl").display());
+    if summary.val_codes_used.is_some() {
+        println!("code usage:      {}", out.join(USAGE_FILE).display());
+    }
     Ok(())
 }
 

@@ -86,23 +86,66 @@ fn as_f32(bits: &[u32]) -> Vec<f32> {
     bits.iter().map(|&b| f32::from_bits(b)).collect()
 }
 
-/// Reconstruction MSE of images `indices` through `net`.
-pub(super) fn validate(gpu: &Gpu, net: &Vqvae, data: &Dataset, indices: &[usize]) -> Result<f64> {
-    let outs = run_batches(
-        gpu,
-        net,
-        data,
-        indices,
-        &[net.encode(), net.decode()],
-        &net.x_hat,
-    )?;
+/// What the held-out images say of a model.
+pub(super) struct Validation {
+    /// Reconstruction MSE.
+    pub mse: f64,
+    /// How often each code was chosen.
+    pub counts: Vec<u64>,
+}
+
+impl Validation {
+    /// `exp` of the entropy of the code frequencies: the number of equally used codes
+    /// that would be as uncertain.
+    pub fn perplexity(&self) -> f64 {
+        let total: u64 = self.counts.iter().sum();
+        let entropy: f64 = self
+            .counts
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| {
+                let q = c as f64 / total as f64;
+                -q * q.ln()
+            })
+            .sum();
+        entropy.exp()
+    }
+
+    /// Codes chosen at least once.
+    pub fn codes_used(&self) -> usize {
+        self.counts.iter().filter(|&&c| c > 0).count()
+    }
+}
+
+/// Runs images `indices` through `net` (an inference graph): their reconstruction MSE
+/// and code usage.
+pub(super) fn validate(
+    gpu: &Gpu,
+    net: &Vqvae,
+    data: &Dataset,
+    indices: &[usize],
+) -> Result<Validation> {
+    let per_image = net.indices.len() / net.batch;
+    let mut counts = vec![0u64; net.config.codes];
     let mut sse = 0.0;
-    for (&i, out) in indices.iter().zip(&outs) {
-        for (p, x) in images::to_input(data.image(i)).zip(as_f32(out)) {
-            sse += f64::from(x - p).powi(2);
+    for chunk in indices.chunks(net.batch) {
+        upload_batch(gpu, &net.x, data, chunk)?;
+        gpu.run(&[net.encode(), net.decode()])?;
+        let (x_hat, codes) = (net.x_hat.to_f32(gpu)?, net.indices.to_u32(gpu)?);
+        for (k, &i) in chunk.iter().enumerate() {
+            let out = &x_hat[k * data.image_len()..(k + 1) * data.image_len()];
+            for (p, x) in images::to_input(data.image(i)).zip(out) {
+                sse += f64::from(x - p).powi(2);
+            }
+            for &c in &codes[k * per_image..(k + 1) * per_image] {
+                counts[c as usize] += 1;
+            }
         }
     }
-    Ok(sse / (indices.len() * data.image_len()) as f64)
+    Ok(Validation {
+        mse: sse / (indices.len() * data.image_len()) as f64,
+        counts,
+    })
 }
 
 /// Writes `path`: the images `shown` above their reconstructions.

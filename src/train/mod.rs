@@ -17,6 +17,7 @@ use crate::checkpoint::TensorFile;
 use crate::data::Dataset;
 use crate::error::{Error, Result, io};
 use crate::gpu::Gpu;
+use crate::images;
 use crate::metrics::StepMetrics;
 use crate::model::Config;
 pub use crate::network::CodebookUpdate;
@@ -24,7 +25,7 @@ use crate::network::Vqvae;
 use crate::params::Params;
 
 pub(crate) use batches::Order;
-use batches::validate;
+use batches::{Validation, validate};
 pub use batches::{run_batches, save_reconstructions, upload_batch};
 pub(crate) use ema::EmaCodebook;
 pub use ema::{CLUSTER_SIZE, EMBED_SUM};
@@ -112,6 +113,9 @@ pub struct Settings {
     pub ema_eps: f64,
 }
 
+/// The run folder's picture of held-out code usage ([`images::save_code_usage`]).
+pub const USAGE_FILE: &str = "code_usage.png";
+
 /// Sonnet's and the paper's EMA decay.
 pub const DEFAULT_EMA_DECAY: f64 = 0.99;
 /// Sonnet's Laplace smoothing.
@@ -156,6 +160,10 @@ pub struct Summary {
     pub last: Option<StepMetrics>,
     /// Reconstruction MSE on the held-out images at the end.
     pub val_mse: Option<f64>,
+    /// Perplexity of the codes the held-out images use, at the end.
+    pub val_perplexity: Option<f64>,
+    /// Codes the held-out images use at least once, at the end.
+    pub val_codes_used: Option<usize>,
     /// Training images per second over this run's steps.
     pub images_per_sec: f64,
     /// Convolution GFLOP/s of the whole training step (all kernels' time counted).
@@ -255,7 +263,8 @@ impl Run<'_> {
             progress,
         )?;
         let val_indices: Vec<usize> = (train_len..data.len).collect();
-        let mut val_mse = None;
+        let mut last_val: Option<Validation> = None;
+        let usage_png = out.join(USAGE_FILE);
         let every = |n: u64, period: u64| n.is_multiple_of(period.max(1));
 
         for step in first_step..s.steps {
@@ -273,15 +282,21 @@ impl Run<'_> {
             shown.take(rows)?;
             let pause = Instant::now();
             if let Some(vn) = val_net.as_ref().filter(|_| validating) {
-                let mse = validate(gpu, vn, data, &val_indices)?;
-                shown
-                    .log
-                    .line(&serde_json::json!({ "step": n, "val_recon_mse": mse }))?;
-                val_mse = Some(mse);
+                let v = validate(gpu, vn, data, &val_indices)?;
+                shown.log.line(&serde_json::json!({
+                    "step": n,
+                    "val_recon_mse": v.mse,
+                    "val_perplexity": v.perplexity(),
+                    "val_codes_used": v.codes_used(),
+                }))?;
+                last_val = Some(v);
             }
             if saving {
                 saver.save(n, &train)?;
                 shown.saved = Some(n);
+                if let Some(v) = &last_val {
+                    images::save_code_usage(&usage_png, &v.counts)?;
+                }
             }
             shown.aside += pause.elapsed();
         }
@@ -290,6 +305,11 @@ impl Run<'_> {
         let steps_run = s.steps.saturating_sub(first_step);
         if steps_run == 0 {
             saver.save(first_step.max(s.steps), &train)?;
+            if let Some(vn) = &val_net {
+                let v = validate(gpu, vn, data, &val_indices)?;
+                images::save_code_usage(&usage_png, &v.counts)?;
+                last_val = Some(v);
+            }
         }
         let pictured: Vec<usize> = if val > 0 {
             val_indices.iter().copied().take(8).collect()
@@ -306,7 +326,9 @@ impl Run<'_> {
         Ok(Summary {
             step: s.steps.max(first_step),
             last: shown.last,
-            val_mse,
+            val_mse: last_val.as_ref().map(|v| v.mse),
+            val_perplexity: last_val.as_ref().map(Validation::perplexity),
+            val_codes_used: last_val.as_ref().map(Validation::codes_used),
             images_per_sec: steps_run as f64 * s.batch_size as f64 / seconds,
             conv_gflops: steps_run as f64 * train.net.train_flops / seconds / 1e9,
             gpu_bytes,
