@@ -161,9 +161,9 @@ fn loss_falls_in_a_short_run() {
     // Held-out usage: in the log, and in the picture, one red column per dead code.
     let val: serde_json::Value = log
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("val_recon_mse").is_some())
-        .last()
+        .find(|v| v.get("val_recon_mse").is_some())
         .expect("a validation line");
     let used = val["val_codes_used"].as_u64().unwrap() as usize;
     let perplexity = val["val_perplexity"].as_f64().unwrap();
