@@ -1,10 +1,11 @@
-//! Reduce a colour image to a K-colour palette by k-means on the GPU, using only the
-//! public API of the quantiser component on a device opened the plain wgpu way.
+//! Reduce a colour image to a K-colour palette by k-means on the GPU (k-means++ seeding,
+//! then Lloyd iterations), using only the public API of the quantiser component and
+//! the k-means kernels on a device opened the plain wgpu way.
 //!
 //! `cargo run --release --example embed_quantizer -- [IMAGE] [K] [OUT.png]`
 //! (without IMAGE, a generated picture; K defaults to 8; OUT to palette.png).
 
-use vqvae_wgpu::kernels::ema;
+use vqvae_wgpu::kernels::kmeans;
 use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
 use vqvae_wgpu::{DType, Tensor};
 
@@ -30,15 +31,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default()))?;
     println!("adapter: {}", adapter.get_info().name);
 
-    // Our buffers: pixels as [n, 3] rows in 0..1, a codebook of K colours picked evenly
-    // along the image, code indices, and the k-means statistics.
+    // Our buffers: pixels as [n, 3] rows in 0..1, a codebook of K colours, code indices
+    // and the pixels as quantised.
     let pixels: Vec<f32> = image
         .as_raw()
         .iter()
         .map(|&v| f32::from(v) / 255.0)
-        .collect();
-    let start: Vec<f32> = (0..k as usize)
-        .flat_map(|i| pixels[(i * n / k as usize) * 3..][..3].to_vec())
         .collect();
     let storage = |bytes: &[u8]| {
         let b = device.create_buffer(&wgpu::BufferDescriptor {
@@ -54,13 +52,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (input, codebook) = (
         storage(bytemuck::cast_slice(&pixels)),
-        storage(bytemuck::cast_slice(&start)),
-    );
-    let (indices, quantized) = (storage(&vec![0; n * 4]), storage(&vec![0; n * 12]));
-    let (cluster, sums) = (
-        storage(&vec![0; k as usize * 4]),
         storage(&vec![0; k as usize * 12]),
     );
+    let (indices, quantized) = (storage(&vec![0; n * 4]), storage(&vec![0; n * 12]));
 
     let quantizer = Quantizer::new(
         &device,
@@ -79,27 +73,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         quantized: Some(quantized.as_entire_buffer_binding()),
         distances: None,
     };
-    // One Lloyd iteration = assign (the quantiser) + an EMA update with decay 0.
+    // k-means on our buffers, seeded by k-means++ from a seed: one launch to record.
     let gpu = quantizer.gpu();
-    let view = |b: &wgpu::Buffer, shape: &[usize], dtype| {
-        Tensor::from_buffer(gpu, b.clone(), 0, shape, dtype)
+    let view = |b: &wgpu::Buffer, shape: &[usize]| {
+        Tensor::from_buffer(gpu, b.clone(), 0, shape, DType::F32)
     };
-    let lloyd = ema::ema_update(
+    let clustering = kmeans::kmeans(
         gpu,
-        &view(&input, &[n, 3], DType::F32)?,
-        &view(&indices, &[n], DType::U32)?,
-        &view(&codebook, &[k as usize, 3], DType::F32)?,
-        &view(&cluster, &[k as usize], DType::F32)?,
-        &view(&sums, &[k as usize, 3], DType::F32)?,
-        0.0,
-        0.0,
+        &view(&input, &[n, 3])?,
+        &view(&codebook, &[k as usize, 3])?,
+        ITERATIONS,
+        7,
     )?;
     let mut encoder = device.create_command_encoder(&Default::default());
-    for _ in 0..ITERATIONS {
+    {
         let mut pass = encoder.begin_compute_pass(&Default::default());
-        quantizer.record_in_pass(&mut pass, &bindings)?;
-        lloyd.record(&mut pass);
+        clustering.launch().record(&mut pass);
     }
+    // Then the pixels through the quantiser with the palette found.
     quantizer.record(&mut encoder, &bindings)?;
     queue.submit([encoder.finish()]);
 
