@@ -11,10 +11,14 @@ use crate::gpu::Gpu;
 use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
-/// The fewest GEMM rows and columns for which [`Tuning::gemm_tile`]'s packed path runs:
-/// thinner products (3 output channels, or the weight gradient of a 3-channel layer) reuse
-/// each packed element too few times to repay the packing (measured on lavapipe).
-pub const PACKED_MIN_SIDE: usize = 64;
+/// The default of [`Tuning::packed_from`]: on lavapipe, thinner products (3 output
+/// channels, or the weight gradient of a 3-channel layer) reuse each packed element too
+/// few times to repay the packing.
+pub const PACKED_MIN_SIDE: u32 = 64;
+
+fn packed_min_side() -> u32 {
+    PACKED_MIN_SIDE
+}
 
 /// Kernel variants and tile shapes. Kernels whose tiles are pipeline-overridable
 /// constants read them from here, so each adapter can get the shape it runs best.
@@ -28,7 +32,7 @@ pub struct Tuning {
     pub conv_workgroup: [u32; 2],
     /// Outputs each convolution thread computes, `[along m, along n]`, at most 8 x 12.
     pub conv_tile: [u32; 2],
-    /// Convolutions whose GEMM has at least [`PACKED_MIN_SIDE`] rows and columns run as
+    /// Convolutions whose GEMM has at least `packed_from` rows and columns run as
     /// packed vec4 GEMMs whose threads compute this tile, `[rows, columns]` (at most
     /// 16 x 16, columns a multiple of 4), in `conv_workgroup`-shaped workgroups; `None`
     /// runs every convolution directly.
@@ -38,6 +42,10 @@ pub struct Tuning {
     /// registers (CPU drivers).
     #[serde(default)]
     pub gemm_shared: bool,
+    /// The fewest GEMM rows and columns a packed convolution has; thinner ones run
+    /// directly.
+    #[serde(default = "packed_min_side")]
+    pub packed_from: u32,
     /// Threads per workgroup of the quantiser.
     pub quantize_workgroup: u32,
     /// Rows each quantiser thread owns, at most 8.
@@ -63,6 +71,7 @@ impl Tuning {
         conv_tile: [4, 12],
         gemm_tile: Some([16, 12]),
         gemm_shared: false,
+        packed_from: PACKED_MIN_SIDE,
         quantize_workgroup: 64,
         quantize_rows: 8,
         quantize_tile: Some([16, 8]),
@@ -78,6 +87,7 @@ impl Tuning {
         conv_tile: [4, 4],
         gemm_tile: Some([8, 4]),
         gemm_shared: true,
+        packed_from: PACKED_MIN_SIDE,
         quantize_workgroup: 128,
         quantize_rows: 4,
         quantize_tile: None,

@@ -10,7 +10,7 @@ use crate::gpu::Gpu;
 use crate::kernels::conv::{self, ConvShape, Relu};
 use crate::kernels::optim::{Adam, AdamConfig};
 use crate::kernels::{codes, loss, quantize, softmax, vq_backward};
-use crate::launch::Launch;
+use crate::launch::{Launch, Tuning};
 use crate::model::Config;
 use crate::network::{CodebookUpdate, Vqvae};
 use crate::params::Params;
@@ -578,7 +578,7 @@ fn prior() -> Vec<Case> {
         let config = PriorConfig::new(128, [side, side], 10);
         let shape = format!(
             "batch 8, {side}x{side} grids, K128, band of {} rows",
-            band_rows(&config, 8)
+            band_rows(&config, 8, &Tuning::REGISTER)
         );
         all.push(case(
             Group::Prior,

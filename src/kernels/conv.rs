@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::{reduce, unrolled};
-use crate::launch::{Bind, Dispatch, Launch, PACKED_MIN_SIDE, Tuning};
+use crate::launch::{Bind, Dispatch, Launch, Tuning};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -356,7 +356,7 @@ fn gemm(
         Mode::WeightGrad => (s.cout, s.cin * s.kh * s.kw),
     };
     match gpu.tuning().gemm_tile {
-        Some(tile) if rows.min(cols) >= PACKED_MIN_SIDE => {
+        Some(tile) if rows.min(cols) >= gpu.tuning().packed_from as usize => {
             packed(gpu, op, mode, s, fuse, ops, tile)
         }
         _ => direct(gpu, op, mode, s, fuse, ops),

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::rows::{RowCopy, copy_rows};
 use crate::kernels::softmax;
-use crate::launch::{Launch, PACKED_MIN_SIDE};
+use crate::launch::{Launch, Tuning};
 use crate::params::Params;
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
@@ -56,14 +56,15 @@ impl SampleSettings {
 }
 
 /// The fewest rows a sampling band of `config`'s prior needs, for `batch` grids at a
-/// time: the rows a position's logits can see above it, and its own. A band also keeps
-/// at least [`PACKED_MIN_SIDE`] columns where the whole grids have them, so that every
-/// convolution takes the path it takes over the whole grids and the draws are the same
-/// bits.
-pub fn band_rows(config: &PriorConfig, batch: usize) -> usize {
+/// time under `tuning`: the rows a position's logits can see above it, and its own. A
+/// band also keeps at least [`Tuning::packed_from`] columns where the whole grids have
+/// them, so that every convolution takes the path it takes over the whole grids and the
+/// draws are the same bits.
+pub fn band_rows(config: &PriorConfig, batch: usize, tuning: &Tuning) -> usize {
     let [h, w] = config.grid;
     let sees = config.rows_above() + 1;
-    sees.max(PACKED_MIN_SIDE.div_ceil(batch * w)).min(h)
+    let packed = (tuning.packed_from as usize).div_ceil(batch * w);
+    sees.max(packed).min(h)
 }
 
 /// Draws code grids from a prior, `batch` at a time, in raster order.
@@ -87,7 +88,8 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler with the band [`band_rows`] chooses.
     pub fn new(gpu: &Gpu, params: &Params, config: &PriorConfig, batch: usize) -> Result<Sampler> {
-        Sampler::with_band(gpu, params, config, batch, band_rows(config, batch))
+        let rows = band_rows(config, batch, &gpu.tuning());
+        Sampler::with_band(gpu, params, config, batch, rows)
     }
 
     /// A sampler whose band has `rows` rows (at most the grid's height; the whole grid
