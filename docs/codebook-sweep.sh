@@ -75,7 +75,7 @@ rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
 k, name, args = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 print(f"# Codebook recipes: {name}\n")
 print(f"Made by `docs/codebook-sweep.sh {name} target/release/vqvae {args}` on lavapipe.")
-print("Held-out reconstruction MSE, perplexity and codes in use (of", k, ") at the end.\n")
+print(f"Held-out reconstruction MSE, perplexity and codes in use (of {k}) at the end.\n")
 print("## 200 steps, seed 0\n")
 print("| init / update / restarts | held-out MSE | perplexity | codes used |")
 print("|---|---|---|---|")
