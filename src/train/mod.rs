@@ -7,18 +7,17 @@ mod batches;
 mod ema;
 mod init;
 mod log;
+mod settings;
 mod state;
 mod step;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::checkpoint::TensorFile;
 use crate::data::Dataset;
 use crate::error::{Error, Result, io};
 use crate::gpu::Gpu;
 use crate::images;
-use crate::metrics::StepMetrics;
 use crate::model::Config;
 pub use crate::network::CodebookUpdate;
 use crate::network::Vqvae;
@@ -33,148 +32,13 @@ pub(crate) use init::fresh_values;
 use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches};
 use log::Progress;
 pub(crate) use log::{Log, progress_bar};
+pub use settings::{
+    CodebookInit, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS, OptimizerKind,
+    Settings, Start, Summary, USAGE_FILE,
+};
 pub use state::{IMAGE_SIZE_KEY, TUNING_KEY, saved_tuning};
 use state::{Saver, restore};
 use step::TrainStep;
-
-/// The optimizer.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// `torch.optim.Adam` (beta1 0.9, beta2 0.999, eps 1e-8).
-    Adam,
-    /// Plain SGD: every step changes each parameter by exactly `-lr * gradient`.
-    Sgd,
-}
-
-/// How the codebook starts.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum CodebookInit {
-    /// Encoder outputs of the first batch (avoids early codebook collapse).
-    Data,
-    /// Uniform in ±1/K, as PyTorch ports usually do.
-    Uniform,
-    /// k-means of the encoder outputs of the first batches: k-means++ seeding, then
-    /// Lloyd iterations, on the GPU.
-    Kmeans,
-}
-
-/// Everything that decides what a run computes, saved with its checkpoints.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Settings {
-    /// Images per step.
-    pub batch_size: usize,
-    /// Steps to train in all (a resumed run continues up to this).
-    pub steps: u64,
-    /// Learning rate.
-    pub lr: f64,
-    /// The optimizer.
-    pub optimizer: OptimizerKind,
-    /// Seed of the initialisation, the codebook's data init and the data order.
-    pub seed: u64,
-    /// Shuffle the training images each epoch (else batch i holds images i*B..(i+1)*B).
-    pub shuffle: bool,
-    /// Images held out from the end of the data for validation.
-    pub val_images: usize,
-    /// How the codebook starts.
-    pub codebook_init: CodebookInit,
-    /// Steps per metrics read-back (and progress update).
-    pub log_every: u64,
-    /// Steps between checkpoints (the last step always writes one).
-    pub checkpoint_every: u64,
-    /// Steps between validations (the last step always validates).
-    pub val_every: u64,
-    /// The data's path (`None`: the built-in images).
-    pub data: Option<String>,
-    /// The `--image-size` the data was loaded with.
-    pub image_size: Option<usize>,
-    /// Restart codes unused over this many steps on encoder outputs (0: never).
-    pub codebook_restart: u64,
-    /// Lloyd iterations of [`CodebookInit::Kmeans`].
-    #[serde(default = "default_kmeans_iters")]
-    pub kmeans_iters: usize,
-    /// Batches whose encoder outputs [`CodebookInit::Kmeans`] clusters (`None`: enough
-    /// for about 20 per code).
-    #[serde(default)]
-    pub kmeans_batches: Option<usize>,
-    /// How the codebook learns.
-    #[serde(default)]
-    pub codebook_update: CodebookUpdate,
-    /// The EMA's decay (with [`CodebookUpdate::Ema`]).
-    #[serde(default = "default_ema_decay")]
-    pub ema_decay: f64,
-    /// The EMA's Laplace smoothing of the cluster sizes.
-    #[serde(default = "default_ema_eps")]
-    pub ema_eps: f64,
-}
-
-/// The run folder's picture of held-out code usage ([`images::save_code_usage`]).
-pub const USAGE_FILE: &str = "code_usage.png";
-
-/// Sonnet's and the paper's EMA decay.
-pub const DEFAULT_EMA_DECAY: f64 = 0.99;
-/// Sonnet's Laplace smoothing.
-pub const DEFAULT_EMA_EPS: f64 = 1e-5;
-
-/// Lloyd iterations of a k-means codebook initialisation.
-pub const DEFAULT_KMEANS_ITERS: usize = 10;
-
-fn default_kmeans_iters() -> usize {
-    DEFAULT_KMEANS_ITERS
-}
-
-fn default_ema_decay() -> f64 {
-    DEFAULT_EMA_DECAY
-}
-
-fn default_ema_eps() -> f64 {
-    DEFAULT_EMA_EPS
-}
-
-/// Where a run's weights come from.
-pub enum Start {
-    /// PyTorch-style initialisation.
-    Fresh,
-    /// Exactly these weights (a model checkpoint), codebook included.
-    Init(TensorFile),
-    /// A stopped run: its model and its training state.
-    Resume {
-        /// The model checkpoint.
-        model: TensorFile,
-        /// Optimizer moments and step.
-        state: TensorFile,
-    },
-}
-
-/// What a finished run reports.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// The step reached.
-    pub step: u64,
-    /// The last step's metrics.
-    pub last: Option<StepMetrics>,
-    /// Reconstruction MSE on the held-out images at the end.
-    pub val_mse: Option<f64>,
-    /// Perplexity of the codes the held-out images use, at the end.
-    pub val_perplexity: Option<f64>,
-    /// Codes the held-out images use at least once, at the end.
-    pub val_codes_used: Option<usize>,
-    /// Training images per second over this run's steps.
-    pub images_per_sec: f64,
-    /// Convolution GFLOP/s of the whole training step (all kernels' time counted).
-    pub conv_gflops: f64,
-    /// Bytes of GPU buffers the run allocated.
-    pub gpu_bytes: u64,
-    /// Bytes of parameters (and likewise of gradients).
-    pub param_bytes: u64,
-    /// Bytes of optimizer state (Adam's moments).
-    pub optimizer_bytes: u64,
-}
 
 /// A training run.
 pub struct Run<'a> {
