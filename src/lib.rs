@@ -2,7 +2,7 @@
 //!
 //! The layers, from the bottom: WGSL kernels ([`shaders`]) and their launchers
 //! ([`kernels`]), which check shapes and limits and return [`Launch`]es bound to
-//! [`Tensor`]s on a [`Gpu`]. Every kernel has a plain-Rust twin in [`reference`], the
+//! [`Tensor`]s on a [`Gpu`]. Every kernel has a plain-Rust twin in [`mod@reference`], the
 //! ground truth of the tests.
 
 #![warn(missing_docs)]

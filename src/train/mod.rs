@@ -1,7 +1,7 @@
-//! The training loop: one command buffer and one submit per step ([`step`]), metrics
-//! read back without stalls ([`log`]), validation on held-out images ([`batches`]),
-//! atomic checkpoints ([`state`]), and resuming that ends bit for bit where an
-//! uninterrupted run would.
+//! The training loop: one command buffer and one submit per step (`step.rs`), metrics
+//! read back without stalls (`log.rs`), validation on held-out images (`batches.rs`),
+//! atomic checkpoints (`state.rs`), an EMA codebook (`ema.rs`), and resuming that ends
+//! bit for bit where an uninterrupted run would. The loop itself is [`Run::train`].
 
 mod batches;
 mod ema;
