@@ -87,7 +87,8 @@ pub(crate) struct TrainArgs {
     /// Images held out from the end of the data for validation [default: 5%, at most 1000].
     #[arg(long)]
     pub(crate) val_images: Option<usize>,
-    /// How the codebook starts [default: data].
+    /// How the codebook starts [default: uniform, the winner of docs/codebook-sweep-builtin.md].
+    /// `data`: encoder outputs of the first batch; `kmeans`: their k-means.
     #[arg(long, value_enum)]
     pub(crate) codebook_init: Option<CodebookInit>,
     /// Restart codes unused over this many steps on encoder outputs [default: 25 with
@@ -281,7 +282,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         seed,
         shuffle: !a.no_shuffle,
         val_images: a.val_images.unwrap_or((data.len / 20).min(1000)),
-        codebook_init: a.codebook_init.unwrap_or(CodebookInit::Data),
+        codebook_init: a.codebook_init.unwrap_or(CodebookInit::Uniform),
         log_every: a.log_every.unwrap_or(10),
         checkpoint_every: a.checkpoint_every.unwrap_or(500),
         val_every: a.val_every.unwrap_or(500),

@@ -24,9 +24,10 @@ pub enum OptimizerKind {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum CodebookInit {
-    /// Encoder outputs of the first batch (avoids early codebook collapse).
+    /// Encoder outputs of the first batch.
     Data,
-    /// Uniform in ±1/K, as PyTorch ports usually do.
+    /// Uniform in ±1/K, as PyTorch ports usually do (the default: with dead-code
+    /// restarts it ranked first, docs/codebook-sweep-builtin.md).
     Uniform,
     /// k-means of the encoder outputs of the first batches: k-means++ seeding, then
     /// Lloyd iterations, on the GPU.
