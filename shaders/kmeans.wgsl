@@ -4,7 +4,8 @@
 // uniformly), the variate a PCG hash of (seed, c) and the distribution summed in a
 // fixed order: the same seed gives the same centres. Per centre: `pick` (one
 // workgroup) chooses the row and copies it into the codebook, then `distances` lowers
-// every row's distance to the nearest centre. Rows are addressed as in quantize.wgsl.
+// every row's distance to the nearest centre. Rows are addressed by the prelude's
+// vector_base.
 
 override WG: u32 = 256u;
 
@@ -28,7 +29,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> picked: array<u32>;
 
 fn element(r: u32, d: u32) -> u32 {
-    return (r / p.plane) * p.dim * p.plane + d * p.plane + r % p.plane;
+    return vector_base(r, p.dim, p.plane) + d * p.plane;
 }
 
 var<workgroup> chunk_sums: array<f32, WG>;

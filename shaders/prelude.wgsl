@@ -13,3 +13,10 @@ fn pcg(x: u32) -> u32 {
     let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
     return (w >> 22u) ^ w;
 }
+
+// Where element 0 of vector r of n vectors of `dim` lives; element d is `plane` further
+// on for each d. plane = 1 is a row-major [n, dim] matrix, plane = h * w a channels-first
+// [batch, dim, h, w] map whose positions are the vectors (no transpose pass).
+fn vector_base(r: u32, dim: u32, plane: u32) -> u32 {
+    return (r / plane) * dim * plane + r % plane;
+}

@@ -50,7 +50,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> packed: array<vec4<f32>>;
 
 fn row_base(r: u32) -> u32 {
-    return (r / p.plane) * p.dim * p.plane + r % p.plane;
+    return vector_base(r, p.dim, p.plane);
 }
 
 // norms[c] = ||codebook[c]||^2.

@@ -61,7 +61,7 @@ fn restart(
     }
     if (window[k] == 0u) {
         let r = pcg(pcg(p.seed ^ pcg(p.step)) ^ k) % p.n;
-        let base = (r / p.plane) * p.dim * p.plane + r % p.plane;
+        let base = vector_base(r, p.dim, p.plane);
         for (var d = 0u; d < p.dim; d++) {
             let i = k * p.dim + d;
             let value = ze[base + d * p.plane];

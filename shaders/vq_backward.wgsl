@@ -62,7 +62,7 @@ fn code_sums(
         let end = min((c + 1u) * p.chunk, p.n);
         for (var r = c * p.chunk; r < end; r++) {
             let k = idx[r];
-            let zr = ze[(r / p.plane) * p.dim * p.plane + d * p.plane + r % p.plane];
+            let zr = ze[vector_base(r, p.dim, p.plane) + d * p.plane];
             var v = zr;
             if (SUBTRACT_CODE) {
                 v -= zq_or_codebook[k * p.dim + d];
