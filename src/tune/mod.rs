@@ -6,8 +6,9 @@
 //! the best found so far. Convolution knobs are timed on the whole training step (the
 //! convolutions are most of it, and their shapes interact); quantiser knobs on the
 //! quantiser alone at the model's N, K and D, where a step's noise would hide them.
-//! Each time is the fastest of a few runs, and a change must win by [`MARGIN`], so that
-//! noise does not move the tuning off the default for nothing.
+//! Each time is the fastest of a few runs (of one, for a candidate whose first run is
+//! plainly slower), and a change must win by [`MARGIN`], so that noise does not move the
+//! tuning off the default for nothing.
 //!
 //! `parallel_groups` (how reductions split, which changes results in the last bits)
 //! stays the default's: a tuning changes speed, and the bits only through the kernels'
@@ -196,10 +197,10 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
     let mut best = default;
     // The best's work and time, for the whole step and for the quantiser.
     let mut step = build(gpu, target, default, false)?;
-    let mut step_time = fastest(gpu, &timer, &step)?;
+    let mut step_time = fastest(gpu, &timer, &step, f64::INFINITY)?;
     let default_step = step_time;
     let mut search = build(gpu, target, default, true)?;
-    let mut search_time = fastest(gpu, &timer, &search)?;
+    let mut search_time = fastest(gpu, &timer, &search, f64::INFINITY)?;
     let first = Trial {
         what: "the adapter's default".into(),
         ms: Ok(default_step * 1e3),
@@ -223,7 +224,8 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
                 Ok(launch) if launch.same_work(work) => continue,
                 other => other,
             };
-            let timed = launch.and_then(|l| Ok((fastest(gpu, &timer, &l)?, l)));
+            let cutoff = *time * PLAINLY_SLOWER;
+            let timed = launch.and_then(|l| Ok((fastest(gpu, &timer, &l, cutoff)?, l)));
             if let Err(e @ Error::DeviceLost { .. }) = timed {
                 return Err(e);
             }
@@ -241,7 +243,7 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
                 if !k.quantiser {
                     // The preset also moves the quantiser's knobs.
                     search = build(gpu, target, best, true)?;
-                    search_time = fastest(gpu, &timer, &search)?;
+                    search_time = fastest(gpu, &timer, &search, f64::INFINITY)?;
                 }
             }
             let trial = Trial {
@@ -291,14 +293,21 @@ fn build(gpu: &mut Gpu, target: &Target, tuning: Tuning, quantiser: bool) -> Res
     )
 }
 
-/// The fastest of [`RUNS`] timed runs of `launch`, after one that compiles and warms.
-fn fastest(gpu: &Gpu, timer: &Timer, launch: &Launch) -> Result<f64> {
+/// The fastest of [`RUNS`] timed runs of `launch`, after one that warms it; a candidate
+/// whose first timed run is past `cutoff` is plainly slower and runs no more.
+fn fastest(gpu: &Gpu, timer: &Timer, launch: &Launch, cutoff: f64) -> Result<f64> {
     let once = timer.time(gpu, launch, 1)?;
     // Short work repeats within a run so that a run's time is not the timer's noise.
     let reps = ((2e-3 / once).ceil() as usize).clamp(1, 100);
     let mut best = f64::INFINITY;
     for _ in 0..RUNS {
         best = best.min(timer.time(gpu, launch, reps)?);
+        if best > cutoff {
+            break;
+        }
     }
     Ok(best)
 }
+
+/// Past this many times the best so far, a candidate's first run settles it.
+const PLAINLY_SLOWER: f64 = 1.5;
