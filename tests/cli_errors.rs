@@ -369,7 +369,8 @@ fn codebook_settings_that_cannot_be_used() {
         assert!(text.contains(says), "{flags:?}: {text}");
     }
     // A gradient run resumes as one.
-    let (code, text) = vqvae(&train_args(&out, &["--steps", "1"]));
+    let gradient = ["--steps", "1", "--codebook-update", "gradient"];
+    let (code, text) = vqvae(&train_args(&out, &gradient));
     assert_eq!(code, Some(0), "{text}");
     let run = out.to_str().unwrap();
     let text = fails(&[
