@@ -389,3 +389,21 @@ fn codebook_settings_that_cannot_be_used() {
         "{text}"
     );
 }
+
+#[test]
+fn an_ema_state_without_its_statistics_is_named() {
+    let dir = temp_dir("ema-stateless");
+    let run = dir.join("run");
+    let (code, text) = vqvae(&train_args(
+        &run,
+        &["--steps", "1", "--codebook-update", "ema"],
+    ));
+    assert_eq!(code, Some(0), "{text}");
+    let path = run.join("training_state.safetensors");
+    let mut state = vqvae_wgpu::checkpoint::TensorFile::read(&path).unwrap();
+    state.tensors.remove("ema.cluster_size");
+    state.write(&path).unwrap();
+    let r = run.to_str().unwrap();
+    let text = fails(&["train", "--resume", r, "--out", r, "--steps", "2"]);
+    assert!(text.contains("ema.cluster_size"), "{text}");
+}

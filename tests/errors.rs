@@ -268,3 +268,34 @@ fn packed_tiles_outside_what_the_generators_write_are_refused() {
     let e = message(quantize::quantize(&gpu, &z, &cb, &idx, None, None).unwrap_err());
     assert!(e.contains("search tile 0 x 8"), "{e}");
 }
+
+#[test]
+fn an_epilogue_of_another_shape_is_named() {
+    let gpu = gpu();
+    let s = ConvShape {
+        batch: 1,
+        cin: 2,
+        cout: 3,
+        hin: 5,
+        win: 5,
+        kh: 3,
+        kw: 3,
+        stride: 1,
+        pad: 1,
+    };
+    let (dy, w, dx) = (
+        zeros(gpu, &s.y_shape()),
+        zeros(gpu, &s.w_shape()),
+        zeros(gpu, &s.x_shape()),
+    );
+    let gate = zeros(gpu, &[1, 2, 5, 4]);
+    let epilogue = conv::Epilogue {
+        gate: Some(&gate),
+        add: None,
+    };
+    let e = message(conv::conv2d_input_grad(gpu, &s, &dy, &w, &dx, epilogue).unwrap_err());
+    assert!(
+        e.contains("gate") && e.contains("[1, 2, 5, 4]") && e.contains("[1, 2, 5, 5]"),
+        "{e}"
+    );
+}
