@@ -264,7 +264,8 @@ struct Params {
 }
 
 /// `conv.wgsl`'s bindings: parameters; weight, X side, Y side (the packed GEMM reads its
-/// A and B in slots 1 and 2); bias; output (where the packing kernels write).
+/// A and B in slots 1 and 2); bias; output (where the packing kernels write); the
+/// epilogue's gate and addend.
 const BINDINGS: [Bind; 8] = [
     Bind::Uniform,
     Bind::Read,
