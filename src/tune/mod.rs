@@ -80,14 +80,10 @@ pub struct Trial {
 pub struct Tuned {
     /// The winning tuning.
     pub tuning: Tuning,
-    /// The adapter's default tuning.
-    pub default: Tuning,
     /// A training step with the default, in milliseconds.
     pub default_step_ms: f64,
     /// A training step with the winner, in milliseconds.
     pub step_ms: f64,
-    /// Every candidate timed, in order.
-    pub trials: Vec<Trial>,
     /// Seconds the search took.
     pub seconds: f64,
 }
@@ -207,7 +203,6 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
         kept: true,
     };
     progress(&first);
-    let mut trials = vec![first];
     for k in knobs() {
         for (label, apply) in &k.values {
             let mut candidate = best;
@@ -252,16 +247,13 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
                 kept,
             };
             progress(&trial);
-            trials.push(trial);
         }
     }
     gpu.set_tuning(best);
     Ok(Tuned {
         tuning: best,
-        default,
         default_step_ms: default_step * 1e3,
         step_ms: step_time * 1e3,
-        trials,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
