@@ -4,7 +4,8 @@
 # steps, or none) with seed 0 at 200 steps; then the best three with seeds 0, 1 and 2
 # at 400 steps. Ranked by held-out reconstruction MSE; a recipe whose held-out images
 # use fewer than 90% of the codes cannot win. Runs go to runs/sweep-NAME/, the table to
-# docs/codebook-sweep-NAME.md.
+# docs/codebook-sweep-NAME.md. A run that finished before is not run again, so a stopped
+# sweep picks up where it stopped.
 #
 #   docs/codebook-sweep.sh NAME VQVAE_BINARY TRAIN_ARGS...
 #
@@ -26,9 +27,13 @@ run() {
     local steps=$1 seed=$2 init=$3 update=$4 restart=$5
     local label=$init/$update/restart-$restart
     local out=$runs/$init-$update-r$restart-s$seed-$steps
-    "$bin" train "${train_args[@]}" --codebook-init "$init" --codebook-update "$update" \
-        --codebook-restart "$restart" --steps "$steps" --seed "$seed" --val-every "$steps" \
-        --checkpoint-every "$steps" --no-tune --quiet --out "$out" >"$out.log" 2>&1
+    # metrics.jsonl's keys are sorted: "step" comes before "val_recon_mse".
+    if ! grep -qs "\"step\":$steps,.*\"val_recon_mse\"" "$out/metrics.jsonl"; then
+        rm -rf "$out"
+        "$bin" train "${train_args[@]}" --codebook-init "$init" --codebook-update "$update" \
+            --codebook-restart "$restart" --steps "$steps" --seed "$seed" --val-every "$steps" \
+            --checkpoint-every "$steps" --no-tune --quiet --out "$out" >"$out.log" 2>&1
+    fi
     python3 - "$out/metrics.jsonl" "$label" "$steps" "$seed" >>"$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

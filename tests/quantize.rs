@@ -364,76 +364,85 @@ fn a_restarted_code_takes_fresh_ema_statistics() {
 #[test]
 fn ema_update_matches_reference() {
     let gpu = gpu();
-    for (i, &(zs, codes)) in CASES.iter().enumerate() {
-        let mut rng = Rng::new(50 + i as u64);
-        let zt = zeros(gpu, zs);
-        let rows = Rows::of("test", &zt).unwrap();
-        let z = rng.vec(rows.n * rows.dim);
-        let cb = rng.vec(codes * rows.dim);
-        let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes) as u32).collect();
-        // Earlier statistics: some clusters empty so far, the rest positive.
-        let cluster: Vec<f32> = (0..codes)
-            .map(|k| {
-                if k % 3 == 0 {
-                    0.0
-                } else {
-                    (rng.uniform(0.5, 4.0)) as f32
-                }
-            })
-            .collect();
-        let ema_w = rng.vec(codes * rows.dim);
-        let (cb_t, cl_t, w_t) = (
-            upload(gpu, &[codes, rows.dim], &cb),
-            upload(gpu, &[codes], &cluster),
-            upload(gpu, &[codes, rows.dim], &ema_w),
-        );
-        let idx_t = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
-        let (decay, eps) = (0.9, 1e-5);
-        let launch = ema::ema_update(
-            gpu,
-            &upload(gpu, zs, &z),
-            &idx_t,
-            &cb_t,
-            &cl_t,
-            &w_t,
-            decay,
-            eps,
-        )
-        .unwrap();
-        gpu.run(&[&launch]).unwrap();
-        let (want_cl, want_w, want_cb) = r::ema_update(
-            &rows,
-            &widen(&z),
-            &idx,
-            &widen(&cb),
-            &widen(&cluster),
-            &widen(&ema_w),
-            f64::from(decay),
-            f64::from(eps),
-        );
-        let tag = format!("z {zs:?} codes {codes}");
-        assert_close(
-            &format!("cluster {tag}"),
-            &cl_t.to_f32(gpu).unwrap(),
-            &want_cl,
-            1e-6,
-            1e-6,
-        );
-        assert_close(
-            &format!("ema_w {tag}"),
-            &w_t.to_f32(gpu).unwrap(),
-            &want_w,
-            1e-5,
-            1e-5,
-        );
-        assert_close(
-            &format!("codebook {tag}"),
-            &cb_t.to_f32(gpu).unwrap(),
-            &want_cb,
-            1e-4,
-            1e-5,
-        );
+    // Counted: the caller's histogram (here the plain count of `idx`) instead of the
+    // launch's own.
+    for counted in [false, true] {
+        for (i, &(zs, codes)) in CASES.iter().enumerate() {
+            ema_case(gpu, 50 + i as u64, zs, codes, counted);
+        }
     }
+}
+
+fn ema_case(gpu: &Gpu, seed: u64, zs: &[usize], codes: usize, counted: bool) {
+    let mut rng = Rng::new(seed);
+    let zt = zeros(gpu, zs);
+    let rows = Rows::of("test", &zt).unwrap();
+    let z = rng.vec(rows.n * rows.dim);
+    let cb = rng.vec(codes * rows.dim);
+    let idx: Vec<u32> = (0..rows.n).map(|_| rng.below(codes) as u32).collect();
+    // Earlier statistics: some clusters empty so far, the rest positive.
+    let cluster: Vec<f32> = (0..codes)
+        .map(|k| {
+            if k % 3 == 0 {
+                0.0
+            } else {
+                (rng.uniform(0.5, 4.0)) as f32
+            }
+        })
+        .collect();
+    let ema_w = rng.vec(codes * rows.dim);
+    let (cb_t, cl_t, w_t) = (
+        upload(gpu, &[codes, rows.dim], &cb),
+        upload(gpu, &[codes], &cluster),
+        upload(gpu, &[codes, rows.dim], &ema_w),
+    );
+    let idx_t = Tensor::from_u32(gpu, &[rows.n], &idx).unwrap();
+    let (decay, eps) = (0.9, 1e-5);
+    let z_t = upload(gpu, zs, &z);
+    let launch = if counted {
+        let mut counts = vec![0u32; codes];
+        for &k in &idx {
+            counts[k as usize] += 1;
+        }
+        let counts = Tensor::from_u32(gpu, &[codes], &counts).unwrap();
+        ema::ema_update_counted(gpu, &z_t, &idx_t, &counts, &cb_t, &cl_t, &w_t, decay, eps)
+    } else {
+        ema::ema_update(gpu, &z_t, &idx_t, &cb_t, &cl_t, &w_t, decay, eps)
+    }
+    .unwrap();
+    gpu.run(&[&launch]).unwrap();
+    let (want_cl, want_w, want_cb) = r::ema_update(
+        &rows,
+        &widen(&z),
+        &idx,
+        &widen(&cb),
+        &widen(&cluster),
+        &widen(&ema_w),
+        f64::from(decay),
+        f64::from(eps),
+    );
+    let tag = format!("z {zs:?} codes {codes} counted {counted}");
+    assert_close(
+        &format!("cluster {tag}"),
+        &cl_t.to_f32(gpu).unwrap(),
+        &want_cl,
+        1e-6,
+        1e-6,
+    );
+    assert_close(
+        &format!("ema_w {tag}"),
+        &w_t.to_f32(gpu).unwrap(),
+        &want_w,
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("codebook {tag}"),
+        &cb_t.to_f32(gpu).unwrap(),
+        &want_cb,
+        1e-4,
+        1e-5,
+    );
 }
 
 #[test]

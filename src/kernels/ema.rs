@@ -39,6 +39,32 @@ pub fn ema_update(
     eps: f32,
 ) -> Result<Launch> {
     let op = "ema_update";
+    let k = quantize::codebook_shape(op, codebook, Rows::of(op, z)?.dim)?;
+    let counts = Tensor::zeros(gpu, &[k], DType::U32)?;
+    let stats = Tensor::zeros(gpu, &[2], DType::F32)?;
+    Ok(
+        codes::code_usage(gpu, indices, &counts, &stats)?.then(ema_update_counted(
+            gpu, z, indices, &counts, codebook, cluster, ema_w, decay, eps,
+        )?),
+    )
+}
+
+/// [`ema_update`] for a caller that already counts the codes: `counts` `[K]` (u32) must
+/// hold how often each code occurs in `indices` when the launch runs, as
+/// [`codes::code_usage`] leaves it.
+#[allow(clippy::too_many_arguments)]
+pub fn ema_update_counted(
+    gpu: &Gpu,
+    z: &Tensor,
+    indices: &Tensor,
+    counts: &Tensor,
+    codebook: &Tensor,
+    cluster: &Tensor,
+    ema_w: &Tensor,
+    decay: f32,
+    eps: f32,
+) -> Result<Launch> {
+    let op = "ema_update";
     let rows = Rows::of(op, z)?;
     let (k, d) = (quantize::codebook_shape(op, codebook, rows.dim)?, rows.dim);
     ensure(cluster.shape() == [k], op, || {
@@ -67,8 +93,10 @@ pub fn ema_update(
             format!("decay {decay} must be in [0, 1) and eps {eps} finite and >= 0"),
         ));
     }
-    let counts = Tensor::zeros(gpu, &[k], DType::U32)?;
-    let stats = Tensor::zeros(gpu, &[2], DType::F32)?;
+    counts.expect_dtype(op, DType::U32)?;
+    ensure(counts.shape() == [k], op, || {
+        format!("counts have shape {:?}, expected [{k}]", counts.shape())
+    })?;
     let total = Tensor::zeros(gpu, &[1], DType::F32)?;
     let sums = CodeSums::new(gpu, op, z, indices, codebook, false)?;
     let params = Params {
@@ -112,8 +140,7 @@ pub fn ema_update(
         &resources,
         (k * d).div_ceil(wg) as u64,
     )?;
-    Ok(codes::code_usage(gpu, indices, &counts, &stats)?
-        .then(sums.dispatch.into())
+    Ok(Launch::from(sums.dispatch)
         .then(sizes.into())
         .then(reduce::sum(gpu, cluster, &total)?)
         .then(update.into()))

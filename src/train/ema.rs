@@ -5,7 +5,7 @@
 use crate::checkpoint::Tensors;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::ema::ema_update;
+use crate::kernels::ema::ema_update_counted;
 use crate::launch::Launch;
 use crate::network::Vqvae;
 use crate::params::Params;
@@ -26,15 +26,17 @@ pub(crate) struct EmaCodebook {
 }
 
 impl EmaCodebook {
-    /// Binds the update of `params`' codebook from `net`'s encoder outputs and codes.
+    /// Binds the update of `params`' codebook from `net`'s encoder outputs and codes,
+    /// counted by the training graph.
     pub fn new(gpu: &Gpu, net: &Vqvae, params: &Params, decay: f64, eps: f64) -> Result<Self> {
         let codebook = params.value("codebook.weight");
         let cluster = Tensor::zeros(gpu, &[net.config.codes], DType::F32)?;
         let sums = Tensor::zeros(gpu, codebook.shape(), DType::F32)?;
-        let launch = ema_update(
+        let launch = ema_update_counted(
             gpu,
             &net.z_e,
             &net.indices,
+            net.counts.as_ref().expect("training graph"),
             codebook,
             &cluster,
             &sums,
