@@ -79,6 +79,10 @@ impl TensorFile {
     /// Writes the file atomically: a temporary file beside it, synced, then renamed, so
     /// that a crash leaves the old file or the new one, never a damaged one.
     pub fn write(&self, path: &Path) -> Result<()> {
+        write_together(&[(self, path)])
+    }
+
+    fn serialize(&self, path: &Path) -> Result<Vec<u8>> {
         let bytes_of: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
@@ -101,20 +105,100 @@ impl TensorFile {
             })
             .collect::<Result<Vec<_>>>()?;
         let metadata = (!self.metadata.is_empty()).then(|| self.metadata.clone());
-        let bytes = safetensors::serialize(views, metadata)
-            .map_err(|e| Error::Usage(format!("serialising {}: {e}", path.display())))?;
-        write_atomic(path, &bytes)
+        safetensors::serialize(views, metadata)
+            .map_err(|e| Error::Usage(format!("serialising {}: {e}", path.display())))
     }
+}
+
+/// Writes files that belong together (a model and its training state) through synced
+/// temporary files, renamed into place only once every one is complete: a crash leaves
+/// the old set whole, or (but for the instant between the renames) the new one.
+pub fn write_together(files: &[(&TensorFile, &Path)]) -> Result<()> {
+    let mut written = Vec::with_capacity(files.len());
+    for (file, path) in files {
+        written.push((write_temporary(path, &file.serialize(path)?)?, *path));
+    }
+    for (tmp, path) in written {
+        std::fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
+    }
+    Ok(())
+}
+
+/// Refuses a model file and a training state that do not come from one save (a crash
+/// between the two writes leaves such a pair), naming the newer of the two.
+pub fn check_pair(
+    (model, model_path): (&TensorFile, &Path),
+    (state, state_path): (&TensorFile, &Path),
+) -> Result<()> {
+    let step = |file: &TensorFile, path: &Path| {
+        file.metadata
+            .get("step")
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: "no step in its metadata: it was not written by a run".into(),
+            })
+    };
+    let (m, s) = (step(model, model_path)?, step(state, state_path)?);
+    if m == s {
+        return Ok(());
+    }
+    let (newer, older) = if m > s {
+        ((model_path, m), (state_path, s))
+    } else {
+        ((state_path, s), (model_path, m))
+    };
+    Err(Error::Checkpoint {
+        path: newer.0.to_path_buf(),
+        message: format!(
+            "is from step {} but {} from step {}: the two must come from one save (the newer one is {})",
+            newer.1,
+            older.0.display(),
+            older.1,
+            newer.0.display()
+        ),
+    })
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temporary(path, bytes)?;
+    std::fs::rename(&tmp, path).map_err(io("renaming into place", path))
+}
+
+/// Writes and syncs the temporary file beside `path`; returns its path.
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let tmp = temporary(path);
     let mut f = std::fs::File::create(&tmp).map_err(io("writing", &tmp))?;
+    crash_for_tests(path, || f.write_all(&bytes[..bytes.len() / 2]));
     f.write_all(bytes).map_err(io("writing", &tmp))?;
     f.sync_all().map_err(io("writing", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io("renaming into place", path))
+    Ok(tmp)
+}
+
+/// The fault-injection hook of the crash tests, in debug builds only: with
+/// `VQVAE_TEST_CRASH=NAME:K`, the K-th write of a file named NAME (counting from 1) aborts
+/// the process halfway, after `half` has written half of it.
+fn crash_for_tests(path: &Path, half: impl FnOnce() -> std::io::Result<()>) {
+    #[cfg(debug_assertions)]
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let Ok(spec) = std::env::var("VQVAE_TEST_CRASH") else {
+            return;
+        };
+        let Some((name, k)) = spec.split_once(':') else {
+            return;
+        };
+        if path.file_name().is_some_and(|n| n == name)
+            && k.parse() == Ok(WRITES.fetch_add(1, Ordering::SeqCst) + 1)
+        {
+            let _ = half();
+            std::process::abort();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (path, half);
 }
 
 fn temporary(path: &Path) -> PathBuf {

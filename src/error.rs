@@ -83,6 +83,19 @@ pub enum Error {
         /// Where the last good checkpoint is, if any.
         kept: String,
     },
+    /// A run stopped by a signal after saving a resumable checkpoint.
+    #[error(
+        "stopped by {} after step {step}; the checkpoint and training state are saved in {}: to continue, run the same command with --resume {}",
+        signal.name(), out.display(), out.display()
+    )]
+    Stopped {
+        /// The signal.
+        signal: crate::stop::Signal,
+        /// The step the saved files hold.
+        step: u64,
+        /// The run folder.
+        out: PathBuf,
+    },
     /// The device was lost or a wait on it failed.
     #[error("GPU device lost or unresponsive during {context}: {message}")]
     DeviceLost {
@@ -109,6 +122,15 @@ pub struct IoError {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The process exit status for this error (DESIGN.md section 3): 130 or 143 for a
+    /// run stopped by SIGINT or SIGTERM, 1 for anything else.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Error::Stopped { signal, .. } => signal.exit_status(),
+            _ => 1,
+        }
+    }
+
     /// A shape error for `op`.
     pub(crate) fn shape(op: &'static str, message: impl fmt::Display) -> Self {
         Error::Shape {

@@ -26,6 +26,7 @@ pub mod quantizer;
 pub mod reference;
 pub mod rng;
 pub mod shaders;
+pub mod stop;
 pub mod tensor;
 pub mod train;
 pub mod tune;

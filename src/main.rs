@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vqvae_wgpu::Error;
 
 use cli::adapters::{BenchArgs, bench, info};
 use cli::apply::{decode, encode, reconstruct};
@@ -125,8 +126,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            // A stop is the user's doing, not an error.
+            let prefix = match e {
+                Error::Stopped { .. } => "",
+                _ => "error: ",
+            };
+            eprintln!("{prefix}{e}");
+            ExitCode::from(e.exit_status())
         }
     }
 }

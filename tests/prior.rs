@@ -14,10 +14,12 @@ use vqvae_wgpu::kernels::rows::{RowCopy, copy_rows};
 use vqvae_wgpu::kernels::softmax::{sample, softmax_xent};
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::prior::{
-    CodeGrids, PriorConfig, PriorNet, PriorRun, PriorSettings, PriorStart, SampleSettings, Sampler,
+    CodeGrids, PriorConfig, PriorNet, PriorRun, PriorSettings, PriorStart, PriorSummary,
+    SampleSettings, Sampler,
 };
 use vqvae_wgpu::reference::prior as r;
-use vqvae_wgpu::{DType, Gpu, Tensor};
+use vqvae_wgpu::stop::{Signal, Stop};
+use vqvae_wgpu::{DType, Error, Gpu, Tensor};
 
 fn codes_tensor(gpu: &Gpu, codes: &[u32]) -> Tensor {
     Tensor::from_u32(gpu, &[codes.len()], codes).unwrap()
@@ -595,6 +597,19 @@ fn pattern_run(
     start: PriorStart,
     gated: bool,
 ) -> (PriorConfig, f64, f64) {
+    let (config, summary) = pattern_run_until(out, steps, start, gated, Stop::default());
+    let summary = summary.unwrap();
+    (config, summary.val_bits.unwrap(), summary.frequency_bits)
+}
+
+/// [`pattern_run`] that `stop` may end early.
+fn pattern_run_until(
+    out: &std::path::Path,
+    steps: u64,
+    start: PriorStart,
+    gated: bool,
+    stop: Stop,
+) -> (PriorConfig, vqvae_wgpu::Result<PriorSummary>) {
     let config = PriorConfig {
         codes: 5,
         grid: [3, 4],
@@ -625,10 +640,10 @@ fn pattern_run(
         start,
         progress: false,
         autoencoder: "test".into(),
+        stop,
     }
-    .train()
-    .unwrap();
-    (config, summary.val_bits.unwrap(), summary.frequency_bits)
+    .train();
+    (config, summary)
 }
 
 #[test]
@@ -695,6 +710,40 @@ fn learns_a_pattern(gated: bool) {
     let resumed = read("prior.safetensors").values();
     for (name, v) in model.values() {
         assert_eq!(resumed[&name], v, "{name} differs after resuming");
+    }
+    if gated {
+        return;
+    }
+    // A stop asked for before the first step ends the run after it, saved; resuming
+    // from there gives the same weights as the straight run.
+    let stopped = dir.join("stopped");
+    let stop = Stop::default();
+    stop.request(Signal::Terminate);
+    let (_, summary) = pattern_run_until(&stopped, 300, PriorStart::Fresh, gated, stop);
+    match summary {
+        Err(Error::Stopped {
+            signal: Signal::Terminate,
+            step: 1,
+            ..
+        }) => {}
+        other => panic!("a requested stop gave {other:?}"),
+    }
+    let read = |name: &str| vqvae_wgpu::checkpoint::TensorFile::read(&stopped.join(name)).unwrap();
+    pattern_run(
+        &stopped,
+        300,
+        PriorStart::Resume {
+            model: Box::new(read("prior.safetensors")),
+            state: Box::new(read("prior_state.safetensors")),
+        },
+        gated,
+    );
+    let resumed = read("prior.safetensors").values();
+    for (name, v) in model.values() {
+        assert_eq!(
+            resumed[&name], v,
+            "{name} differs after a stop and a resume"
+        );
     }
 }
 

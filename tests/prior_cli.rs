@@ -223,6 +223,30 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     // A model checkpoint is not a prior.
     let text = fails(&["sample", "--checkpoint", &ae, "--prior", &ae, "--out", &png]);
     assert!(text.contains("not a prior"), "{text}");
+    // A prior from step 1 beside the training state of step 2: not one save.
+    let mixed = dir.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::copy(&small_prior, mixed.join("prior.safetensors")).unwrap();
+    std::fs::copy(
+        prior_dir.join("prior_state.safetensors"),
+        mixed.join("prior_state.safetensors"),
+    )
+    .unwrap();
+    let mixed = mixed.to_str().unwrap();
+    let text = fails(&[
+        "train-prior",
+        "--checkpoint",
+        &ae,
+        "--out",
+        mixed,
+        "--resume",
+        mixed,
+    ]);
+    assert!(
+        text.contains("prior_state.safetensors: is from step 2")
+            && text.contains("prior.safetensors from step 1"),
+        "{text}"
+    );
 }
 
 /// Writes `n` 8x8 IDX images of stripes whose width is the label, and the labels file

@@ -3,13 +3,14 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use vqvae_wgpu::checkpoint::TensorFile;
+use vqvae_wgpu::checkpoint::{TensorFile, check_pair};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::prior::{
     self, CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorConfig, PriorRun, PriorSettings,
     PriorStart, SampleSettings, Sampler,
 };
+use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train;
 use vqvae_wgpu::{images, npy};
 
@@ -103,10 +104,15 @@ pub(crate) struct SampleArgs {
 
 pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
     let resumed = match &a.resume {
-        Some(dir) => Some((
-            TensorFile::read(&dir.join(PRIOR_FILE))?,
-            TensorFile::read(&dir.join(PRIOR_STATE_FILE))?,
-        )),
+        Some(dir) => {
+            let (model_path, state_path) = (dir.join(PRIOR_FILE), dir.join(PRIOR_STATE_FILE));
+            let (model, state) = (
+                TensorFile::read(&model_path)?,
+                TensorFile::read(&state_path)?,
+            );
+            check_pair((&model, &model_path), (&state, &state_path))?;
+            Some((model, state))
+        }
         None => None,
     };
     let (gpu, data, params, net) = inference(&a.checkpoint, &a.data, 64)?;
@@ -240,6 +246,8 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         labels,
     };
     let autoencoder = prior::codebook_fingerprint(&params.value("codebook.weight").to_f32(&gpu)?);
+    let stop = Stop::default();
+    stop.listen()?;
     let summary = PriorRun {
         gpu: &gpu,
         grids: &grids,
@@ -249,6 +257,7 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         start,
         progress: !a.quiet,
         autoencoder,
+        stop,
     }
     .train()?;
     println!("trained the prior to step {}", summary.step);

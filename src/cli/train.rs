@@ -3,13 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, check_pair};
 use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::Gpu;
 use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
+use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
     OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
@@ -180,41 +181,32 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     // A resumed run's saved tuning (None: saved before tunings were), and its file.
     let mut resumed_tuning: Option<(Option<Tuning>, PathBuf)> = None;
     // What the checkpoint fixes, if there is one.
-    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) = match (
-        &a.resume, &a.init,
-    ) {
-        (Some(dir), _) => {
-            let (model, config) = load_model(&dir.join(MODEL_FILE))?;
-            let state_path = dir.join(STATE_FILE);
-            let state = TensorFile::read(&state_path)?;
-            let settings: Settings = state
-                .metadata
-                .get("settings")
-                .and_then(|s| serde_json::from_str(s).ok())
-                .ok_or_else(|| Error::Checkpoint {
-                    path: state_path.clone(),
-                    message: "no run settings in its metadata".into(),
-                })?;
-            let (ms, ss) = (model.metadata.get("step"), state.metadata.get("step"));
-            if ms != ss {
-                return Err(Error::Checkpoint {
-                    path: state_path,
-                    message: format!(
-                        "is from step {ss:?} but the model checkpoint from step {ms:?}; they must come from one save"
-                    ),
-                });
+    let (start, fixed, saved): (Start, Option<Config>, Option<Settings>) =
+        match (&a.resume, &a.init) {
+            (Some(dir), _) => {
+                let (model, config) = load_model(&dir.join(MODEL_FILE))?;
+                let state_path = dir.join(STATE_FILE);
+                let state = TensorFile::read(&state_path)?;
+                let settings: Settings = state
+                    .metadata
+                    .get("settings")
+                    .and_then(|s| serde_json::from_str(s).ok())
+                    .ok_or_else(|| Error::Checkpoint {
+                        path: state_path.clone(),
+                        message: "no run settings in its metadata".into(),
+                    })?;
+                check_pair((&model, &dir.join(MODEL_FILE)), (&state, &state_path))?;
+                check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
+                resumed_tuning = Some((saved_tuning(&state, &state_path)?, state_path));
+                (Start::Resume { model, state }, Some(config), Some(settings))
             }
-            check_flags(&a.model, &config, &dir.join(MODEL_FILE))?;
-            resumed_tuning = Some((saved_tuning(&state, &state_path)?, state_path));
-            (Start::Resume { model, state }, Some(config), Some(settings))
-        }
-        (None, Some(path)) => {
-            let (model, config) = load_model(path)?;
-            check_flags(&a.model, &config, path)?;
-            (Start::Init(model), Some(config), None)
-        }
-        (None, None) => (Start::Fresh, None, None),
-    };
+            (None, Some(path)) => {
+                let (model, config) = load_model(path)?;
+                check_flags(&a.model, &config, path)?;
+                (Start::Init(model), Some(config), None)
+            }
+            (None, None) => (Start::Fresh, None, None),
+        };
     let data_path = a.data.data.clone().or_else(|| {
         saved
             .as_ref()
@@ -318,6 +310,8 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         image: [data.height, data.width],
     };
     start_tuning(&mut gpu, resumed_tuning, &target, a.no_tune)?;
+    let stop = Stop::default();
+    stop.listen()?;
     let summary = Run {
         gpu: &gpu,
         data: &data,
@@ -326,6 +320,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         out: out.clone(),
         start,
         progress: !a.quiet,
+        stop,
     }
     .train()?;
     println!("trained to step {}", summary.step);

@@ -7,11 +7,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{AUTOENCODER_KEY, CONFIG_KEY, PriorConfig, PriorNet};
-use crate::checkpoint::TensorFile;
+use crate::checkpoint::{TensorFile, write_together};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::optim::{Adam, AdamConfig};
 use crate::params::Params;
+use crate::stop::Stop;
 use crate::tensor::zeros_f32 as zeros;
 use crate::train::{Log, Order, fresh_values, progress_bar};
 
@@ -98,6 +99,9 @@ pub struct PriorRun<'a> {
     /// [`codebook_fingerprint`](super::codebook_fingerprint) of the autoencoder whose
     /// codes these are, recorded in the checkpoint.
     pub autoencoder: String,
+    /// Asked after each step: a request ends the run with a checkpoint and
+    /// [`Error::Stopped`].
+    pub stop: Stop,
 }
 
 /// What a run reached.
@@ -175,6 +179,7 @@ impl PriorRun<'_> {
             start,
             progress,
             autoencoder,
+            stop,
         } = self;
         if s.batch_size == 0 {
             return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
@@ -260,8 +265,10 @@ impl PriorRun<'_> {
                 ]
                 .into(),
             };
-            model.write(&out.join(PRIOR_FILE))?;
-            state.write(&out.join(PRIOR_STATE_FILE))
+            write_together(&[
+                (&model, &out.join(PRIOR_FILE)),
+                (&state, &out.join(PRIOR_STATE_FILE)),
+            ])
         };
 
         let plane = grids.plane();
@@ -334,11 +341,16 @@ impl PriorRun<'_> {
                 }))?;
                 val_bits = Some(bits);
             }
-            if last || n % s.checkpoint_every.max(1) == 0 {
+            let stopped = stop.stopped(n, &out).filter(|_| !last);
+            if last || n % s.checkpoint_every.max(1) == 0 || stopped.is_some() {
                 save(n)?;
             }
             aside += pause.elapsed();
             bar.set_position(n);
+            if let Some(e) = stopped {
+                bar.finish_and_clear();
+                return Err(e);
+            }
         }
         gpu.wait(None, "prior training")?;
         bar.finish_and_clear();

@@ -1,7 +1,7 @@
 //! The training loop: one command buffer and one submit per step (`step.rs`), metrics
 //! read back without stalls (`log.rs`), validation on held-out images (`batches.rs`),
-//! atomic checkpoints (`state.rs`), an EMA codebook (`ema.rs`), and resuming that ends
-//! bit for bit where an uninterrupted run would. The loop itself is [`Run::train`].
+//! atomic checkpoints (`state.rs`), an EMA codebook (`ema.rs`), a checkpoint on SIGINT or
+//! SIGTERM, and resuming that ends bit for bit where an uninterrupted run would. The loop itself is [`Run::train`].
 
 mod batches;
 mod ema;
@@ -22,6 +22,7 @@ use crate::model::Config;
 pub use crate::network::CodebookUpdate;
 use crate::network::Vqvae;
 use crate::params::Params;
+use crate::stop::Stop;
 
 pub(crate) use batches::Order;
 use batches::{Validation, validate};
@@ -56,6 +57,9 @@ pub struct Run<'a> {
     pub start: Start,
     /// Show a progress bar.
     pub progress: bool,
+    /// Asked after each step: a request ends the run with a checkpoint and
+    /// [`Error::Stopped`].
+    pub stop: Stop,
 }
 
 impl Run<'_> {
@@ -70,6 +74,7 @@ impl Run<'_> {
             out,
             start,
             progress,
+            stop,
         } = self;
         if s.batch_size == 0 {
             return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
@@ -137,8 +142,10 @@ impl Run<'_> {
             let rows = train.run(step, is_last)?;
             shown.take(rows)?;
             shown.show(n);
-            let validating = val_net.is_some() && (is_last || every(n, s.val_every));
-            let saving = is_last || every(n, s.checkpoint_every);
+            let stopped = stop.stopped(n, &out).filter(|_| !is_last);
+            let validating =
+                stopped.is_none() && val_net.is_some() && (is_last || every(n, s.val_every));
+            let saving = is_last || every(n, s.checkpoint_every) || stopped.is_some();
             if !(validating || saving) {
                 continue;
             }
@@ -163,6 +170,10 @@ impl Run<'_> {
                 }
             }
             shown.aside += pause.elapsed();
+            if let Some(e) = stopped {
+                shown.finish();
+                return Err(e);
+            }
         }
         shown.finish();
         let seconds = shown.seconds().max(1e-9);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
+use crate::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, write_together};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::launch::Tuning;
@@ -84,8 +84,10 @@ impl Saver<'_> {
             tensors: named(self.params.flat_values(), "")?,
             metadata: model_metadata(self.config, step, self.image),
         };
-        model.write(&self.out.join(MODEL_FILE))?;
-        state.write(&self.out.join(STATE_FILE))
+        write_together(&[
+            (&model, &self.out.join(MODEL_FILE)),
+            (&state, &self.out.join(STATE_FILE)),
+        ])
     }
 }
 
