@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use vqvae_wgpu::kernels::optim::{Adam, AdamConfig, sgd};
+use vqvae_wgpu::kernels::optim::{Adam, AdamConfig, Sgd};
 use vqvae_wgpu::kernels::{elementwise, loss, reduce};
 use vqvae_wgpu::reference::{self, loss as rl, optim as ro};
 
@@ -142,12 +142,15 @@ fn adam_matches_torch_formula_over_several_steps() {
     );
     let adam = Adam::new(gpu, &p, &g, &m, &v, config).unwrap();
     let (mut p64, mut m64, mut v64) = (widen(&p0), vec![0.0; n], vec![0.0; n]);
+    // A rate that changes each step, as a schedule's does.
     for step in 1..=5 {
         let grads = rng.vec(n);
         g.write(gpu, bytemuck::cast_slice(&grads)).unwrap();
-        adam.set_step(gpu, step);
+        let lr = config.lr * (1.0 + step as f64) / 3.0;
+        adam.set_step(gpu, step, lr);
         gpu.run(&[adam.launch()]).unwrap();
-        ro::adam(&config, step, &mut p64, &widen(&grads), &mut m64, &mut v64);
+        let c = AdamConfig { lr, ..config };
+        ro::adam(&c, step, &mut p64, &widen(&grads), &mut m64, &mut v64);
     }
     assert_close("adam params", &p.to_f32(gpu).unwrap(), &p64, 1e-6, 1e-7);
     assert_close("adam m", &m.to_f32(gpu).unwrap(), &m64, 1e-5, 1e-7);
@@ -161,10 +164,13 @@ fn sgd_changes_each_parameter_by_minus_lr_times_gradient() {
     let mut rng = Rng::new(12);
     let (p0, grads) = (rng.vec(n), rng.vec(n));
     let p = upload(gpu, &[n], &p0);
-    let lr = 0.01;
-    gpu.run(&[&sgd(gpu, &p, &upload(gpu, &[n], &grads), lr).unwrap()])
-        .unwrap();
+    let sgd = Sgd::new(gpu, &p, &upload(gpu, &[n], &grads), 0.01).unwrap();
+    gpu.run(&[sgd.launch()]).unwrap();
+    // A second step at another rate.
+    sgd.set_lr(gpu, 0.03);
+    gpu.run(&[sgd.launch()]).unwrap();
     let mut want = widen(&p0);
-    ro::sgd(f64::from(lr), &mut want, &widen(&grads));
+    ro::sgd(f64::from(0.01f32), &mut want, &widen(&grads));
+    ro::sgd(f64::from(0.03f32), &mut want, &widen(&grads));
     assert_close("sgd", &p.to_f32(gpu).unwrap(), &want, 1e-7, 1e-7);
 }

@@ -13,7 +13,7 @@ use vqvae_wgpu::model::Config;
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
-    OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
+    LrSchedule, OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
 };
 use vqvae_wgpu::tune::Target;
 
@@ -114,6 +114,13 @@ pub(crate) struct TrainArgs {
     /// The EMA's Laplace smoothing of the counts, > 0 [default: 1e-5].
     #[arg(long)]
     pub(crate) ema_eps: Option<f64>,
+    /// How the learning rate moves after the warmup [default: constant]. `cosine`: half a
+    /// cosine down to a tenth of --lr at the run's --steps.
+    #[arg(long, value_enum)]
+    pub(crate) lr_schedule: Option<LrSchedule>,
+    /// Steps of linear warmup from 0 to --lr [default: 0].
+    #[arg(long)]
+    pub(crate) warmup_steps: Option<u64>,
     /// Steps between metric read-backs [default: 10].
     #[arg(long)]
     pub(crate) log_every: Option<u64>,
@@ -271,9 +278,10 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
             "--ema-eps {ema_eps}: must be a positive number"
         )));
     }
+    let steps = a.steps.unwrap_or(1000);
     let wanted = Settings {
         batch_size: a.batch_size.unwrap_or(32),
-        steps: a.steps.unwrap_or(1000),
+        steps,
         lr: a.lr.unwrap_or(2e-4),
         optimizer,
         seed,
@@ -297,11 +305,24 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         codebook_update,
         ema_decay,
         ema_eps,
+        lr_schedule: a.lr_schedule.unwrap_or_default(),
+        warmup_steps: a.warmup_steps.unwrap_or(0),
+        lr_horizon: steps,
     };
     let settings = match saved {
         Some(saved) => resumed_settings(&a, saved, wanted)?,
         None => wanted,
     };
+    settings.check_schedule()?;
+    if settings.lr_schedule == LrSchedule::Cosine && settings.steps > settings.lr_horizon {
+        eprintln!(
+            "note: the cosine schedule ends at step {}, the --steps of the run that started it; steps {}..{} train at its final rate {:e}",
+            settings.lr_horizon,
+            settings.lr_horizon + 1,
+            settings.steps,
+            settings.lr_at(settings.lr_horizon)
+        );
+    }
     let out = a.out.clone();
     let mut gpu = open_gpu()?;
     let target = Target {
@@ -463,6 +484,18 @@ pub(crate) fn resumed_settings(
             wanted.ema_eps == saved.ema_eps,
             saved.ema_eps.to_string(),
         ),
+        (
+            "--lr-schedule",
+            a.lr_schedule.is_some(),
+            wanted.lr_schedule == saved.lr_schedule,
+            format!("{:?}", saved.lr_schedule).to_lowercase(),
+        ),
+        (
+            "--warmup-steps",
+            a.warmup_steps.is_some(),
+            wanted.warmup_steps == saved.warmup_steps,
+            saved.warmup_steps.to_string(),
+        ),
     ];
     if let Some((flag, _, _, was)) = checks.iter().find(|(_, given, same, _)| *given && !same) {
         return Err(Error::Usage(format!(
@@ -475,6 +508,12 @@ pub(crate) fn resumed_settings(
         checkpoint_every: a.checkpoint_every.unwrap_or(saved.checkpoint_every),
         val_every: a.val_every.unwrap_or(saved.val_every),
         data: wanted.data.or(saved.data.clone()),
+        // State saved before schedules were has none: a constant rate.
+        lr_horizon: if saved.lr_horizon == 0 {
+            saved.steps
+        } else {
+            saved.lr_horizon
+        },
         ..saved
     })
 }

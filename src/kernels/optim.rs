@@ -64,7 +64,8 @@ fn check_same(op: &'static str, tensors: &[(&str, &Tensor)]) -> Result<()> {
 }
 
 /// An Adam update bound to its tensors. Call [`Adam::set_step`] before submitting each
-/// step's work: the bias corrections depend on the step number.
+/// step's work: the bias corrections depend on the step number, and a schedule changes
+/// the learning rate.
 pub struct Adam {
     launch: Launch,
     uniform: wgpu::Buffer,
@@ -125,9 +126,11 @@ impl Adam {
         })
     }
 
-    /// Sets the step number (1 for the first update) used by the next submitted launch.
-    pub fn set_step(&self, gpu: &Gpu, step: u64) {
-        let params = adam_params(self.len, &self.config, step);
+    /// Sets the step number (1 for the first update) and the learning rate used by the
+    /// next submitted launch.
+    pub fn set_step(&self, gpu: &Gpu, step: u64, lr: f64) {
+        let config = AdamConfig { lr, ..self.config };
+        let params = adam_params(self.len, &config, step);
         gpu.queue()
             .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
     }
@@ -157,32 +160,65 @@ fn adam_params(len: u32, c: &AdamConfig, step: u64) -> Params {
     }
 }
 
-/// Plain SGD: `params -= lr * grads`.
-pub fn sgd(gpu: &Gpu, params: &Tensor, grads: &Tensor, lr: f32) -> Result<Launch> {
-    let op = "sgd";
-    check_same(op, &[("params", params), ("grads", grads)])?;
-    let kernel = gpu.kernel(
-        &shaders::OPTIM,
-        "sgd",
-        &[("WG", f64::from(WG))],
-        &[Bind::Uniform, Bind::Read, Bind::Write],
-    )?;
-    let uniform = gpu.uniform(&Params {
-        len: params.len() as u32,
+/// Plain SGD bound to its tensors: `params -= lr * grads`.
+pub struct Sgd {
+    launch: Launch,
+    uniform: wgpu::Buffer,
+    len: u32,
+}
+
+impl Sgd {
+    /// Binds an update of `params` by `grads` (the same length) at rate `lr`.
+    pub fn new(gpu: &Gpu, params: &Tensor, grads: &Tensor, lr: f32) -> Result<Sgd> {
+        let op = "sgd";
+        check_same(op, &[("params", params), ("grads", grads)])?;
+        let kernel = gpu.kernel(
+            &shaders::OPTIM,
+            "sgd",
+            &[("WG", f64::from(WG))],
+            &[Bind::Uniform, Bind::Read, Bind::Write],
+        )?;
+        let len = params.len() as u32;
+        let uniform = gpu.uniform(&sgd_params(len, lr));
+        let resources = [
+            uniform.as_entire_binding(),
+            grads.binding(),
+            params.binding(),
+        ];
+        let launch = gpu
+            .dispatch(
+                op,
+                &kernel,
+                &resources,
+                params.len().div_ceil(WG as usize) as u64,
+            )?
+            .into();
+        Ok(Sgd {
+            launch,
+            uniform,
+            len,
+        })
+    }
+
+    /// Sets the learning rate of the next submitted launch.
+    pub fn set_lr(&self, gpu: &Gpu, lr: f32) {
+        gpu.queue().write_buffer(
+            &self.uniform,
+            0,
+            bytemuck::bytes_of(&sgd_params(self.len, lr)),
+        );
+    }
+
+    /// The update's dispatch.
+    pub fn launch(&self) -> &Launch {
+        &self.launch
+    }
+}
+
+fn sgd_params(len: u32, lr: f32) -> Params {
+    Params {
+        len,
         lr,
         ..bytemuck::Zeroable::zeroed()
-    });
-    let resources = [
-        uniform.as_entire_binding(),
-        grads.binding(),
-        params.binding(),
-    ];
-    Ok(gpu
-        .dispatch(
-            op,
-            &kernel,
-            &resources,
-            params.len().div_ceil(WG as usize) as u64,
-        )?
-        .into())
+    }
 }

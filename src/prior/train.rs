@@ -307,7 +307,7 @@ impl PriorRun<'_> {
         let mut in_flight = std::collections::VecDeque::new();
         for step in first_step..s.steps {
             upload(gpu, &net, grids, &order.batch(step, s.batch_size))?;
-            adam.set_step(gpu, step + 1);
+            adam.set_step(gpu, step + 1, s.lr);
             in_flight.push_back(gpu.enqueue(&step_launches, "a prior training step")?);
             if in_flight.len() > 2 {
                 gpu.wait(in_flight.pop_front(), "prior training")?;

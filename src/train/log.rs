@@ -9,6 +9,8 @@ use crate::checkpoint::MODEL_FILE;
 use crate::error::{Error, Result, io};
 use crate::metrics::StepMetrics;
 
+use super::Settings;
+
 /// Appends JSON lines to the metrics log.
 pub(crate) struct Log {
     file: std::fs::File,
@@ -71,7 +73,7 @@ pub(super) struct Progress<'a> {
     /// The step of the latest checkpoint this run wrote.
     pub saved: Option<u64>,
     first_step: u64,
-    batch: usize,
+    settings: &'a Settings,
     codes: usize,
     started: Instant,
     /// Time spent validating and saving, left out of images/s.
@@ -80,31 +82,32 @@ pub(super) struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     /// Opens the log in `out` (keeping a resumed run's lines up to `first_step`) and the
-    /// bar, for steps `first_step..steps` of `batch` images and a codebook of `codes`.
+    /// bar, for steps `first_step..` of the run `settings` describe, with a codebook of
+    /// `codes`.
     pub fn new(
         out: &'a Path,
         resumed: bool,
-        [first_step, steps]: [u64; 2],
-        batch: usize,
+        first_step: u64,
+        settings: &'a Settings,
         codes: usize,
         show: bool,
     ) -> Result<Progress<'a>> {
         Ok(Progress {
             log: Log::open(out.join("metrics.jsonl"), resumed.then_some(first_step))?,
-            bar: progress_bar(show, first_step, steps),
+            bar: progress_bar(show, first_step, settings.steps),
             out,
             last: None,
             saved: None,
             first_step,
-            batch,
+            settings,
             codes,
             started: Instant::now(),
             aside: Duration::ZERO,
         })
     }
 
-    /// Logs `rows`; a non-finite loss ends the run with an error naming the last good
-    /// checkpoint.
+    /// Logs `rows`, each with its learning rate; a non-finite loss ends the run with an
+    /// error naming the last good checkpoint.
     pub fn take(&mut self, rows: Vec<StepMetrics>) -> Result<()> {
         for r in rows {
             if !r.loss.is_finite() {
@@ -121,8 +124,9 @@ impl<'a> Progress<'a> {
                     kept,
                 });
             }
-            self.log
-                .line(&serde_json::to_value(r).expect("metrics serialise"))?;
+            let mut line = serde_json::to_value(r).expect("metrics serialise");
+            line["lr"] = self.settings.lr_at(r.step).into();
+            self.log.line(&line)?;
             self.last = Some(r);
         }
         Ok(())
@@ -137,7 +141,7 @@ impl<'a> Progress<'a> {
     pub fn show(&self, done: u64) {
         self.bar.set_position(done);
         if let Some(r) = &self.last {
-            let images = (done - self.first_step) as f64 * self.batch as f64;
+            let images = (done - self.first_step) as f64 * self.settings.batch_size as f64;
             self.bar.set_message(format!(
                 "loss {:.4} recon {:.4} perplexity {:.1} codes {}/{} {:.0} img/s",
                 r.loss,

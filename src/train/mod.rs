@@ -7,6 +7,7 @@ mod batches;
 mod ema;
 mod init;
 mod log;
+mod schedule;
 mod settings;
 mod state;
 mod step;
@@ -33,6 +34,7 @@ pub(crate) use init::fresh_values;
 use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches};
 use log::Progress;
 pub(crate) use log::{Log, progress_bar};
+pub use schedule::{COSINE_FLOOR, LrSchedule};
 pub use settings::{
     CodebookInit, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS, OptimizerKind,
     Settings, Start, Summary, USAGE_FILE,
@@ -123,14 +125,7 @@ impl Run<'_> {
             image: size,
         };
         let resumed = matches!(start, Start::Resume { .. });
-        let mut shown = Progress::new(
-            &out,
-            resumed,
-            [first_step, s.steps],
-            s.batch_size,
-            config.codes,
-            progress,
-        )?;
+        let mut shown = Progress::new(&out, resumed, first_step, &s, config.codes, progress)?;
         let val_indices: Vec<usize> = (train_len..data.len).collect();
         let mut last_val: Option<Validation> = None;
         let usage_png = out.join(USAGE_FILE);
@@ -139,7 +134,7 @@ impl Run<'_> {
         for step in first_step..s.steps {
             let n = step + 1;
             let is_last = n == s.steps;
-            let rows = train.run(step, is_last)?;
+            let rows = train.run(step, s.lr_at(n), is_last)?;
             shown.take(rows)?;
             shown.show(n);
             let stopped = stop.stopped(n, &out).filter(|_| !is_last);

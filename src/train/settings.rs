@@ -6,6 +6,8 @@ use crate::checkpoint::TensorFile;
 use crate::metrics::StepMetrics;
 use crate::network::CodebookUpdate;
 
+use super::LrSchedule;
+
 /// The optimizer.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -81,6 +83,16 @@ pub struct Settings {
     /// The EMA's Laplace smoothing of the cluster sizes.
     #[serde(default = "default_ema_eps")]
     pub ema_eps: f64,
+    /// How the learning rate moves after the warmup.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Steps of linear warmup from 0 to `lr`.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// The schedule's horizon: the `steps` of the run that started it (a resumed run
+    /// may train past it, at the final rate).
+    #[serde(default)]
+    pub lr_horizon: u64,
 }
 
 /// The run folder's picture of held-out code usage ([`crate::images::save_code_usage`]).

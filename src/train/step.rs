@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::kernels::optim::{Adam, AdamConfig, sgd};
+use crate::kernels::optim::{Adam, AdamConfig, Sgd};
 use crate::kernels::restart::{Reset, Restart};
 use crate::launch::Launch;
 use crate::metrics::{MetricsRing, StepMetrics};
@@ -24,7 +24,7 @@ use super::{CodebookUpdate, OptimizerKind, Settings};
 #[allow(clippy::large_enum_variant)] // one per run
 pub(super) enum Update {
     Adam { adam: Adam, m: Tensor, v: Tensor },
-    Sgd(Launch),
+    Sgd(Sgd),
 }
 
 impl Update {
@@ -41,7 +41,7 @@ impl Update {
                 let adam = Adam::new(gpu, flat, grads, &m, &v, config)?;
                 Update::Adam { adam, m, v }
             }
-            OptimizerKind::Sgd => Update::Sgd(sgd(gpu, flat, grads, s.lr as f32)?),
+            OptimizerKind::Sgd => Update::Sgd(Sgd::new(gpu, flat, grads, s.lr as f32)?),
         })
     }
 
@@ -56,7 +56,7 @@ impl Update {
     fn launch(&self) -> &Launch {
         match self {
             Update::Adam { adam, .. } => adam.launch(),
-            Update::Sgd(l) => l,
+            Update::Sgd(sgd) => sgd.launch(),
         }
     }
 }
@@ -152,9 +152,9 @@ impl<'a> TrainStep<'a> {
         })
     }
 
-    /// Runs step `step` (0-based; `last` reads its metrics back at once) and returns the
-    /// metrics of earlier steps that have arrived meanwhile.
-    pub fn run(&mut self, step: u64, last: bool) -> Result<Vec<StepMetrics>> {
+    /// Runs step `step` (0-based) at learning rate `lr` (`last` reads its metrics back at
+    /// once) and returns the metrics of earlier steps that have arrived meanwhile.
+    pub fn run(&mut self, step: u64, lr: f64, last: bool) -> Result<Vec<StepMetrics>> {
         let gpu = self.gpu;
         let net = &self.net;
         upload_batch(
@@ -163,8 +163,9 @@ impl<'a> TrainStep<'a> {
             self.data,
             &self.order.batch(step, self.batch_size),
         )?;
-        if let Update::Adam { adam, .. } = &self.update {
-            adam.set_step(gpu, step + 1);
+        match &self.update {
+            Update::Adam { adam, .. } => adam.set_step(gpu, step + 1, lr),
+            Update::Sgd(sgd) => sgd.set_lr(gpu, lr as f32),
         }
         let mut encoder = gpu
             .device()
