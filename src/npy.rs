@@ -1,23 +1,51 @@
 //! Code grids as NumPy `.npy` files: int64 `[N, h, w]` out, any integer type in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Result, data, io};
 
 /// Writes `values` as an int64 array of `shape`.
 pub fn write_codes(path: &Path, shape: [usize; 3], values: &[i64]) -> Result<()> {
-    use npyz::WriterBuilder;
-    let file = std::fs::File::create(path).map_err(io("writing", path))?;
-    let mut writer = npyz::WriteOptions::<i64>::new()
-        .default_dtype()
-        .shape(&shape.map(|d| d as u64))
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(io("writing", path))?;
-    writer
-        .extend(values.iter().copied())
-        .map_err(io("writing", path))?;
-    writer.finish().map_err(io("writing", path))
+    let mut writer = CodesWriter::create(path, shape)?;
+    writer.write(values)?;
+    writer.finish()
+}
+
+/// An int64 `.npy` array written as its values come: the header first (the shape is
+/// known), then the values in order.
+pub struct CodesWriter {
+    writer: npyz::NpyWriter<i64, std::io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+}
+
+impl CodesWriter {
+    /// Creates `path` for an array of `shape`.
+    pub fn create(path: &Path, shape: [usize; 3]) -> Result<CodesWriter> {
+        use npyz::WriterBuilder;
+        let file = std::fs::File::create(path).map_err(io("writing", path))?;
+        let writer = npyz::WriteOptions::<i64>::new()
+            .default_dtype()
+            .shape(&shape.map(|d| d as u64))
+            .writer(std::io::BufWriter::new(file))
+            .begin_nd()
+            .map_err(io("writing", path))?;
+        Ok(CodesWriter {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends `values`.
+    pub fn write(&mut self, values: &[i64]) -> Result<()> {
+        self.writer
+            .extend(values.iter().copied())
+            .map_err(io("writing", &self.path))
+    }
+
+    /// Checks that the shape is filled and flushes the file.
+    pub fn finish(self) -> Result<()> {
+        self.writer.finish().map_err(io("writing", &self.path))
+    }
 }
 
 /// Reads a .npy array of integer codes of any integer type as [N, h, w].

@@ -331,5 +331,5 @@ fn cifar_batches_carry_their_labels() {
     std::fs::write(&path, bytes).unwrap();
     let data = vqvae_wgpu::data::Dataset::load(Some(&path), &Default::default()).unwrap();
     assert_eq!(data.labels, Some(vec![3, 0, 9]));
-    assert_eq!(data.image(2)[0], 180);
+    assert_eq!(data.image(2).unwrap()[0], 180);
 }

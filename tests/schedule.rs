@@ -78,6 +78,7 @@ fn first_step(gpu: &Gpu, from: &Path, settings: Settings, out: &Path) {
         start: Start::Init(model),
         progress: false,
         stop,
+        workers: 2,
     };
     match run.train() {
         Err(Error::Stopped { step: 1, .. }) => {}

@@ -448,7 +448,7 @@ fn sgd_step_matches_reference(name: &str, model: &[&str], side: u32) {
     let codes = net.indices.to_u32(gpu).unwrap();
     let x: Vec<f64> = (0..4)
         .flat_map(|i| {
-            images::to_input(data.image(i))
+            images::to_input(&data.image(i).unwrap())
                 .map(f64::from)
                 .collect::<Vec<_>>()
         })

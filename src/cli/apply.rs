@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use vqvae_wgpu::data::default_workers;
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::train;
 use vqvae_wgpu::{images, npy};
@@ -17,25 +18,31 @@ pub(crate) fn reconstruct(
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
     std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
     let all: Vec<usize> = (0..dataset.len).collect();
-    let outs = train::run_batches(
+    let launches = [net.encode(), net.decode()];
+    // Each batch's images are written as it comes back.
+    train::for_each_batch(
         &gpu,
         &net,
         &dataset,
         &all,
-        &[net.encode(), net.decode()],
+        &launches,
         &net.x_hat,
+        default_workers(),
+        |chunk, _, outs| {
+            for (&i, bits) in chunk.iter().zip(&outs) {
+                let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+                images::save_png(
+                    &out.join(format!("{}.png", dataset.names[i])),
+                    dataset.channels,
+                    dataset.height,
+                    dataset.width,
+                    &images::to_pixels(&x),
+                )?;
+            }
+            Ok(())
+        },
     )?;
-    for (name, bits) in dataset.names.iter().zip(&outs) {
-        let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
-        images::save_png(
-            &out.join(format!("{name}.png")),
-            dataset.channels,
-            dataset.height,
-            dataset.width,
-            &images::to_pixels(&x),
-        )?;
-    }
-    println!("wrote {} reconstructions to {}", outs.len(), out.display());
+    println!("wrote {} reconstructions to {}", all.len(), out.display());
     Ok(())
 }
 
@@ -47,10 +54,23 @@ pub(crate) fn encode(
 ) -> Result<()> {
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
     let all: Vec<usize> = (0..dataset.len).collect();
-    let codes = train::run_batches(&gpu, &net, &dataset, &all, &[net.encode()], &net.indices)?;
     let (h, w) = (dataset.height / 4, dataset.width / 4);
-    let flat: Vec<i64> = codes.iter().flatten().map(|&c| i64::from(c)).collect();
-    npy::write_codes(out, [dataset.len, h, w], &flat)?;
+    // The codes go to the file batch by batch.
+    let mut file = npy::CodesWriter::create(out, [dataset.len, h, w])?;
+    train::for_each_batch(
+        &gpu,
+        &net,
+        &dataset,
+        &all,
+        &[net.encode()],
+        &net.indices,
+        default_workers(),
+        |_, _, codes| {
+            let flat: Vec<i64> = codes.iter().flatten().map(|&c| i64::from(c)).collect();
+            file.write(&flat)
+        },
+    )?;
+    file.finish()?;
     println!(
         "wrote codes of shape [{}, {h}, {w}] to {}",
         dataset.len,

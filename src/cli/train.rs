@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, check_pair};
-use vqvae_wgpu::data::{Dataset, LoadOptions};
+use vqvae_wgpu::data::{Dataset, LoadOptions, default_workers};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::Gpu;
 use vqvae_wgpu::kernels::check_tuning;
@@ -121,6 +121,13 @@ pub(crate) struct TrainArgs {
     /// Steps of linear warmup from 0 to --lr [default: 0].
     #[arg(long)]
     pub(crate) warmup_steps: Option<u64>,
+    /// Mirror each training image left to right with probability 1/2 (seeded).
+    #[arg(long)]
+    pub(crate) hflip: bool,
+    /// Threads that decode images ahead of the GPU [default: the cores less one, at
+    /// least 1]; the results do not depend on it.
+    #[arg(long)]
+    pub(crate) workers: Option<usize>,
     /// Steps between metric read-backs [default: 10].
     #[arg(long)]
     pub(crate) log_every: Option<u64>,
@@ -185,6 +192,10 @@ pub(crate) fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> 
 }
 
 pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
+    let workers = a.workers.unwrap_or_else(default_workers);
+    if workers == 0 {
+        return Err(Error::Usage("--workers 0: must be at least 1".into()));
+    }
     // A resumed run's saved tuning (None: saved before tunings were), and its file.
     let mut resumed_tuning: Option<(Option<Tuning>, PathBuf)> = None;
     // What the checkpoint fixes, if there is one.
@@ -308,6 +319,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         lr_schedule: a.lr_schedule.unwrap_or_default(),
         warmup_steps: a.warmup_steps.unwrap_or(0),
         lr_horizon: steps,
+        hflip: a.hflip,
     };
     let settings = match saved {
         Some(saved) => resumed_settings(&a, saved, wanted)?,
@@ -342,6 +354,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         start,
         progress: !a.quiet,
         stop,
+        workers,
     }
     .train()?;
     println!("trained to step {}", summary.step);
@@ -483,6 +496,12 @@ pub(crate) fn resumed_settings(
             a.ema_eps.is_some(),
             wanted.ema_eps == saved.ema_eps,
             saved.ema_eps.to_string(),
+        ),
+        (
+            "--hflip",
+            a.hflip,
+            saved.hflip,
+            format!("hflip {}", saved.hflip),
         ),
         (
             "--lr-schedule",

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use image::DynamicImage;
+use image::{DynamicImage, ImageDecoder};
 
 use super::Raw;
 use crate::error::{Result, data, io};
@@ -30,29 +30,64 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Every image file under `dir`, decoded, in path order.
-pub(super) fn load(dir: &Path) -> Result<Vec<Raw>> {
+/// Every image file under `dir`, in path order, with the size and colour its header
+/// gives (headers are read on a few threads); the pixels are decoded later.
+pub(super) fn list(dir: &Path) -> Result<Vec<Raw>> {
     let mut paths = Vec::new();
     walk(dir, &mut paths)?;
     paths.sort();
-    paths
-        .iter()
-        .map(|p| load_one(p).map(|mut v| v.remove(0)))
-        .collect()
+    let chunk = paths.len().div_ceil(super::default_workers()).max(1);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| scope.spawn(|| part.iter().map(|p| header(p)).collect::<Vec<_>>()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().expect("a header reader panicked"))
+            .collect()
+    })
 }
 
-/// One image file.
-pub(super) fn load_one(path: &Path) -> Result<Vec<Raw>> {
-    let img = image::ImageReader::open(path)
+fn open(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    image::ImageReader::open(path)
         .map_err(io("reading", path))?
         .with_guessed_format()
-        .map_err(io("reading", path))?
+        .map_err(io("reading", path))
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// One file's size and colour, from its header.
+fn header(path: &Path) -> Result<Raw> {
+    let decoder = open(path)?
+        .into_decoder()
+        .map_err(|e| data(path, format!("cannot decode its header as an image: {e}")))?;
+    let (width, height) = decoder.dimensions();
+    Ok(Raw {
+        name: name_of(path),
+        label: None,
+        path: path.to_path_buf(),
+        channels: if decoder.color_type().has_color() {
+            3
+        } else {
+            1
+        },
+        width: width as usize,
+        height: height as usize,
+        pixels: Vec::new(),
+    })
+}
+
+/// One image file, decoded.
+pub(super) fn decode(path: &Path) -> Result<Raw> {
+    let img = open(path)?
         .decode()
         .map_err(|e| data(path, format!("cannot decode as an image: {e}")))?;
-    let name = path
-        .file_stem()
-        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
-    Ok(vec![to_raw(img, name, path.to_path_buf())])
+    Ok(to_raw(img, name_of(path), path.to_path_buf()))
 }
 
 fn to_raw(img: DynamicImage, name: String, path: PathBuf) -> Raw {

@@ -1,22 +1,30 @@
 //! Datasets: image folders, IDX files, CIFAR-10 batches and the built-in procedural
-//! images, all loaded into one planar u8 array of equal-sized images.
+//! images, as images of one size. IDX, CIFAR and built-in images are decoded into memory
+//! (they are small); a folder is listed with each file's size read from its header and
+//! decoded image by image when asked, so that memory does not grow with the folder
+//! (`prefetch.rs` decodes ahead on worker threads).
 
 mod builtin;
 mod cifar;
 mod folder;
 mod idx;
+mod prefetch;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::imageops::FilterType;
 
+pub use prefetch::{Prefetch, default_workers};
+
 use crate::error::{Error, Result, data};
 
-/// Decoded images of one size: pixels `[n, channels, height, width]`.
+/// Images of one size, `[channels, height, width]` each.
 #[derive(Clone, Debug)]
 pub struct Dataset {
-    /// Pixels, image after image, each channel a plane.
-    pub pixels: Vec<u8>,
+    /// Where the pixels come from.
+    pub reader: ImageReader,
     /// Number of images.
     pub len: usize,
     /// Channels per image (1 or 3).
@@ -41,13 +49,15 @@ pub struct LoadOptions {
     /// Channels to convert every image to; `None` keeps the data's own (3 if any image
     /// of a folder has colour).
     pub channels: Option<usize>,
-    /// Centre-crop each image to a square and resize it to this side.
+    /// Centre-crop each image to a square and resize it to this side (smaller images
+    /// are scaled up).
     pub image_size: Option<usize>,
     /// Seed of the built-in images.
     pub seed: u64,
 }
 
-/// One decoded image before the dataset is assembled: planar pixels.
+/// What a dataset's images are before they are framed: where each is, its size and
+/// channels, and, for data held in memory, its planar pixels.
 pub(crate) struct Raw {
     pub name: String,
     /// The class, where the data has labels (CIFAR-10, IDX with a labels file).
@@ -56,27 +66,98 @@ pub(crate) struct Raw {
     pub channels: usize,
     pub width: usize,
     pub height: usize,
+    /// Empty for a listed file, decoded when read.
     pub pixels: Vec<u8>,
+}
+
+/// Gives image `i` of a dataset, framed to the dataset's size and channels: from memory,
+/// or by decoding its file. Clones share the images, for worker threads.
+#[derive(Clone, Debug)]
+pub struct ImageReader {
+    store: Arc<Store>,
+    channels: usize,
+    height: usize,
+    width: usize,
+}
+
+#[derive(Debug)]
+enum Store {
+    /// Framed pixels, image after image.
+    Memory(Vec<u8>),
+    /// Image files and the sizes their headers gave when listed.
+    Files(Vec<(PathBuf, [usize; 2])>),
+}
+
+impl ImageReader {
+    /// Image `i`'s pixels, `[channels, height, width]`; an error names a file that can no
+    /// longer be read or decoded, or whose size changed since it was listed.
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        let size = self.channels * self.height * self.width;
+        match &*self.store {
+            Store::Memory(pixels) => Ok(Cow::Borrowed(&pixels[i * size..(i + 1) * size])),
+            Store::Files(files) => {
+                let (path, [w, h]) = &files[i];
+                let raw = folder::decode(path)?;
+                if (raw.width, raw.height) != (*w, *h) {
+                    return Err(data(
+                        path,
+                        format!(
+                            "is now {}x{} but was {w}x{h} when the data was listed: images must not change during a run",
+                            raw.width, raw.height
+                        ),
+                    ));
+                }
+                Ok(Cow::Owned(self.frame(raw)))
+            }
+        }
+    }
+
+    /// Elements per image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Pixels per row.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Whether images are decoded from files when asked for.
+    pub fn streams(&self) -> bool {
+        matches!(&*self.store, Store::Files(_))
+    }
+
+    /// Crops and resizes to the dataset's size, and converts the channels.
+    fn frame(&self, raw: Raw) -> Vec<u8> {
+        let raw = if (raw.height, raw.width) == (self.height, self.width) {
+            raw
+        } else {
+            crop_resize(raw, self.height)
+        };
+        convert_channels(&raw, self.channels)
+    }
 }
 
 impl Dataset {
     /// Loads `path` (a folder of images, an IDX file, a CIFAR-10 `.bin` file or folder
-    /// of them), or the built-in images when `path` is `None`.
+    /// of them), or the built-in images when `path` is `None`. A folder is only listed
+    /// (file names and the sizes in their headers); its images are decoded when used.
     pub fn load(path: Option<&Path>, options: &LoadOptions) -> Result<Dataset> {
         let Some(path) = path else {
             return assemble(
                 builtin::generate(options.seed),
                 "built-in shapes".into(),
                 options,
+                false,
             );
         };
         let meta = std::fs::metadata(path).map_err(crate::error::io("reading", path))?;
+        if meta.is_dir() && !cifar::is_cifar_folder(path)? {
+            let listed = folder::list(path)?;
+            return assemble(listed, path.display().to_string(), options, true);
+        }
         let raws = if meta.is_dir() {
-            if cifar::is_cifar_folder(path)? {
-                cifar::load_folder(path)?
-            } else {
-                folder::load(path)?
-            }
+            cifar::load_folder(path)?
         } else if idx::is_idx(path)? {
             idx::load(path)?
         } else if path
@@ -85,15 +166,14 @@ impl Dataset {
         {
             cifar::load_file(path)?
         } else {
-            folder::load_one(path)?
+            vec![folder::decode(path)?]
         };
-        assemble(raws, path.display().to_string(), options)
+        assemble(raws, path.display().to_string(), options, false)
     }
 
-    /// Image `i`'s pixels, `[channels, height, width]`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        let size = self.channels * self.height * self.width;
-        &self.pixels[i * size..(i + 1) * size]
+    /// Image `i`'s pixels, `[channels, height, width]` (see [`ImageReader::image`]).
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>> {
+        self.reader.image(i)
     }
 
     /// Elements per image.
@@ -102,8 +182,14 @@ impl Dataset {
     }
 }
 
-/// Checks sizes, crops and resizes, converts channels, and packs the images.
-fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dataset> {
+/// Checks sizes and channels, and frames the images into memory, or, for `listed` files
+/// (no pixels yet), when they are read.
+fn assemble(
+    raws: Vec<Raw>,
+    source: String,
+    options: &LoadOptions,
+    listed: bool,
+) -> Result<Dataset> {
     let Some(first) = raws.first() else {
         return Err(data(
             &source,
@@ -160,21 +246,35 @@ fn assemble(raws: Vec<Raw>, source: String, options: &LoadOptions) -> Result<Dat
             (first.height, first.width)
         }
     };
-    let mut pixels = Vec::with_capacity(raws.len() * channels * height * width);
-    let mut names = Vec::with_capacity(raws.len());
     let len = raws.len();
     let labels: Option<Vec<u8>> = raws.iter().map(|r| r.label).collect();
-    for raw in raws {
-        let raw = if (raw.height, raw.width) == (height, width) {
-            raw
-        } else {
-            crop_resize(raw, height)
-        };
-        pixels.extend(convert_channels(&raw, channels));
-        names.push(raw.name);
-    }
+    let mut reader = ImageReader {
+        store: Arc::new(Store::Memory(Vec::new())),
+        channels,
+        height,
+        width,
+    };
+    let mut names = Vec::with_capacity(len);
+    let store = if listed {
+        let files = raws
+            .into_iter()
+            .map(|r| {
+                names.push(r.name);
+                (r.path, [r.width, r.height])
+            })
+            .collect();
+        Store::Files(files)
+    } else {
+        let mut pixels = Vec::with_capacity(len * channels * height * width);
+        for raw in raws {
+            names.push(raw.name.clone());
+            pixels.extend(reader.frame(raw));
+        }
+        Store::Memory(pixels)
+    };
+    reader.store = Arc::new(store);
     Ok(Dataset {
-        pixels,
+        reader,
         len,
         channels,
         height,

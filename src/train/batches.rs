@@ -1,9 +1,11 @@
-//! Images in and out of a graph: which images each step's batch holds, uploading a
-//! batch, running a graph over a list of images, and the held-out error and picture.
+//! Images in and out of a graph: which images each step's batch holds (and which are
+//! flipped), a batch's input values, running a graph over a list of images with the
+//! images decoded ahead on worker threads, and the held-out error and picture.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, ImageReader, Prefetch};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::images;
@@ -13,6 +15,7 @@ use crate::rng::Rng;
 use crate::tensor::{DType, Tensor};
 
 /// Which training items each step's batch holds.
+#[derive(Clone)]
 pub(crate) struct Order {
     pub seed: u64,
     pub shuffle: bool,
@@ -42,20 +45,85 @@ impl Order {
     }
 }
 
+/// Which images of step `step`'s batch `--hflip` mirrors: a fair coin per image, fixed
+/// by the seed and the step.
+pub(crate) fn flips(seed: u64, step: u64, size: usize) -> Vec<bool> {
+    let mut rng = Rng::for_purpose(seed, 0xf119_0000_0000 + step);
+    (0..size).map(|_| rng.next_u64() >> 63 == 1).collect()
+}
+
+/// The input values of `batch` images: images `indices` of `reader`, scaled (DESIGN.md
+/// section 1), those that `flips` marks mirrored left to right (no flips when it is
+/// empty); slots past the list repeat its last image.
+pub(crate) fn batch_values(
+    reader: &ImageReader,
+    indices: &[usize],
+    batch: usize,
+    flips: &[bool],
+) -> Result<Vec<f32>> {
+    let mut values = Vec::with_capacity(batch * reader.image_len());
+    for k in 0..batch {
+        let image = reader.image(indices[k.min(indices.len() - 1)])?;
+        if flips.get(k) == Some(&true) {
+            let mut mirrored = image.into_owned();
+            for row in mirrored.chunks_mut(reader.width()) {
+                row.reverse();
+            }
+            values.extend(images::to_input(&mirrored));
+        } else {
+            values.extend(images::to_input(&image));
+        }
+    }
+    Ok(values)
+}
+
 /// Writes images `indices` of `data`, scaled, into `x`; slots past the list repeat
 /// its last image.
 pub fn upload_batch(gpu: &Gpu, x: &Tensor, data: &Dataset, indices: &[usize]) -> Result<()> {
-    let batch = x.shape()[0];
-    let mut values = Vec::with_capacity(x.len());
-    for k in 0..batch {
-        let i = indices[k.min(indices.len() - 1)];
-        values.extend(images::to_input(data.image(i)));
-    }
+    let values = batch_values(&data.reader, indices, x.shape()[0], &[])?;
     x.write(gpu, bytemuck::cast_slice(&values))
 }
 
-/// Runs `launches` over images `indices` in batches of the graph's size and returns each
-/// image's values of `output` (e.g. `x_hat`, or `indices` as u32 bits).
+/// Runs `launches` over images `indices` in batches of the graph's size, the images
+/// decoded ahead on `workers` threads, and hands each batch's images with their values
+/// of `output` (e.g. `x_hat`, or `indices` as u32 bits), one list per image, to `take`.
+#[allow(clippy::too_many_arguments)]
+pub fn for_each_batch(
+    gpu: &Gpu,
+    net: &Vqvae,
+    data: &Dataset,
+    indices: &[usize],
+    launches: &[&Launch],
+    output: &Tensor,
+    workers: usize,
+    mut take: impl FnMut(&[usize], &[f32], Vec<Vec<u32>>) -> Result<()>,
+) -> Result<()> {
+    let per_image = output.len() / net.batch;
+    let chunks: Arc<Vec<Vec<usize>>> =
+        Arc::new(indices.chunks(net.batch).map(<[usize]>::to_vec).collect());
+    let (reader, batch, list) = (data.reader.clone(), net.batch, chunks.clone());
+    let ahead = Prefetch::new(workers, 0..chunks.len() as u64, (), move |_, k| {
+        batch_values(&reader, &list[k as usize], batch, &[])
+    })?;
+    for (chunk, values) in chunks.iter().zip(ahead) {
+        let values = values?;
+        net.x.write(gpu, bytemuck::cast_slice(&values))?;
+        gpu.run(launches)?;
+        let bits: Vec<u32> = match output.dtype() {
+            DType::F32 => output.to_f32(gpu)?.into_iter().map(f32::to_bits).collect(),
+            DType::U32 => output.to_u32(gpu)?,
+        };
+        let outs = bits
+            .chunks(per_image)
+            .take(chunk.len())
+            .map(<[u32]>::to_vec)
+            .collect();
+        take(chunk, &values, outs)?;
+    }
+    Ok(())
+}
+
+/// [`for_each_batch`] with every image's values of `output` gathered in order.
 pub fn run_batches(
     gpu: &Gpu,
     net: &Vqvae,
@@ -64,22 +132,22 @@ pub fn run_batches(
     launches: &[&Launch],
     output: &Tensor,
 ) -> Result<Vec<Vec<u32>>> {
-    let per_image = output.len() / net.batch;
-    let mut out = Vec::with_capacity(indices.len());
-    for chunk in indices.chunks(net.batch) {
-        upload_batch(gpu, &net.x, data, chunk)?;
-        gpu.run(launches)?;
-        let bits: Vec<u32> = match output.dtype() {
-            DType::F32 => output.to_f32(gpu)?.into_iter().map(f32::to_bits).collect(),
-            DType::U32 => output.to_u32(gpu)?,
-        };
-        out.extend(
-            bits.chunks(per_image)
-                .take(chunk.len())
-                .map(<[u32]>::to_vec),
-        );
-    }
-    Ok(out)
+    let mut all = Vec::with_capacity(indices.len());
+    let workers = crate::data::default_workers();
+    for_each_batch(
+        gpu,
+        net,
+        data,
+        indices,
+        launches,
+        output,
+        workers,
+        |_, _, outs| {
+            all.extend(outs);
+            Ok(())
+        },
+    )?;
+    Ok(all)
 }
 
 fn as_f32(bits: &[u32]) -> Vec<f32> {
@@ -124,26 +192,36 @@ pub(super) fn validate(
     net: &Vqvae,
     data: &Dataset,
     indices: &[usize],
+    workers: usize,
 ) -> Result<Validation> {
-    let per_image = net.indices.len() / net.batch;
     let mut counts = vec![0u64; net.config.codes];
     let mut sse = 0.0;
-    for chunk in indices.chunks(net.batch) {
-        upload_batch(gpu, &net.x, data, chunk)?;
-        gpu.run(&[net.encode(), net.decode()])?;
-        let (x_hat, codes) = (net.x_hat.to_f32(gpu)?, net.indices.to_u32(gpu)?);
-        for (k, &i) in chunk.iter().enumerate() {
-            let out = &x_hat[k * data.image_len()..(k + 1) * data.image_len()];
-            for (p, x) in images::to_input(data.image(i)).zip(out) {
-                sse += f64::from(x - p).powi(2);
+    let len = data.image_len();
+    let launches = [net.encode(), net.decode()];
+    for_each_batch(
+        gpu,
+        net,
+        data,
+        indices,
+        &launches,
+        &net.x_hat,
+        workers,
+        |chunk, x, outs| {
+            let codes = net.indices.to_u32(gpu)?;
+            let per_image = codes.len() / net.batch;
+            for (k, out) in outs.iter().enumerate().take(chunk.len()) {
+                for (p, o) in x[k * len..(k + 1) * len].iter().zip(out) {
+                    sse += f64::from(f32::from_bits(*o) - p).powi(2);
+                }
+                for &c in &codes[k * per_image..(k + 1) * per_image] {
+                    counts[c as usize] += 1;
+                }
             }
-            for &c in &codes[k * per_image..(k + 1) * per_image] {
-                counts[c as usize] += 1;
-            }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(Validation {
-        mse: sse / (indices.len() * data.image_len()) as f64,
+        mse: sse / (indices.len() * len) as f64,
         counts,
     })
 }
@@ -167,9 +245,12 @@ pub fn save_reconstructions(
         &[net.encode(), net.decode()],
         &net.x_hat,
     )?;
-    let recons: Vec<Vec<u8>> = outs.iter().map(|o| images::to_pixels(&as_f32(o))).collect();
-    let mut tiles: Vec<&[u8]> = shown.iter().map(|&i| data.image(i)).collect();
-    tiles.extend(recons.iter().map(Vec::as_slice));
+    let mut tiles: Vec<Vec<u8>> = shown
+        .iter()
+        .map(|&i| data.image(i).map(|p| p.into_owned()))
+        .collect::<Result<_>>()?;
+    tiles.extend(outs.iter().map(|o| images::to_pixels(&as_f32(o))));
+    let tiles: Vec<&[u8]> = tiles.iter().map(Vec::as_slice).collect();
     let zoom = 96usize.div_ceil(data.height.max(data.width)).max(1);
     let (h, w, pixels) = images::grid(
         &tiles,

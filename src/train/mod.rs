@@ -12,7 +12,7 @@ mod settings;
 mod state;
 mod step;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::data::Dataset;
@@ -27,7 +27,7 @@ use crate::stop::Stop;
 
 pub(crate) use batches::Order;
 use batches::{Validation, validate};
-pub use batches::{run_batches, save_reconstructions, upload_batch};
+pub use batches::{for_each_batch, run_batches, save_reconstructions, upload_batch};
 pub(crate) use ema::EmaCodebook;
 pub use ema::{CLUSTER_SIZE, EMBED_SUM};
 pub(crate) use init::fresh_values;
@@ -62,6 +62,9 @@ pub struct Run<'a> {
     /// Asked after each step: a request ends the run with a checkpoint and
     /// [`Error::Stopped`].
     pub stop: Stop,
+    /// Threads that decode batches ahead of the GPU (at least 1; the results do not
+    /// depend on it).
+    pub workers: usize,
 }
 
 impl Run<'_> {
@@ -77,6 +80,7 @@ impl Run<'_> {
             start,
             progress,
             stop,
+            workers,
         } = self;
         if s.batch_size == 0 {
             return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
@@ -113,7 +117,7 @@ impl Run<'_> {
                 None,
             )?),
         };
-        let mut train = TrainStep::new(gpu, &params, net, data, train_len, &s)?;
+        let mut train = TrainStep::new(gpu, &params, net, (data, train_len, workers), &s)?;
         let first_step = begin(gpu, &start, &params, &mut train, data, &s)?;
         let gpu_bytes = gpu.allocated_bytes() - bytes_before;
         let saver = Saver {
@@ -134,7 +138,19 @@ impl Run<'_> {
         for step in first_step..s.steps {
             let n = step + 1;
             let is_last = n == s.steps;
-            let rows = train.run(step, s.lr_at(n), is_last)?;
+            let batch = match train.batch(step) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    // The steps before it are good: keep them.
+                    shown.take(train.flush()?)?;
+                    if step > first_step {
+                        saver.save(step, &train)?;
+                    }
+                    shown.finish();
+                    return Err(unreadable(e, step, &out));
+                }
+            };
+            let rows = train.run(step, &batch, s.lr_at(n), is_last)?;
             shown.take(rows)?;
             shown.show(n);
             let stopped = stop.stopped(n, &out).filter(|_| !is_last);
@@ -148,7 +164,7 @@ impl Run<'_> {
             shown.take(rows)?;
             let pause = Instant::now();
             if let Some(vn) = val_net.as_ref().filter(|_| validating) {
-                let v = validate(gpu, vn, data, &val_indices)?;
+                let v = validate(gpu, vn, data, &val_indices, workers)?;
                 shown.log.line(&serde_json::json!({
                     "step": n,
                     "val_recon_mse": v.mse,
@@ -176,7 +192,7 @@ impl Run<'_> {
         if steps_run == 0 {
             saver.save(first_step.max(s.steps), &train)?;
             if let Some(vn) = &val_net {
-                let v = validate(gpu, vn, data, &val_indices)?;
+                let v = validate(gpu, vn, data, &val_indices, workers)?;
                 images::save_code_usage(&usage_png, &v.counts)?;
                 last_val = Some(v);
             }
@@ -265,6 +281,29 @@ fn begin(
             params.upload(gpu, &params.join(&model.values(), "--resume")?)?;
             restore(gpu, state, params, train)
         }
+    }
+}
+
+/// An image that a batch could not read, with what was kept of the run: the checkpoint
+/// of the `done` steps before it, in `out`.
+fn unreadable(e: Error, done: u64, out: &Path) -> Error {
+    let kept = match done {
+        0 => "training stopped before its first step".to_string(),
+        n => format!(
+            "training stopped; the checkpoint of step {n}, the last good one, is in {}",
+            out.display()
+        ),
+    };
+    match e {
+        Error::Data { path, message } => Error::Data {
+            path,
+            message: format!("{message}; {kept}"),
+        },
+        Error::Io(e) => Error::Data {
+            path: e.path,
+            message: format!("{}: {}; {kept}", e.action, e.source),
+        },
+        other => other,
     }
 }
 

@@ -93,6 +93,9 @@ pub struct Settings {
     /// may train past it, at the final rate).
     #[serde(default)]
     pub lr_horizon: u64,
+    /// Mirror each training image left to right with probability 1/2, seeded.
+    #[serde(default)]
+    pub hflip: bool,
 }
 
 /// The run folder's picture of held-out code usage ([`crate::images::save_code_usage`]).

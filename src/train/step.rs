@@ -1,11 +1,12 @@
 //! One training step: the graph, the update, the EMA codebook and the codebook
-//! restarts bound once for a batch size; each step uploads its batch, records forward,
-//! loss, backward, update, EMA update, restarts and metrics into one command buffer and
-//! submits it, with at most two steps in flight.
+//! restarts bound once for a batch size; each step takes its batch from the workers that
+//! decode ahead, uploads it, records forward, loss, backward, update, EMA update,
+//! restarts and metrics into one command buffer and submits it, with at most two steps
+//! in flight.
 
 use std::collections::VecDeque;
 
-use crate::data::Dataset;
+use crate::data::{Dataset, Prefetch};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::optim::{Adam, AdamConfig, Sgd};
@@ -16,7 +17,7 @@ use crate::network::Vqvae;
 use crate::params::Params;
 use crate::tensor::{DType, Tensor};
 
-use super::batches::{Order, upload_batch};
+use super::batches::{Order, batch_values, flips};
 use super::ema::EmaCodebook;
 use super::{CodebookUpdate, OptimizerKind, Settings};
 
@@ -65,6 +66,11 @@ impl Update {
 pub(super) struct TrainStep<'a> {
     gpu: &'a Gpu,
     data: &'a Dataset,
+    /// Batches decoded ahead, from the step they were started at.
+    batches: Option<Prefetch<Vec<f32>>>,
+    workers: usize,
+    steps: u64,
+    hflip: bool,
     /// The training graph.
     pub net: Vqvae,
     /// The optimizer.
@@ -84,13 +90,13 @@ pub(super) struct TrainStep<'a> {
 
 impl<'a> TrainStep<'a> {
     /// Binds the graph, optimizer and restarts for `s.batch_size` images of `size`,
-    /// drawing batches from the first `train_len` images of `data`.
+    /// drawing batches from the first `train_len` images of `data`, decoded ahead on
+    /// `workers` threads.
     pub fn new(
         gpu: &'a Gpu,
         params: &Params,
         net: Vqvae,
-        data: &'a Dataset,
-        train_len: usize,
+        (data, train_len, workers): (&'a Dataset, usize, usize),
         s: &Settings,
     ) -> Result<TrainStep<'a>> {
         let update = Update::new(gpu, params, s)?;
@@ -134,6 +140,10 @@ impl<'a> TrainStep<'a> {
         Ok(TrainStep {
             gpu,
             data,
+            batches: None,
+            workers,
+            steps: s.steps,
+            hflip: s.hflip,
             net,
             update,
             window,
@@ -152,17 +162,44 @@ impl<'a> TrainStep<'a> {
         })
     }
 
-    /// Runs step `step` (0-based) at learning rate `lr` (`last` reads its metrics back at
-    /// once) and returns the metrics of earlier steps that have arrived meanwhile.
-    pub fn run(&mut self, step: u64, lr: f64, last: bool) -> Result<Vec<StepMetrics>> {
+    /// The input values of step `step`'s batch (0-based), decoded ahead on the workers;
+    /// an error names an image that cannot be read.
+    pub fn batch(&mut self, step: u64) -> Result<Vec<f32>> {
+        if self.batches.as_ref().is_none_or(|b| b.position() != step) {
+            let (reader, size) = (self.data.reader.clone(), self.batch_size);
+            let (seed, hflip) = (self.order.seed, self.hflip);
+            let job = move |order: &mut Order, k: u64| {
+                let flipped = if hflip {
+                    flips(seed, k, size)
+                } else {
+                    Vec::new()
+                };
+                batch_values(&reader, &order.batch(k, size), size, &flipped)
+            };
+            self.batches = Some(Prefetch::new(
+                self.workers,
+                step..self.steps,
+                self.order.clone(),
+                job,
+            )?);
+        }
+        let batches = self.batches.as_mut().expect("started above");
+        batches.next().expect("steps are taken within the run")
+    }
+
+    /// Runs step `step` (0-based) on `batch` (its [`TrainStep::batch`]) at learning rate
+    /// `lr` (`last` reads its metrics back at once) and returns the metrics of earlier
+    /// steps that have arrived meanwhile.
+    pub fn run(
+        &mut self,
+        step: u64,
+        batch: &[f32],
+        lr: f64,
+        last: bool,
+    ) -> Result<Vec<StepMetrics>> {
         let gpu = self.gpu;
         let net = &self.net;
-        upload_batch(
-            gpu,
-            &net.x,
-            self.data,
-            &self.order.batch(step, self.batch_size),
-        )?;
+        net.x.write(gpu, bytemuck::cast_slice(batch))?;
         match &self.update {
             Update::Adam { adam, .. } => adam.set_step(gpu, step + 1, lr),
             Update::Sgd(sgd) => sgd.set_lr(gpu, lr as f32),
