@@ -145,6 +145,32 @@ fn sizes_that_cannot_be_used() {
         text.contains("--batch-size 100000000") && text.contains("too large"),
         "{text}"
     );
+    // Large images: the batch past one binding's limit, and the largest that fits it.
+    let large = dir.join("large");
+    std::fs::create_dir_all(&large).unwrap();
+    png(&large.join("a.png"), 40, 24);
+    png(&large.join("b.png"), 24, 40);
+    let text = fails(&train_args(
+        &dir.join("out"),
+        &[
+            "--data",
+            large.to_str().unwrap(),
+            "--image-size",
+            "256",
+            "--batch-size",
+            "4096",
+        ],
+    ));
+    let fits: u64 = text
+        .split("at most --batch-size ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch that fits named: {text}"));
+    assert!(
+        text.contains("--batch-size 4096 is too large") && (1..4096).contains(&fits),
+        "{text}"
+    );
 }
 
 #[test]

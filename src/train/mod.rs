@@ -307,11 +307,20 @@ fn unreadable(e: Error, done: u64, out: &Path) -> Error {
     }
 }
 
+/// A graph that does not fit the device at `batch` images: a usage error that says so,
+/// with the largest batch that fits a limit the work grows with.
 fn batch_error(e: Error, batch: usize) -> Error {
-    match e {
-        Error::Limit { .. } | Error::Gpu { .. } => Error::Usage(format!(
-            "--batch-size {batch} is too large for this device: {e}"
-        )),
-        other => other,
-    }
+    let fits = match &e {
+        Error::Limit { needed, limit, .. } => {
+            match (batch as u64).saturating_mul(*limit) / needed.max(&1) {
+                0 => ": not even one image fits; use a smaller --image-size".to_string(),
+                n => format!("; at most --batch-size {n} fits this limit"),
+            }
+        }
+        Error::Gpu { .. } => String::new(),
+        _ => return e,
+    };
+    Error::Usage(format!(
+        "--batch-size {batch} is too large for this device: {e}{fits}"
+    ))
 }
