@@ -21,6 +21,7 @@ pub mod model;
 pub mod network;
 pub mod npy;
 pub mod params;
+pub mod plot;
 pub mod prior;
 pub mod quantizer;
 pub mod reference;

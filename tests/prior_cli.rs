@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{temp_dir, vqvae};
+use common::{assert_curves, temp_dir, vqvae};
 
 /// Trains a tiny autoencoder with `codes` codes into `dir`, on the built-in images or
 /// `extra`'s data; returns its checkpoint.
@@ -82,6 +82,11 @@ fn train_prior_then_sample_writes_images_and_codes_and_resumes() {
     for key in ["val_bits", "uniform_bits", "frequency_bits"] {
         assert!(last[key].as_f64().unwrap() > 0.0, "{key}: {last}");
     }
+    // Training, held-out, uniform and frequency lines.
+    assert_curves(
+        &prior_dir.join("prior_metrics.png"),
+        &[[40, 70, 160], [210, 90, 20], [120, 120, 120], [60, 150, 60]],
+    );
 
     // Resuming continues to the new step count from the saved step.
     let mut more = vec![

@@ -175,6 +175,8 @@ fn loss_falls_in_a_short_run() {
         .filter(|&x| usage.get_pixel(x, bottom).0 == [200, 30, 30])
         .count();
     assert_eq!(red, (16 - used) * bar, "dead codes in the picture");
+    // Training (blue) and held-out (orange) curves.
+    assert_curves(&dir.join("metrics.png"), &[[40, 70, 160], [210, 90, 20]]);
 }
 
 #[test]

@@ -6,9 +6,10 @@ use clap::Args;
 use vqvae_wgpu::checkpoint::{TensorFile, check_pair};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::params::Params;
+use vqvae_wgpu::plot::PRIOR_METRICS_PNG;
 use vqvae_wgpu::prior::{
-    self, CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorConfig, PriorRun, PriorSettings,
-    PriorStart, SampleSettings, Sampler,
+    self, CodeGrids, PRIOR_FILE, PRIOR_METRICS_FILE, PRIOR_STATE_FILE, PriorConfig, PriorRun,
+    PriorSettings, PriorStart, SampleSettings, Sampler,
 };
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train;
@@ -269,7 +270,8 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
     }
     println!("{:.1} ms per training step", summary.ms_per_step);
     println!("prior:   {}", a.out.join(PRIOR_FILE).display());
-    println!("metrics: {}", a.out.join("prior_metrics.jsonl").display());
+    println!("metrics: {}", a.out.join(PRIOR_METRICS_FILE).display());
+    println!("curves:  {}", a.out.join(PRIOR_METRICS_PNG).display());
     Ok(())
 }
 

@@ -10,10 +10,11 @@ use vqvae_wgpu::gpu::Gpu;
 use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
+use vqvae_wgpu::plot::METRICS_PNG;
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
-    LrSchedule, OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
+    LrSchedule, METRICS_FILE, OptimizerKind, Run, Settings, Start, USAGE_FILE, saved_tuning,
 };
 use vqvae_wgpu::tune::Target;
 
@@ -393,7 +394,8 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         "reconstructions: {}",
         out.join("reconstructions.png").display()
     );
-    println!("metrics:         {}", out.join("metrics.jsonl").display());
+    println!("metrics:         {}", out.join(METRICS_FILE).display());
+    println!("curves:          {}", out.join(METRICS_PNG).display());
     if summary.val_codes_used.is_some() {
         println!("code usage:      {}", out.join(USAGE_FILE).display());
     }

@@ -12,7 +12,8 @@ mod train;
 pub use network::PriorNet;
 pub use sample::{SampleSettings, Sampler, band_rows};
 pub use train::{
-    CodeGrids, PRIOR_FILE, PRIOR_STATE_FILE, PriorRun, PriorSettings, PriorStart, PriorSummary,
+    CodeGrids, PRIOR_FILE, PRIOR_METRICS_FILE, PRIOR_STATE_FILE, PriorRun, PriorSettings,
+    PriorStart, PriorSummary,
 };
 
 use serde::{Deserialize, Serialize};

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::optim::{Adam, AdamConfig};
 use crate::params::Params;
+use crate::plot::{self, PRIOR_METRICS_PNG};
 use crate::stop::Stop;
 use crate::tensor::zeros_f32 as zeros;
 use crate::train::{Log, Order, fresh_values, progress_bar};
@@ -20,6 +21,8 @@ use crate::train::{Log, Order, fresh_values, progress_bar};
 pub const PRIOR_FILE: &str = "prior.safetensors";
 /// Its optimizer state, for `--resume`.
 pub const PRIOR_STATE_FILE: &str = "prior_state.safetensors";
+/// File name of a prior run's metrics log.
+pub const PRIOR_METRICS_FILE: &str = "prior_metrics.jsonl";
 
 /// Code grids `[n, h, w]`, with a class label per grid when the data has them.
 #[derive(Clone, Debug)]
@@ -167,8 +170,8 @@ fn held_out_bits(gpu: &Gpu, net: &PriorNet, grids: &CodeGrids, indices: &[usize]
 }
 
 impl PriorRun<'_> {
-    /// Trains, writing `prior.safetensors`, `prior_state.safetensors` and
-    /// `prior_metrics.jsonl` into the output folder.
+    /// Trains, writing `prior.safetensors`, `prior_state.safetensors`,
+    /// `prior_metrics.jsonl` and its curves, `prior_metrics.png`, into the output folder.
     pub fn train(self) -> Result<PriorSummary> {
         let PriorRun {
             gpu,
@@ -268,7 +271,8 @@ impl PriorRun<'_> {
             write_together(&[
                 (&model, &out.join(PRIOR_FILE)),
                 (&state, &out.join(PRIOR_STATE_FILE)),
-            ])
+            ])?;
+            plot::prior_curves(&out.join(PRIOR_METRICS_FILE), &out.join(PRIOR_METRICS_PNG))
         };
 
         let plane = grids.plane();
@@ -277,7 +281,7 @@ impl PriorRun<'_> {
         let uniform_bits = (c.codes as f64).log2();
         let freq_bits = frequency_bits(train_codes, &grids.codes[train_len * plane..], c.codes);
         let mut log = Log::open(
-            out.join("prior_metrics.jsonl"),
+            out.join(PRIOR_METRICS_FILE),
             matches!(start, PriorStart::Resume { .. }).then_some(first_step),
         )?;
         log.line(&serde_json::json!({

@@ -11,6 +11,9 @@ use crate::metrics::StepMetrics;
 
 use super::Settings;
 
+/// The metrics log's name in a run folder.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
 /// Appends JSON lines to the metrics log.
 pub(crate) struct Log {
     file: std::fs::File,
@@ -93,7 +96,7 @@ impl<'a> Progress<'a> {
         show: bool,
     ) -> Result<Progress<'a>> {
         Ok(Progress {
-            log: Log::open(out.join("metrics.jsonl"), resumed.then_some(first_step))?,
+            log: Log::open(out.join(METRICS_FILE), resumed.then_some(first_step))?,
             bar: progress_bar(show, first_step, settings.steps),
             out,
             last: None,

@@ -23,6 +23,7 @@ use crate::model::Config;
 pub use crate::network::CodebookUpdate;
 use crate::network::Vqvae;
 use crate::params::Params;
+use crate::plot::{self, METRICS_PNG};
 use crate::stop::Stop;
 
 pub(crate) use batches::Order;
@@ -32,6 +33,7 @@ pub(crate) use ema::EmaCodebook;
 pub use ema::{CLUSTER_SIZE, EMBED_SUM};
 pub(crate) use init::fresh_values;
 use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches};
+pub use log::METRICS_FILE;
 use log::Progress;
 pub(crate) use log::{Log, progress_bar};
 pub use schedule::{COSINE_FLOOR, LrSchedule};
@@ -179,6 +181,7 @@ impl Run<'_> {
                 if let Some(v) = &last_val {
                     images::save_code_usage(&usage_png, &v.counts)?;
                 }
+                plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
             }
             shown.aside += pause.elapsed();
             if let Some(e) = stopped {
@@ -191,6 +194,7 @@ impl Run<'_> {
         let steps_run = s.steps.saturating_sub(first_step);
         if steps_run == 0 {
             saver.save(first_step.max(s.steps), &train)?;
+            plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
             if let Some(vn) = &val_net {
                 let v = validate(gpu, vn, data, &val_indices, workers)?;
                 images::save_code_usage(&usage_png, &v.counts)?;

@@ -201,3 +201,22 @@ pub fn assert_grad(what: &str, analytic: &[f64], numeric: &[f64]) {
         );
     }
 }
+
+/// Checks a run's curves (`metrics.png`, `prior_metrics.png`): a 1200x800 picture with
+/// lines in each of `colors` and text (dark pixels) in the panel titles, which the
+/// built-in font draws on any machine.
+pub fn assert_curves(png: &std::path::Path, colors: &[[u8; 3]]) {
+    let img = image::open(png)
+        .unwrap_or_else(|e| panic!("{}: {e}", png.display()))
+        .to_rgb8();
+    assert_eq!(img.dimensions(), (1200, 800), "{}", png.display());
+    for color in colors {
+        let n = img.pixels().filter(|p| p.0 == *color).count();
+        assert!(n > 50, "{}: {n} pixels of {color:?}", png.display());
+    }
+    let text = (0..img.width())
+        .flat_map(|x| (0..30).map(move |y| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 80))
+        .count();
+    assert!(text > 100, "{}: no title text ({text} dark pixels)", png.display());
+}
