@@ -5,6 +5,7 @@
 //! calibrate how many repetitions fill a run of about [`TARGET_SECONDS`], warmed up,
 //! then timed over several runs of one submission each. Times are per repetition.
 
+mod data;
 mod report;
 mod suite;
 mod table;
@@ -17,8 +18,8 @@ pub use timer::Method;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use suite::Builder;
-pub(crate) use suite::model_work;
+pub(crate) use suite::model_launch;
+use suite::{Builder, Job};
 pub(crate) use timer::Timer;
 
 /// Work recorded into one timed run is repeated until the run takes about this long
@@ -128,17 +129,28 @@ fn measure(
 ) -> Result<()> {
     let before = gpu.allocated_bytes();
     let work = build(gpu)?;
-    entry.memory_bytes = Some(gpu.allocated_bytes() - before);
+    // Host work allocates no GPU memory worth reporting.
+    entry.memory_bytes = matches!(work.job, Job::Gpu(_)).then(|| gpu.allocated_bytes() - before);
+    let time = |reps: usize| match &work.job {
+        Job::Gpu(launch) => timer.time(gpu, launch, reps),
+        Job::Host(run) => {
+            let start = std::time::Instant::now();
+            for _ in 0..reps {
+                run()?;
+            }
+            Ok(start.elapsed().as_secs_f64() / reps as f64)
+        }
+    };
     // The first run pays for first use; it also says how many repetitions fill a run.
-    let once = timer.time(gpu, &work.launch, 1)?;
+    let once = time(1)?;
     let reps = ((TARGET_SECONDS / once).ceil() as usize).clamp(1, MAX_REPS);
     entry.warmups = 1;
     if reps > 1 {
-        timer.time(gpu, &work.launch, reps)?;
+        time(reps)?;
         entry.warmups += 1;
     }
     let times = (0..runs)
-        .map(|_| timer.time(gpu, &work.launch, reps))
+        .map(|_| time(reps))
         .collect::<Result<Vec<f64>>>()?;
     let stats = Stats::of(&times);
     let seconds = stats.median;

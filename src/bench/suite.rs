@@ -33,6 +33,8 @@ pub enum Group {
     Inference,
     /// The PixelCNN prior: a training step, and sampling.
     Prior,
+    /// Reading and decoding image files on one worker thread.
+    Data,
 }
 
 /// One benchmark: its identity and how to build its work on a GPU.
@@ -49,9 +51,16 @@ pub(crate) struct Case {
 /// Builds a case's work on a GPU.
 pub(crate) type Builder = dyn Fn(&Gpu) -> Result<Work>;
 
+/// What a case runs: GPU work recorded into one compute pass, or host work (decoding
+/// images) timed by the wall clock.
+pub(crate) enum Job {
+    Gpu(Launch),
+    Host(Box<dyn Fn() -> Result<()>>),
+}
+
 /// The work of a case, built and bound, and what one run of it amounts to.
 pub(crate) struct Work {
-    pub launch: Launch,
+    pub job: Job,
     /// Floating-point operations per run (convolutions and distances).
     pub flops: Option<f64>,
     /// Bytes a run must read and write at least: its inputs and outputs once each.
@@ -75,6 +84,7 @@ pub(crate) fn cases() -> Vec<Case> {
     all.extend(quantizer_sweep());
     all.extend(models());
     all.extend(prior());
+    all.extend(super::data::cases());
     all
 }
 
@@ -90,14 +100,14 @@ fn filled(gpu: &Gpu, shape: &[usize], seed: u64) -> Result<Tensor> {
 fn kernel_work(launch: Launch, flops: Option<f64>, shapes: &[&[usize]]) -> Result<Work> {
     let elements: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     Ok(Work {
-        launch,
+        job: Job::Gpu(launch),
         flops,
         bytes: Some(elements as f64 * 4.0),
         images: None,
     })
 }
 
-fn case(
+pub(super) fn case(
     group: Group,
     name: impl Into<String>,
     shape: impl Into<String>,
@@ -402,7 +412,7 @@ fn kernels() -> Vec<Case> {
                 AdamConfig::default(),
             )?;
             Ok(Work {
-                launch: adam.launch().clone(),
+                job: Job::Gpu(adam.launch().clone()),
                 flops: None,
                 // Reads parameters, gradients and both moments; writes all but the gradients.
                 bytes: Some(7.0 * 4.0 * count as f64),
@@ -500,13 +510,31 @@ fn models() -> Vec<Case> {
 /// The model's graph with fresh weights on a batch of noise images of `size`: with
 /// `train`, forward, loss, backward and Adam (and the EMA update of an EMA codebook);
 /// without, encoder, quantiser and decoder.
-pub(crate) fn model_work(
+fn model_work(
     gpu: &Gpu,
     config: &Config,
     batch: usize,
     size: [usize; 2],
     train: Option<CodebookUpdate>,
 ) -> Result<Work> {
+    let (launch, flops) = model_launch(gpu, config, batch, size, train)?;
+    Ok(Work {
+        job: Job::Gpu(launch),
+        flops: Some(flops),
+        bytes: None,
+        images: Some(batch as f64),
+    })
+}
+
+/// A model's inference, or (with `train`) its whole training step, on random inputs of
+/// `batch` images of `size`, and the convolutions' floating-point operations.
+pub(crate) fn model_launch(
+    gpu: &Gpu,
+    config: &Config,
+    batch: usize,
+    size: [usize; 2],
+    train: Option<CodebookUpdate>,
+) -> Result<(Launch, f64)> {
     let params = Params::new(gpu, config.params())?;
     params.upload(
         gpu,
@@ -538,12 +566,7 @@ pub(crate) fn model_work(
     } else {
         net.forward_flops
     };
-    Ok(Work {
-        launch,
-        flops: Some(flops),
-        bytes: None,
-        images: Some(batch as f64),
-    })
+    Ok((launch, flops))
 }
 
 /// The prior of the README's Fashion-MNIST run, plain and gated: K=128 codes on 7x7
@@ -609,7 +632,7 @@ fn band_row_work(gpu: &Gpu, config: &PriorConfig) -> Result<Work> {
     let sampler = Sampler::new(gpu, &params, config, 8)?;
     let [h, w] = config.grid;
     Ok(Work {
-        launch: sampler.row(gpu, h - 1, 1.0, 0)?,
+        job: Job::Gpu(sampler.row(gpu, h - 1, 1.0, 0)?),
         flops: Some(w as f64 * sampler.forward_flops()),
         bytes: None,
         images: Some(8.0 / h as f64),
@@ -648,7 +671,7 @@ fn prior_work(gpu: &Gpu, config: &PriorConfig, batch: usize, train: bool) -> Res
             .then(adam.launch().clone());
         // Every convolution's forward, weight gradient and input gradient.
         return Ok(Work {
-            launch,
+            job: Job::Gpu(launch),
             flops: Some(3.0 * net.forward_flops),
             bytes: None,
             images: Some(batch as f64),
@@ -656,7 +679,7 @@ fn prior_work(gpu: &Gpu, config: &PriorConfig, batch: usize, train: bool) -> Res
     }
     let draw = softmax::sample(gpu, &net.logits, &net.codes, plane / 2, plane / 2, 1.0, 0)?;
     Ok(Work {
-        launch: net.forward().clone().then(draw),
+        job: Job::Gpu(net.forward().clone().then(draw)),
         flops: Some(net.forward_flops),
         bytes: None,
         images: Some(batch as f64 / plane as f64),

@@ -21,6 +21,9 @@ fn heading(group: Group) -> &'static str {
         Group::Prior => {
             "PixelCNN prior (img/s of sampling count a position or a row as its share of an image)"
         }
+        Group::Data => {
+            "data loading: reading and decoding image files on one worker thread (img/s per worker)"
+        }
     }
 }
 

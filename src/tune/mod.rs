@@ -18,7 +18,7 @@ pub mod cache;
 
 use std::time::Instant;
 
-use crate::bench::{Timer, model_work};
+use crate::bench::{Timer, model_launch};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::quantize;
@@ -264,7 +264,7 @@ fn build(gpu: &mut Gpu, target: &Target, tuning: Tuning, quantiser: bool) -> Res
     gpu.set_tuning(tuning);
     if !quantiser {
         let train = Some(CodebookUpdate::Gradient);
-        return Ok(model_work(gpu, &target.config, target.batch, target.image, train)?.launch);
+        return Ok(model_launch(gpu, &target.config, target.batch, target.image, train)?.0);
     }
     let c = &target.config;
     let n = target.batch * (target.image[0] / 4) * (target.image[1] / 4);

@@ -218,5 +218,9 @@ pub fn assert_curves(png: &std::path::Path, colors: &[[u8; 3]]) {
         .flat_map(|x| (0..30).map(move |y| (x, y)))
         .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 80))
         .count();
-    assert!(text > 100, "{}: no title text ({text} dark pixels)", png.display());
+    assert!(
+        text > 100,
+        "{}: no title text ({text} dark pixels)",
+        png.display()
+    );
 }
