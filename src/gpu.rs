@@ -63,6 +63,8 @@ pub struct Gpu {
     allocated: AtomicU64,
     /// The largest scratch buffer handed out so far (see [`Gpu::scratch`]).
     scratch: Mutex<Option<wgpu::Buffer>>,
+    /// Whether dispatches can read their workgroup counts from a buffer.
+    indirect: bool,
 }
 
 /// Lists the adapters on the given backends, best first by this crate's preference.
@@ -152,14 +154,21 @@ impl Gpu {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| e.to_string());
         }));
-        Ok(Gpu::build(device, queue, info, uncaptured))
+        let indirect = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION);
+        Ok(Gpu::build(device, queue, info, uncaptured, indirect))
     }
 
     /// Adopts a caller's device and queue. The caller keeps its own uncaptured-error
     /// handler; errors in this crate's work are still caught by error scopes.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Gpu {
         let info = device.adapter_info();
-        Gpu::build(device, queue, info, Arc::new(Mutex::new(None)))
+        // Without the adapter its downlevel flags are unknown: GL is the backend where
+        // indirect dispatch may be missing.
+        let indirect = info.backend != wgpu::Backend::Gl;
+        Gpu::build(device, queue, info, Arc::new(Mutex::new(None)), indirect)
     }
 
     fn build(
@@ -167,6 +176,7 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         uncaptured: Arc<Mutex<Option<String>>>,
+        indirect: bool,
     ) -> Gpu {
         let placeholders = (0..8)
             .map(|_| {
@@ -189,7 +199,14 @@ impl Gpu {
             uncaptured,
             allocated: AtomicU64::new(0),
             scratch: Mutex::new(None),
+            indirect,
         }
+    }
+
+    /// Whether dispatches can read their workgroup counts from a buffer (Vulkan, Metal,
+    /// DX12; GL where the driver has it).
+    pub fn indirect_dispatch(&self) -> bool {
+        self.indirect
     }
 
     /// The wgpu device.

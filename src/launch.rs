@@ -291,6 +291,7 @@ impl Gpu {
             pipeline: kernel.pipeline.clone(),
             bind_group,
             groups: self.grid(op, groups)?,
+            indirect: None,
         })
     }
 
@@ -381,6 +382,9 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
+    /// Where the counts are read from when the GPU decides them (a guard's gate):
+    /// a buffer and a byte offset.
+    indirect: Option<(wgpu::Buffer, u64)>,
 }
 
 impl Dispatch {
@@ -388,7 +392,10 @@ impl Dispatch {
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
-        pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]);
+        match &self.indirect {
+            Some((args, offset)) => pass.dispatch_workgroups_indirect(args, *offset),
+            None => pass.dispatch_workgroups(self.groups[0], self.groups[1], self.groups[2]),
+        }
     }
 }
 
@@ -431,6 +438,24 @@ impl Launch {
     /// Whether this launch records nothing.
     pub fn is_empty(&self) -> bool {
         self.dispatches.is_empty()
+    }
+
+    /// Every dispatch's workgroup counts, in order.
+    pub(crate) fn grids(&self) -> Vec<[u32; 3]> {
+        self.dispatches.iter().map(|d| d.groups).collect()
+    }
+
+    /// The same dispatches, dispatch `i` reading its counts from `args` at byte
+    /// `12 i` (an `INDIRECT` buffer that something writes before they run).
+    pub(crate) fn indirect(&self, args: &wgpu::Buffer) -> Launch {
+        self.dispatches
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Dispatch {
+                indirect: Some((args.clone(), 12 * i as u64)),
+                ..d.clone()
+            })
+            .collect()
     }
 }
 

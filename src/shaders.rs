@@ -65,4 +65,6 @@ shaders! {
     SOFTMAX => "softmax",
     /// Gated PixelCNN's gated activation and row shift, with their backward passes.
     GATED => "gated",
+    /// The non-finite-loss guard: raising its flag, and gating dispatches by it.
+    GUARD => "guard",
 }

@@ -293,7 +293,8 @@ fn restart_after_two_steps(
         counts.write(gpu, bytemuck::cast_slice(c)).unwrap();
         gpu.run(&[r.accumulate()]).unwrap();
     }
-    gpu.run(&[r.restart(gpu, 40)]).unwrap();
+    r.set_step(gpu, 40);
+    gpu.run(&[r.launch()]).unwrap();
     let total: Vec<u32> = (0..k).map(|i| steps[0][i] + steps[1][i]).collect();
     let (want, restarted) = r::restart(&rows, &total, &widen(&ze), &widen(&cb), seed as u32, 40);
     assert_eq!(restarted.iter().filter(|r| **r).count(), 3);

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod ema;
 pub mod embedding;
 pub mod gated;
+pub mod guard;
 pub mod kmeans;
 pub mod loss;
 pub mod optim;

@@ -140,14 +140,19 @@ impl Restart {
         &self.accumulate
     }
 
-    /// The restart for `step`: call before submitting, then record the launch.
-    pub fn restart(&self, gpu: &Gpu, step: u64) -> &Launch {
+    /// Sets the step (which seeds the choice of encoder outputs) that the next
+    /// submitted [`Restart::launch`] uses.
+    pub fn set_step(&self, gpu: &Gpu, step: u64) {
         let params = Params {
             step: step as u32,
             ..self.params
         };
         gpu.queue()
             .write_buffer(&self.uniform, 0, bytemuck::bytes_of(&params));
+    }
+
+    /// The restart's dispatches, for [`Restart::set_step`]'s step.
+    pub fn launch(&self) -> &Launch {
         &self.restart
     }
 }

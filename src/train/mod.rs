@@ -153,7 +153,9 @@ impl Run<'_> {
                 }
             };
             let rows = train.run(step, &batch, s.lr_at(n), is_last)?;
-            shown.take(rows)?;
+            if let Err(e) = shown.take(rows) {
+                return Err(last_good(e, &mut train, &saver, first_step, &out));
+            }
             shown.show(n);
             let stopped = stop.stopped(n, &out).filter(|_| !is_last);
             let validating =
@@ -163,7 +165,9 @@ impl Run<'_> {
                 continue;
             }
             let rows = train.flush()?;
-            shown.take(rows)?;
+            if let Err(e) = shown.take(rows) {
+                return Err(last_good(e, &mut train, &saver, first_step, &out));
+            }
             let pause = Instant::now();
             if let Some(vn) = val_net.as_ref().filter(|_| validating) {
                 let v = validate(gpu, vn, data, &val_indices, workers)?;
@@ -286,6 +290,35 @@ fn begin(
             restore(gpu, state, params, train)
         }
     }
+}
+
+/// A loss that stopped being finite: the guard stopped every update from that step on,
+/// so the state on the GPU is the last good step's. Saves it (when it is newer than the
+/// run's start) and says so.
+fn last_good(e: Error, train: &mut TrainStep, saver: &Saver, first_step: u64, out: &Path) -> Error {
+    let Error::NonFinite { step, value, .. } = e else {
+        return e;
+    };
+    if !train.guarded {
+        return e;
+    }
+    let good = step - 1;
+    let saved = train.flush().and_then(|_| {
+        if good > first_step {
+            saver.save(good, train)
+        } else {
+            Ok(())
+        }
+    });
+    let kept = match (saved, good) {
+        (Err(e), _) => format!("Saving the last good step failed: {e}"),
+        (Ok(()), 0) => "No step had a finite loss; nothing was saved.".into(),
+        (Ok(()), g) => format!(
+            "No update ran from it on: the checkpoint of step {g}, the last good one, is in {}.",
+            out.display()
+        ),
+    };
+    Error::NonFinite { step, value, kept }
 }
 
 /// An image that a batch could not read, with what was kept of the run: the checkpoint

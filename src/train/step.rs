@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use crate::data::{Dataset, Prefetch};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::kernels::guard::{guarded, mark_non_finite};
 use crate::kernels::optim::{Adam, AdamConfig, Sgd};
 use crate::kernels::restart::{Reset, Restart};
 use crate::launch::Launch;
@@ -62,6 +63,16 @@ impl Update {
     }
 }
 
+/// What changes a run's state, each gated by the guard: after the first step whose loss
+/// is not finite none of them runs, and the state stays that of the last good step.
+struct Gated {
+    mark: Launch,
+    update: Launch,
+    ema: Option<Launch>,
+    accumulate: Option<Launch>,
+    restart: Option<Launch>,
+}
+
 /// Everything a step runs, bound once.
 pub(super) struct TrainStep<'a> {
     gpu: &'a Gpu,
@@ -81,6 +92,10 @@ pub(super) struct TrainStep<'a> {
     pub ema: Option<EmaCodebook>,
     restart: Option<Restart>,
     restart_every: u64,
+    /// Whether the updates are gated by a guard that the first step whose loss is not
+    /// finite raises (`kernels::guard`; not on devices without indirect dispatch).
+    pub guarded: bool,
+    gated: Gated,
     /// The batches' order.
     pub order: Order,
     batch_size: usize,
@@ -137,6 +152,16 @@ impl<'a> TrainStep<'a> {
         } else {
             None
         };
+        let guard = Tensor::zeros(gpu, &[1], DType::U32)?;
+        let gate = |launch: &Launch| guarded(gpu, launch, &guard).map(|(l, _)| l);
+        let terms = net.terms.as_ref().expect("training graph");
+        let gated = Gated {
+            mark: mark_non_finite(gpu, terms, &guard)?,
+            update: gate(update.launch())?,
+            ema: ema.as_ref().map(|e| gate(e.launch())).transpose()?,
+            accumulate: restart.as_ref().map(|r| gate(r.accumulate())).transpose()?,
+            restart: restart.as_ref().map(|r| gate(r.launch())).transpose()?,
+        };
         Ok(TrainStep {
             gpu,
             data,
@@ -150,6 +175,8 @@ impl<'a> TrainStep<'a> {
             ema,
             restart,
             restart_every: s.codebook_restart,
+            guarded: gpu.indirect_dispatch(),
+            gated,
             order: Order {
                 seed: s.seed,
                 shuffle: s.shuffle,
@@ -212,16 +239,20 @@ impl<'a> TrainStep<'a> {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             let backward = net.loss_and_backward().expect("a training graph");
-            for l in [net.encode(), net.decode(), backward, self.update.launch()] {
+            let g = &self.gated;
+            for l in [net.encode(), net.decode(), backward, &g.mark, &g.update] {
                 l.record(&mut pass);
             }
-            if let Some(e) = &self.ema {
-                e.launch().record(&mut pass);
+            if let Some(e) = &g.ema {
+                e.record(&mut pass);
             }
-            if let Some(r) = &self.restart {
-                r.accumulate().record(&mut pass);
+            if let (Some(r), Some(accumulate), Some(restart)) =
+                (&self.restart, &g.accumulate, &g.restart)
+            {
+                accumulate.record(&mut pass);
                 if (step + 1).is_multiple_of(self.restart_every) {
-                    r.restart(gpu, step + 1).record(&mut pass);
+                    r.set_step(gpu, step + 1);
+                    restart.record(&mut pass);
                 }
             }
         }
