@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use vqvae_wgpu::checkpoint::TensorFile;
-use vqvae_wgpu::data::Prefetch;
+use vqvae_wgpu::data::{Dataset, LoadOptions, Prefetch};
 use vqvae_wgpu::{Error, Result};
 
 const TINY: &[&str] = &[
@@ -215,6 +215,29 @@ fn an_image_that_breaks_mid_run_is_named_and_the_steps_before_it_are_kept() {
     let (code, text) = vqvae(&["train", "--out", "x", "--workers", "0"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("--workers 0"), "{text}");
+}
+
+#[test]
+fn images_that_change_size_or_vanish_after_listing_are_named() {
+    let dir = temp_dir("changed-after-listing");
+    for i in 0..3 {
+        image::GrayImage::new(8, 8)
+            .save(dir.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let data = Dataset::load(Some(&dir), &LoadOptions::default()).unwrap();
+    image::GrayImage::new(12, 8)
+        .save(dir.join("1.png"))
+        .unwrap();
+    std::fs::remove_file(dir.join("2.png")).unwrap();
+    assert_eq!(data.image(0).unwrap().len(), 64);
+    let changed = data.image(1).unwrap_err().to_string();
+    assert!(
+        changed.contains("1.png") && changed.contains("is now 12x8 but was 8x8"),
+        "{changed}"
+    );
+    let gone = data.image(2).unwrap_err().to_string();
+    assert!(gone.contains("2.png") && gone.contains("reading"), "{gone}");
 }
 
 /// Peak resident memory of a run over a folder of 20,000 images (245 MB decoded) is
