@@ -13,48 +13,17 @@ use vqvae_wgpu::checkpoint::TensorFile;
 use vqvae_wgpu::data::{Dataset, LoadOptions, Prefetch};
 use vqvae_wgpu::{Error, Result};
 
-const TINY: &[&str] = &[
-    "--hidden",
-    "8",
-    "--res-hidden",
-    "4",
-    "--res-layers",
-    "1",
-    "--codes",
-    "16",
-    "--code-dim",
-    "4",
-    "--batch-size",
-    "4",
-    "--val-images",
-    "3",
-    "--val-every",
-    "4",
-    "--quiet",
-];
+/// How the runs below hold out and validate.
+const HELD_OUT: &[&str] = &["--val-images", "3", "--val-every", "4", "--quiet"];
 
 fn train(out: &Path, extra: &[&str]) -> (Option<i32>, String) {
-    let mut args = vec!["train", "--out", out.to_str().unwrap()];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(extra);
-    vqvae(&args)
+    vqvae(&tiny_train(out, &[HELD_OUT, extra].concat()))
 }
 
 fn trained(out: &Path, extra: &[&str]) -> Vec<(String, Vec<u32>)> {
     let (code, text) = train(out, extra);
     assert_eq!(code, Some(0), "{extra:?}:\n{text}");
     model_bits(out)
-}
-
-fn model_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
-    let mut tensors: Vec<_> = TensorFile::read(&dir.join("checkpoint.safetensors"))
-        .unwrap()
-        .tensors
-        .into_iter()
-        .map(|(k, (_, v))| (k, v.iter().map(|x| x.to_bits()).collect()))
-        .collect();
-    tensors.sort();
-    tensors
 }
 
 /// `count` grey 8x8 images, each as a PNG in a folder (named in order) and all of them

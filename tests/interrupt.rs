@@ -13,20 +13,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use vqvae_wgpu::checkpoint::TensorFile;
 
-/// A tiny model that trains in a few milliseconds a step on lavapipe.
-const TINY: &[&str] = &[
-    "--hidden",
-    "8",
-    "--res-hidden",
-    "4",
-    "--res-layers",
-    "1",
-    "--codes",
-    "16",
-    "--code-dim",
-    "4",
-    "--batch-size",
-    "4",
+/// How the runs below log, validate and restart codes.
+const SCHEDULE: &[&str] = &[
     "--log-every",
     "1",
     "--val-every",
@@ -37,27 +25,13 @@ const TINY: &[&str] = &[
 ];
 
 fn train_args<'a>(out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["train", "--out", out.to_str().unwrap()];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(extra);
-    args
+    tiny_train(out, &[SCHEDULE, extra].concat())
 }
 
 fn step_of(path: &Path) -> u64 {
     TensorFile::read(path).unwrap().metadata["step"]
         .parse()
         .unwrap()
-}
-
-fn model_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
-    let mut tensors: Vec<_> = TensorFile::read(&dir.join("checkpoint.safetensors"))
-        .unwrap()
-        .tensors
-        .into_iter()
-        .map(|(k, (_, v))| (k, v.iter().map(|x| x.to_bits()).collect()))
-        .collect();
-    tensors.sort();
-    tensors
 }
 
 /// Logged training steps in `dir`'s metrics.

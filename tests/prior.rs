@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use vqvae_wgpu::checkpoint::TensorFile;
 use vqvae_wgpu::kernels::causal_mask::{Mask, causal_mask};
 use vqvae_wgpu::kernels::conv::{self, ConvShape, Relu};
 use vqvae_wgpu::kernels::embedding::{embedding, embedding_grad};
@@ -666,8 +667,7 @@ fn learns_a_pattern(gated: bool) {
     assert!(freq_bits > 2.0, "{freq_bits}");
     assert!(val_bits < 0.4, "held-out {val_bits} bits per code");
 
-    let model =
-        vqvae_wgpu::checkpoint::TensorFile::read(&dir.join("straight/prior.safetensors")).unwrap();
+    let model = TensorFile::read(&dir.join("straight/prior.safetensors")).unwrap();
     let params = Params::new(gpu, config.params()).unwrap();
     params
         .upload(gpu, &params.join(&model.values(), "test").unwrap())
@@ -697,20 +697,7 @@ fn learns_a_pattern(gated: bool) {
     // 150 steps, then 150 more from the checkpoint: the same weights as 300 at once.
     let split = dir.join("split");
     pattern_run(&split, 150, PriorStart::Fresh, gated);
-    let read = |name: &str| vqvae_wgpu::checkpoint::TensorFile::read(&split.join(name)).unwrap();
-    pattern_run(
-        &split,
-        300,
-        PriorStart::Resume {
-            model: Box::new(read("prior.safetensors")),
-            state: Box::new(read("prior_state.safetensors")),
-        },
-        gated,
-    );
-    let resumed = read("prior.safetensors").values();
-    for (name, v) in model.values() {
-        assert_eq!(resumed[&name], v, "{name} differs after resuming");
-    }
+    resumes_to(&model, &split, gated, "after resuming");
     if gated {
         return;
     }
@@ -728,9 +715,15 @@ fn learns_a_pattern(gated: bool) {
         }) => {}
         other => panic!("a requested stop gave {other:?}"),
     }
-    let read = |name: &str| vqvae_wgpu::checkpoint::TensorFile::read(&stopped.join(name)).unwrap();
+    resumes_to(&model, &stopped, gated, "after a stop and a resume");
+}
+
+/// Resumes the prior run saved in `dir` to 300 steps and checks that it ends with the
+/// weights of `model`, the straight run's.
+fn resumes_to(model: &TensorFile, dir: &std::path::Path, gated: bool, what: &str) {
+    let read = |name: &str| TensorFile::read(&dir.join(name)).unwrap();
     pattern_run(
-        &stopped,
+        dir,
         300,
         PriorStart::Resume {
             model: Box::new(read("prior.safetensors")),
@@ -740,10 +733,7 @@ fn learns_a_pattern(gated: bool) {
     );
     let resumed = read("prior.safetensors").values();
     for (name, v) in model.values() {
-        assert_eq!(
-            resumed[&name], v,
-            "{name} differs after a stop and a resume"
-        );
+        assert_eq!(resumed[&name], v, "{name} differs {what}");
     }
 }
 

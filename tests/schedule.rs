@@ -14,30 +14,13 @@ use vqvae_wgpu::stop::{Signal, Stop};
 use vqvae_wgpu::train::{Run, Settings, Start};
 use vqvae_wgpu::{Error, Gpu};
 
-const TINY: &[&str] = &[
-    "--hidden",
-    "8",
-    "--res-hidden",
-    "4",
-    "--res-layers",
-    "1",
-    "--codes",
-    "16",
-    "--code-dim",
-    "4",
-    "--batch-size",
-    "4",
-    "--log-every",
-    "1",
-    "--val-every",
-    "100",
-    "--quiet",
-];
-
 fn train(out: &Path, extra: &[&str]) -> String {
-    let mut args = vec!["train", "--out", out.to_str().unwrap()];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(extra);
+    let flags = [
+        &["--log-every", "1", "--val-every", "100", "--quiet"][..],
+        extra,
+    ]
+    .concat();
+    let args = tiny_train(out, &flags);
     let (code, text) = vqvae(&args);
     assert_eq!(code, Some(0), "vqvae {args:?}:\n{text}");
     text
@@ -125,8 +108,8 @@ fn a_cosine_after_a_warmup_is_logged_kept_across_a_resume_and_ends_at_its_floor(
     let (code, text) = vqvae(&["train", "--resume", dir, "--out", dir, "--quiet"]);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(
-        read(&resumed, "checkpoint.safetensors").values(),
-        read(&straight, "checkpoint.safetensors").values(),
+        model_bits(&resumed),
+        model_bits(&straight),
         "stopped at step 1 and resumed differs from the straight run"
     );
 
@@ -198,8 +181,7 @@ fn a_warmup_step_moves_sgd_parameters_by_its_fraction_of_the_rate() {
 fn schedules_that_cannot_run_and_resumes_that_change_them_are_refused() {
     let dir = temp_dir("schedule-errors");
     let out = dir.to_str().unwrap();
-    let mut base = vec!["train", "--out", out];
-    base.extend_from_slice(TINY);
+    let base = tiny_train(&dir, &["--quiet"]);
     for (extra, says) in [
         (
             &["--steps", "5", "--warmup-steps", "6"][..],

@@ -17,22 +17,6 @@ use vqvae_wgpu::reference::model::loss_and_grads;
 use vqvae_wgpu::train::upload_batch;
 use vqvae_wgpu::{images, reference};
 
-/// A tiny model that trains in seconds on lavapipe.
-const TINY: &[&str] = &[
-    "--hidden",
-    "8",
-    "--res-hidden",
-    "4",
-    "--res-layers",
-    "1",
-    "--codes",
-    "16",
-    "--code-dim",
-    "4",
-    "--batch-size",
-    "4",
-];
-
 fn run_ok(args: &[&str]) -> String {
     let (code, text) = vqvae(args);
     assert_eq!(code, Some(0), "vqvae {args:?} failed:\n{text}");
@@ -40,7 +24,7 @@ fn run_ok(args: &[&str]) -> String {
 }
 
 fn train(out: &Path, extra: &[&str]) -> String {
-    train_model(out, TINY, extra)
+    train_model(out, &TINY_MODEL, extra)
 }
 
 fn train_model(out: &Path, model: &[&str], extra: &[&str]) -> String {
@@ -353,7 +337,7 @@ fn init_round_trips_a_checkpoint_exactly() {
 
 #[test]
 fn one_sgd_step_moves_each_parameter_by_minus_lr_times_the_reference_gradient() {
-    sgd_step_matches_reference("sgd", TINY, 8);
+    sgd_step_matches_reference("sgd", &TINY_MODEL, 8);
 }
 
 /// The same with 64 channels on 32x32 images: wide enough that the register tuning runs

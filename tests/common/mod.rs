@@ -224,3 +224,41 @@ pub fn assert_curves(png: &std::path::Path, colors: &[[u8; 3]]) {
         png.display()
     );
 }
+
+/// A tiny model that trains in milliseconds a step on lavapipe, batch 4.
+pub const TINY_MODEL: [&str; 12] = [
+    "--hidden",
+    "8",
+    "--res-hidden",
+    "4",
+    "--res-layers",
+    "1",
+    "--codes",
+    "16",
+    "--code-dim",
+    "4",
+    "--batch-size",
+    "4",
+];
+
+/// `vqvae train --out OUT`, the tiny model, then `flags`: arguments for [`vqvae`].
+pub fn tiny_train<'a>(out: &'a std::path::Path, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(&TINY_MODEL);
+    args.extend_from_slice(flags);
+    args
+}
+
+/// Every tensor of the model checkpoint in `dir` as bits, sorted by name: two runs give
+/// equal lists exactly when their weights are the same.
+pub fn model_bits(dir: &std::path::Path) -> Vec<(String, Vec<u32>)> {
+    let file = vqvae_wgpu::checkpoint::TensorFile::read(&dir.join("checkpoint.safetensors"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tensors: Vec<_> = file
+        .tensors
+        .into_iter()
+        .map(|(k, (_, v))| (k, v.iter().map(|x| x.to_bits()).collect()))
+        .collect();
+    tensors.sort();
+    tensors
+}
