@@ -33,6 +33,9 @@ pub mod train;
 pub mod tune;
 
 pub use error::{Error, Result};
+/// The wgpu this crate is built on: use it for your device and buffers, and versions
+/// cannot disagree.
+pub use wgpu;
 pub use gpu::{Gpu, GpuOptions};
 pub use launch::{Dispatch, Launch, Tuning};
 pub use tensor::{DType, Tensor};

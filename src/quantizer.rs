@@ -54,12 +54,30 @@ pub struct QuantizeBindings<'a> {
 }
 
 type BindingKey = Option<(wgpu::Buffer, u64, Option<u64>)>;
+type LaunchKey = (u32, [BindingKey; 5]);
+
+/// Binding sets whose dispatches a [`Quantizer`] keeps; the least recently recorded goes
+/// first when a new one comes.
+pub const CACHED_BINDINGS: usize = 64;
+
+/// The dispatches of the binding sets recorded last, with when each was last used.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<LaunchKey, (Launch, u64)>,
+    clock: u64,
+}
 
 /// Nearest-code quantisation recorded into your command encoder.
 ///
 /// Pipelines are built once per device; the dispatches for a set of bindings are built
-/// on first use and replayed after, so recording the same buffers again allocates
-/// nothing.
+/// on first use (or by [`Quantizer::prepare`], so that a frame loop never waits on a
+/// shader compile) and replayed after, so recording the same buffers again allocates
+/// nothing. The dispatches of the last [`CACHED_BINDINGS`] binding sets are kept, and
+/// each holds its buffers alive until it is dropped: per-frame buffers are released
+/// once that many other sets have been recorded, or with the `Quantizer`.
+///
+/// An output may not share a buffer with any other binding (wgpu tracks a writable
+/// storage binding per buffer, not per range): such bindings are an error of `record`.
 ///
 /// ```no_run
 /// # fn demo(device: &wgpu::Device, queue: &wgpu::Queue, vectors: &wgpu::Buffer, codebook: &wgpu::Buffer, codes: &wgpu::Buffer) -> vqvae_wgpu::Result<()> {
@@ -81,7 +99,7 @@ type BindingKey = Option<(wgpu::Buffer, u64, Option<u64>)>;
 pub struct Quantizer {
     gpu: Gpu,
     config: QuantizerConfig,
-    launches: Mutex<HashMap<(u32, [BindingKey; 5]), Launch>>,
+    launches: Mutex<Cache>,
 }
 
 impl Quantizer {
@@ -121,7 +139,7 @@ impl Quantizer {
         Ok(Quantizer {
             gpu,
             config,
-            launches: Mutex::new(HashMap::new()),
+            launches: Mutex::new(Cache::default()),
         })
     }
 
@@ -136,6 +154,12 @@ impl Quantizer {
     /// ([`crate::kernels::ema`]). Their launches record into your compute passes too.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Builds (and keeps) the dispatches for `b` without recording them: the pipelines
+    /// compile here rather than at the first [`Quantizer::record`].
+    pub fn prepare(&self, b: &QuantizeBindings<'_>) -> Result<()> {
+        self.launch(b).map(drop)
     }
 
     /// Records the quantisation into a compute pass of `encoder`.
@@ -178,13 +202,32 @@ impl Quantizer {
             ]
             .map(key_of),
         );
-        let mut launches = self.launches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = launches.get(&key) {
-            return Ok(l.clone());
+        let mut cache = self.launches.lock().unwrap_or_else(|p| p.into_inner());
+        cache.clock += 1;
+        let now = cache.clock;
+        if let Some((launch, used)) = cache.entries.get_mut(&key) {
+            *used = now;
+            return Ok(launch.clone());
         }
         let launch = self.build(b)?;
-        launches.insert(key, launch.clone());
+        if cache.entries.len() >= CACHED_BINDINGS {
+            let oldest = cache
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                cache.entries.remove(&k);
+            }
+        }
+        cache.entries.insert(key, (launch.clone(), now));
         Ok(launch)
+    }
+
+    /// How many binding sets have their dispatches kept.
+    pub fn cached(&self) -> usize {
+        let cache = self.launches.lock().unwrap_or_else(|p| p.into_inner());
+        cache.entries.len()
     }
 
     fn build(&self, b: &QuantizeBindings<'_>) -> Result<Launch> {
@@ -203,25 +246,80 @@ impl Quantizer {
                 "no output given: pass indices, quantized or distances",
             ));
         }
-        // Bindings must hold all n vectors.
+        // Each binding must hold what it is for, and no output may share a buffer.
         let vectors = (n * dim * 4) as u64;
-        for (what, binding, needed) in [
-            ("input", Some(&b.input), vectors),
-            ("codebook", Some(&b.codebook), (codes * dim * 4) as u64),
-            ("indices", b.indices.as_ref(), n as u64 * 4),
-            ("quantized", b.quantized.as_ref(), vectors),
-            ("distances", b.distances.as_ref(), n as u64 * 4),
-        ] {
-            if let Some(size) = binding.and_then(|b| b.size)
-                && size.get() < needed
-            {
+        let bindings = [
+            (
+                "input",
+                Some(&b.input),
+                vectors,
+                format!("{n} vectors of dimension {dim}"),
+            ),
+            (
+                "codebook",
+                Some(&b.codebook),
+                (codes * dim * 4) as u64,
+                format!("{codes} codes of dimension {dim}"),
+            ),
+            (
+                "indices",
+                b.indices.as_ref(),
+                n as u64 * 4,
+                format!("{n} u32 indices"),
+            ),
+            (
+                "quantized",
+                b.quantized.as_ref(),
+                vectors,
+                format!("{n} vectors of dimension {dim}"),
+            ),
+            (
+                "distances",
+                b.distances.as_ref(),
+                n as u64 * 4,
+                format!("{n} f32 distances"),
+            ),
+        ];
+        let align = u64::from(self.gpu.limits().min_storage_buffer_offset_alignment);
+        for (what, binding, needed, holds) in &bindings {
+            let Some(binding) = binding else { continue };
+            if binding.offset % align != 0 {
                 return Err(Error::shape(
                     op,
                     format!(
-                        "the {what} binding holds {} bytes; {n} vectors of dimension {dim} need {needed}",
-                        size.get()
+                        "the {what} binding starts at byte {}, not a multiple of min_storage_buffer_offset_alignment ({align})",
+                        binding.offset
                     ),
                 ));
+            }
+            let size = binding.size.map_or_else(
+                || binding.buffer.size().saturating_sub(binding.offset),
+                u64::from,
+            );
+            if size < *needed {
+                return Err(Error::shape(
+                    op,
+                    format!(
+                        "the {what} binding holds {size} bytes (from byte {} of its buffer); {holds} need {needed}",
+                        binding.offset
+                    ),
+                ));
+            }
+        }
+        let outputs = ["indices", "quantized", "distances"];
+        for (i, (a, x, ..)) in bindings.iter().enumerate() {
+            for (b_name, y, ..) in &bindings[i + 1..] {
+                if let (Some(x), Some(y)) = (x, y)
+                    && x.buffer == y.buffer
+                    && (outputs.contains(a) || outputs.contains(b_name))
+                {
+                    return Err(Error::shape(
+                        op,
+                        format!(
+                            "the {a} and {b_name} bindings are in one buffer; an output needs a buffer of its own (wgpu forbids a writable storage binding beside another binding of the same buffer)"
+                        ),
+                    ));
+                }
             }
         }
         // Row-major input larger than one storage binding is quantised in chunks of rows

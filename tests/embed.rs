@@ -7,7 +7,9 @@ mod common;
 use common::{Rng, Sample};
 use vqvae_wgpu::kernels::elementwise;
 use vqvae_wgpu::kernels::quantize::Rows;
-use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::quantizer::{
+    CACHED_BINDINGS, Layout, QuantizeBindings, Quantizer, QuantizerConfig,
+};
 use vqvae_wgpu::reference::{quantize as r, widen};
 use vqvae_wgpu::{DType, Tensor};
 
@@ -256,13 +258,15 @@ fn bad_arguments_are_errors() {
         },
     )
     .unwrap();
+    // Input and codebook may share a buffer (both are read); an output may not.
     let buf = buffer_at_offset(&device, &queue, &[0u8; 256], 0);
+    let out = buffer_at_offset(&device, &queue, &[0u8; 256], 0);
     let mut encoder = device.create_command_encoder(&Default::default());
     let base = QuantizeBindings {
         n: 8,
         input: binding(&buf, 64),
         codebook: binding(&buf, 32),
-        indices: Some(binding(&buf, 32)),
+        indices: Some(binding(&out, 32)),
         quantized: None,
         distances: None,
     };
@@ -312,7 +316,106 @@ fn bad_arguments_are_errors() {
             },
         )
         .unwrap_err();
-    assert!(e.to_string().contains("alignment"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the input binding starts at byte 4, not a multiple of min_storage_buffer_offset_alignment"),
+        "{e}"
+    );
+    // An in-place quantise: the quantized vectors over the input.
+    let e = q
+        .record(
+            &mut encoder,
+            &QuantizeBindings {
+                quantized: Some(binding(&buf, 64)),
+                ..base.clone()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the input and quantized bindings are in one buffer"),
+        "{e}"
+    );
+    let e = q
+        .record(
+            &mut encoder,
+            &QuantizeBindings {
+                distances: Some(binding(&out, 32)),
+                ..base.clone()
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("indices and distances"), "{e}");
+    // Whole-buffer bindings too small, each named with the bytes it holds and needs.
+    let small = buffer_at_offset(&device, &queue, &[0u8; 16], 0);
+    let whole = |b| wgpu::BufferBinding {
+        buffer: b,
+        offset: ALIGN,
+        size: None,
+    };
+    let e = q
+        .record(
+            &mut encoder,
+            &QuantizeBindings {
+                codebook: whole(&small),
+                ..base.clone()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the codebook binding holds 16 bytes (from byte 256 of its buffer); 4 codes of dimension 2 need 32"),
+        "{e}"
+    );
+    let e = q
+        .record(
+            &mut encoder,
+            &QuantizeBindings {
+                indices: Some(whole(&small)),
+                ..base.clone()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the indices binding holds 16 bytes (from byte 256 of its buffer); 8 u32 indices need 32"),
+        "{e}"
+    );
+}
+
+#[test]
+fn prepared_dispatches_are_kept_for_the_last_binding_sets_only() {
+    let (device, queue) = device();
+    let q = Quantizer::new(
+        &device,
+        &queue,
+        QuantizerConfig {
+            codes: 4,
+            dim: 2,
+            layout: Layout::Rows,
+        },
+    )
+    .unwrap();
+    let (data, codebook) = (
+        buffer_at_offset(&device, &queue, &[0u8; 64], 0),
+        buffer_at_offset(&device, &queue, &[0u8; 32], 0),
+    );
+    // Per-frame output buffers: the cache keeps the last CACHED_BINDINGS sets, not all.
+    let frames: Vec<wgpu::Buffer> = (0..CACHED_BINDINGS + 10)
+        .map(|_| buffer_at_offset(&device, &queue, &[0u8; 32], 0))
+        .collect();
+    for frame in &frames {
+        q.prepare(&QuantizeBindings {
+            n: 8,
+            input: binding(&data, 64),
+            codebook: binding(&codebook, 32),
+            indices: Some(binding(frame, 32)),
+            quantized: None,
+            distances: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(q.cached(), CACHED_BINDINGS);
 }
 
 #[test]

@@ -239,6 +239,14 @@ fn ema_arguments_are_checked() {
             .unwrap(),
     );
     assert!(e.contains("[5]") && e.contains("[4]"), "{e}");
+    // A u32 tensor where the f32 statistics go is named as such.
+    let counts = Tensor::zeros(gpu, &[4], DType::U32).unwrap();
+    let e = message(
+        ema::ema_update(gpu, &z, &idx, &cb, &counts, &w, 0.9, 1e-5)
+            .err()
+            .unwrap(),
+    );
+    assert!(e.contains("ema_update: cluster holds U32, expected F32"), "{e}");
 }
 
 #[test]

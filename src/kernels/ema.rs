@@ -22,9 +22,9 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// One EMA update of `codebook` `[K, D]` from the rows of `z` (`[n, D]` or
-/// `[batch, D, h, w]`) and their codes `indices` `[n]` (the quantiser's output):
-/// `cluster` `[K]` and `ema_w` `[K, D]` hold the moving averages (start them at zero, or
+/// One EMA update of `codebook` `[K, D]` (f32) from the rows of `z` (f32, `[n, D]` or
+/// `[batch, D, h, w]`) and their codes `indices` `[n]` (u32, the quantiser's output):
+/// `cluster` `[K]` and `ema_w` `[K, D]` (f32) hold the moving averages (start them at zero, or
 /// at counts and sums of a first batch). With `decay` 0 and `eps` 0 one update is one
 /// Lloyd (k-means) iteration; codes never chosen keep their vectors.
 #[allow(clippy::too_many_arguments)]
@@ -67,6 +67,17 @@ pub fn ema_update_counted(
     let op = "ema_update";
     let rows = Rows::of(op, z)?;
     let (k, d) = (quantize::codebook_shape(op, codebook, rows.dim)?, rows.dim);
+    for (name, t, dtype) in [
+        ("z", z, DType::F32),
+        ("indices", indices, DType::U32),
+        ("codebook", codebook, DType::F32),
+        ("cluster", cluster, DType::F32),
+        ("ema_w", ema_w, DType::F32),
+    ] {
+        ensure(t.dtype() == dtype, op, || {
+            format!("{name} holds {:?}, expected {dtype:?}", t.dtype())
+        })?;
+    }
     ensure(cluster.shape() == [k], op, || {
         format!(
             "cluster sizes have shape {:?}, expected [{k}]",
