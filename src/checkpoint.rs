@@ -15,8 +15,7 @@ pub const MODEL_FILE: &str = "checkpoint.safetensors";
 /// File name of the optimizer state and step counter in a run folder.
 pub const STATE_FILE: &str = "training_state.safetensors";
 
-/// Tensors by name: shape and values.
-pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+pub use crate::params::Tensors;
 
 /// Named f32 tensors and string metadata, as read from or written to a file.
 #[derive(Clone, Debug, Default)]

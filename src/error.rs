@@ -84,6 +84,7 @@ pub enum Error {
         kept: String,
     },
     /// A run stopped by a signal after saving a resumable checkpoint.
+    #[cfg(feature = "cli")]
     #[error(
         "stopped by {} after step {step}; the checkpoint and training state are saved in {}: to continue, run the same command with --resume {}",
         signal.name(), out.display(), out.display()
@@ -126,6 +127,7 @@ impl Error {
     /// run stopped by SIGINT or SIGTERM, 1 for anything else.
     pub fn exit_status(&self) -> u8 {
         match self {
+            #[cfg(feature = "cli")]
             Error::Stopped { signal, .. } => signal.exit_status(),
             _ => 1,
         }

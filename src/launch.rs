@@ -416,6 +416,7 @@ impl Launch {
 
     /// Whether `other` runs the same pipelines over the same grids, in the same order
     /// (on other buffers, perhaps): the same work.
+    #[cfg(feature = "cli")]
     pub(crate) fn same_work(&self, other: &Launch) -> bool {
         let shape = |d: &Dispatch| (d.pipeline.clone(), d.groups);
         self.dispatches

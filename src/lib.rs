@@ -7,11 +7,15 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod checkpoint;
+#[cfg(feature = "cli")]
 pub mod data;
 pub mod error;
 pub mod gpu;
+#[cfg(feature = "cli")]
 pub mod images;
 pub mod kernels;
 pub mod launch;
@@ -19,23 +23,29 @@ pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod network;
+#[cfg(feature = "cli")]
 pub mod npy;
 pub mod params;
+#[cfg(feature = "cli")]
 pub mod plot;
+#[cfg(feature = "cli")]
 pub mod prior;
 pub mod quantizer;
 pub mod reference;
 pub mod rng;
 pub mod shaders;
+#[cfg(feature = "cli")]
 pub mod stop;
 pub mod tensor;
+#[cfg(feature = "cli")]
 pub mod train;
+#[cfg(feature = "cli")]
 pub mod tune;
 
 pub use error::{Error, Result};
-/// The wgpu this crate is built on: use it for your device and buffers, and versions
-/// cannot disagree.
-pub use wgpu;
 pub use gpu::{Gpu, GpuOptions};
 pub use launch::{Dispatch, Launch, Tuning};
 pub use tensor::{DType, Tensor};
+/// The wgpu this crate is built on: use it for your device and buffers, and versions
+/// cannot disagree.
+pub use wgpu;

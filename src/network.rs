@@ -12,17 +12,8 @@ use crate::params::Params;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 
 /// How the codebook learns in a training graph.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CodebookUpdate {
     /// By its gradient, `mean((sg[z_e] - z_q)^2)` in the loss, through the optimizer.

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
-use crate::checkpoint::Tensors;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::ParamSpec;
 use crate::tensor::{DType, Tensor};
+
+/// Tensors by name: shape and values.
+pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Parameters and gradients, flat on the GPU.
 pub struct Params {

@@ -246,7 +246,10 @@ fn ema_arguments_are_checked() {
             .err()
             .unwrap(),
     );
-    assert!(e.contains("ema_update: cluster holds U32, expected F32"), "{e}");
+    assert!(
+        e.contains("ema_update: cluster holds U32, expected F32"),
+        "{e}"
+    );
 }
 
 #[test]
