@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::quantizer::{Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig};
 
 /// Rows the CPU implementation is timed on (its cost is linear in N).
 const CPU_ROWS: usize = 4096;
@@ -101,6 +101,7 @@ fn main() {
                 codes: k as u32,
                 dim: d as u32,
                 layout: Layout::Rows,
+                metric: Metric::L2,
             },
         )
         .expect("quantizer");

@@ -6,7 +6,7 @@
 //! (without IMAGE, a generated picture; K defaults to 8; OUT to palette.png).
 
 use vqvae_wgpu::kernels::kmeans;
-use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::quantizer::{Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig};
 use vqvae_wgpu::{DType, Tensor};
 
 const ITERATIONS: usize = 12;
@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             codes: k,
             dim: 3,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )?;
     let bindings = QuantizeBindings {

@@ -23,6 +23,18 @@ pub enum Layout {
     },
 }
 
+/// What "nearest" means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Euclidean distance.
+    #[default]
+    L2,
+    /// The angle: inputs and codebook are L2-normalised first (into buffers of the
+    /// quantiser's own; yours are only read), so the quantised output is the normalised
+    /// code and the distances are `2 - 2 cos`.
+    Cosine,
+}
+
 /// What a [`Quantizer`] quantises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuantizerConfig {
@@ -32,6 +44,8 @@ pub struct QuantizerConfig {
     pub dim: u32,
     /// Layout of the input (and of the quantised output).
     pub layout: Layout,
+    /// What "nearest" means.
+    pub metric: Metric,
 }
 
 /// The buffers of one quantisation: `n` input vectors, the `[codes, dim]` codebook, and
@@ -81,9 +95,10 @@ struct Cache {
 ///
 /// ```no_run
 /// # fn demo(device: &wgpu::Device, queue: &wgpu::Queue, vectors: &wgpu::Buffer, codebook: &wgpu::Buffer, codes: &wgpu::Buffer) -> vqvae_wgpu::Result<()> {
-/// use vqvae_wgpu::quantizer::{Layout, QuantizeBindings, Quantizer, QuantizerConfig};
+/// use vqvae_wgpu::quantizer::{Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig};
 ///
-/// let quantizer = Quantizer::new(device, queue, QuantizerConfig { codes: 256, dim: 3, layout: Layout::Rows })?;
+/// let config = QuantizerConfig { codes: 256, dim: 3, layout: Layout::Rows, metric: Metric::L2 };
+/// let quantizer = Quantizer::new(device, queue, config)?;
 /// let mut encoder = device.create_command_encoder(&Default::default());
 /// quantizer.record(&mut encoder, &QuantizeBindings {
 ///     n: 1024,
@@ -351,8 +366,14 @@ impl Quantizer {
                 dtype,
             )
         };
-        let codebook = view(&b.codebook, 0, &[codes, dim], DType::F32)?;
+        let mut codebook = view(&b.codebook, 0, &[codes, dim], DType::F32)?;
+        let cosine = self.config.metric == Metric::Cosine;
         let mut launch = Launch::default();
+        if cosine {
+            let normalized = Tensor::zeros(&self.gpu, &[codes, dim], DType::F32)?;
+            launch = quantize::normalize(&self.gpu, &codebook, &normalized)?;
+            codebook = normalized;
+        }
         for first in (0..n).step_by(chunk) {
             let rows = chunk.min(n - first);
             let shape: Vec<usize> = if plane == 1 {
@@ -361,7 +382,12 @@ impl Quantizer {
                 vec![rows / plane, dim, plane, 1]
             };
             let (row_offset, one_offset) = ((first * dim * 4) as u64, (first * 4) as u64);
-            let z = view(&b.input, row_offset, &shape, DType::F32)?;
+            let mut z = view(&b.input, row_offset, &shape, DType::F32)?;
+            if cosine {
+                let normalized = Tensor::zeros(&self.gpu, &shape, DType::F32)?;
+                launch = launch.then(quantize::normalize(&self.gpu, &z, &normalized)?);
+                z = normalized;
+            }
             let indices = match &b.indices {
                 Some(i) => view(i, one_offset, &[rows], DType::U32)?,
                 None => Tensor::zeros(&self.gpu, &[rows], DType::U32)?,

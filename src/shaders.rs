@@ -67,4 +67,6 @@ shaders! {
     GATED => "gated",
     /// The non-finite-loss guard: raising its flag, and gating dispatches by it.
     GUARD => "guard",
+    /// L2 normalisation of vectors, for nearest codes by angle.
+    NORMALIZE => "normalize",
 }

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{Rng, Sample};
+use common::{Rng, Sample, assert_close};
 use vqvae_wgpu::kernels::elementwise;
 use vqvae_wgpu::kernels::quantize::Rows;
 use vqvae_wgpu::quantizer::{
-    CACHED_BINDINGS, Layout, QuantizeBindings, Quantizer, QuantizerConfig,
+    CACHED_BINDINGS, Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig,
 };
 use vqvae_wgpu::reference::{quantize as r, widen};
 use vqvae_wgpu::{DType, Tensor};
@@ -79,7 +79,12 @@ fn binding(b: &wgpu::Buffer, bytes: u64) -> wgpu::BufferBinding<'_> {
 
 /// Quantises with `layout` through the component and checks every output.
 fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: usize, seed: u64) {
-    let QuantizerConfig { codes, dim, layout } = quantizer.config();
+    let QuantizerConfig {
+        codes,
+        dim,
+        layout,
+        metric,
+    } = quantizer.config();
     let (k, d) = (codes as usize, dim as usize);
     let mut rng = Rng::new(seed);
     let (z, cb) = (rng.vec(n * d), rng.vec(k * d));
@@ -138,7 +143,21 @@ fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: u
     };
     let got_idx: Vec<u32> =
         bytemuck::cast_slice(&read(device, queue, &idx, ALIGN, (n * 4) as u64)).to_vec();
-    let (z64, cb64) = (widen(&z), widen(&cb));
+    // By angle: the nearest of the normalised vectors among the normalised codes.
+    let (z64, cb64) = match metric {
+        Metric::L2 => (widen(&z), widen(&cb)),
+        Metric::Cosine => {
+            let codes = Rows {
+                n: k,
+                dim: d,
+                plane: 1,
+            };
+            (
+                r::normalize(&rows, &widen(&z)),
+                r::normalize(&codes, &widen(&cb)),
+            )
+        }
+    };
     let (want, want_dist) = r::nearest(&rows, &z64, &cb64);
     for i in 0..n {
         let got = r::sq_dist(
@@ -152,10 +171,14 @@ fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: u
     }
     let got_zq: Vec<f32> =
         bytemuck::cast_slice(&read(device, queue, &zq, ALIGN, (n * d * 4) as u64)).to_vec();
-    assert_eq!(
-        widen(&got_zq),
-        r::gather(&rows, &got_idx, &cb64),
-        "{layout:?} quantized"
+    // The codes themselves, or their normalised copies (rounded in f32).
+    let exact = if metric == Metric::L2 { 0.0 } else { 1e-6 };
+    assert_close(
+        &format!("{layout:?} {metric:?} quantized"),
+        &got_zq,
+        &r::gather(&rows, &got_idx, &cb64),
+        exact,
+        exact,
     );
     let twice: Vec<f32> =
         bytemuck::cast_slice(&read(device, queue, &doubled, ALIGN, (m * 4) as u64)).to_vec();
@@ -195,6 +218,7 @@ fn both_layouts_at_offsets_with_other_work_in_the_encoder() {
             codes: 37,
             dim: 5,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -205,6 +229,7 @@ fn both_layouts_at_offsets_with_other_work_in_the_encoder() {
             codes: 13,
             dim: 7,
             layout: Layout::ChannelsFirst { plane: 9 },
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -213,6 +238,17 @@ fn both_layouts_at_offsets_with_other_work_in_the_encoder() {
     check(&device, &queue, &maps, 27, 2);
     check(&device, &queue, &rows, 1, 3);
     check(&device, &queue, &maps, 9, 4);
+    // By angle, in both layouts.
+    for layout in [Layout::Rows, Layout::ChannelsFirst { plane: 9 }] {
+        let config = QuantizerConfig {
+            codes: 19,
+            dim: 6,
+            layout,
+            metric: Metric::Cosine,
+        };
+        let cosine = Quantizer::new(&device, &queue, config).unwrap();
+        check(&device, &queue, &cosine, 45, 5);
+    }
 }
 
 #[test]
@@ -225,7 +261,8 @@ fn bad_arguments_are_errors() {
             QuantizerConfig {
                 codes: 0,
                 dim: 3,
-                layout: Layout::Rows
+                layout: Layout::Rows,
+                metric: Metric::L2
             }
         )
         .is_err()
@@ -237,6 +274,7 @@ fn bad_arguments_are_errors() {
             codes: u32::MAX,
             dim: 4096,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )
     .err()
@@ -255,6 +293,7 @@ fn bad_arguments_are_errors() {
             codes: 4,
             dim: 2,
             layout: Layout::ChannelsFirst { plane: 4 },
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -393,6 +432,7 @@ fn prepared_dispatches_are_kept_for_the_last_binding_sets_only() {
             codes: 4,
             dim: 2,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -439,6 +479,7 @@ fn a_kmeans_step_through_the_component_matches_the_reference() {
             codes: k as u32,
             dim: d as u32,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -520,6 +561,7 @@ fn inputs_larger_than_one_binding_are_split_not_refused() {
             codes: 9,
             dim: 4,
             layout: Layout::Rows,
+            metric: Metric::L2,
         },
     )
     .unwrap();
@@ -533,6 +575,7 @@ fn inputs_larger_than_one_binding_are_split_not_refused() {
             codes: 6,
             dim: 4,
             layout: Layout::ChannelsFirst { plane: 49 },
+            metric: Metric::L2,
         },
     )
     .unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use vqvae_wgpu::kernels::quantize::{Rows, gather, quantize};
+use vqvae_wgpu::kernels::quantize::{self, Rows, gather, quantize};
 use vqvae_wgpu::kernels::restart::{Reset, Restart};
 use vqvae_wgpu::kernels::{codes, ema, vq_backward};
 use vqvae_wgpu::reference::quantize as r;
@@ -123,6 +123,71 @@ fn gather_writes_the_named_codes() {
             0.0,
             0.0,
         );
+    }
+}
+
+#[test]
+fn normalized_vectors_match_reference_and_give_the_nearest_code_by_angle() {
+    let gpu = gpu();
+    for (i, &(zs, codes)) in CASES.iter().enumerate() {
+        let mut rng = Rng::new(70 + i as u64);
+        let zt = zeros(gpu, zs);
+        let rows = Rows::of("test", &zt).unwrap();
+        let mut z = rng.vec(rows.n * rows.dim);
+        // A zero vector stays zero (its norm is under the 1e-12 floor).
+        for d in 0..rows.dim {
+            z[r::at(&rows, 0, d)] = 0.0;
+        }
+        let cb: Vec<f32> = rng.vec(codes * rows.dim).iter().map(|v| 5.0 * v).collect();
+        let (z_t, cb_t) = (upload(gpu, zs, &z), upload(gpu, &[codes, rows.dim], &cb));
+        let (zn, cbn) = (zeros(gpu, zs), zeros(gpu, &[codes, rows.dim]));
+        let idx = Tensor::zeros(gpu, &[rows.n], DType::U32).unwrap();
+        let cb_rows = Rows {
+            n: codes,
+            dim: rows.dim,
+            plane: 1,
+        };
+        let launch = quantize::normalize(gpu, &z_t, &zn)
+            .unwrap()
+            .then(quantize::normalize(gpu, &cb_t, &cbn).unwrap())
+            .then(quantize(gpu, &zn, &cbn, &idx, None, None).unwrap());
+        gpu.run(&[&launch]).unwrap();
+        let tag = format!("z {zs:?} codes {codes}");
+        let want = r::normalize(&rows, &widen(&z));
+        assert_close(
+            &format!("normalized {tag}"),
+            &zn.to_f32(gpu).unwrap(),
+            &want,
+            1e-6,
+            1e-7,
+        );
+        let want_cb = r::normalize(&cb_rows, &widen(&cb));
+        assert_close(
+            &format!("codebook {tag}"),
+            &cbn.to_f32(gpu).unwrap(),
+            &want_cb,
+            1e-6,
+            1e-7,
+        );
+        // The nearest by angle: the largest cosine, checked on the raw vectors.
+        let (z64, cb64) = (widen(&z), widen(&cb));
+        let cosine = |v: &[f64], e: &[f64]| {
+            let dot: f64 = v.iter().zip(e).map(|(a, b)| a * b).sum();
+            let norm = |x: &[f64]| x.iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+            dot / (norm(v) * norm(e))
+        };
+        let got = idx.to_u32(gpu).unwrap();
+        for row in 1..rows.n {
+            let v = r::row(&rows, &z64, row);
+            let best = (0..codes)
+                .map(|k| cosine(&v, &cb64[k * rows.dim..][..rows.dim]))
+                .fold(f64::MIN, f64::max);
+            let chosen = cosine(&v, &cb64[got[row] as usize * rows.dim..][..rows.dim]);
+            assert!(
+                best - chosen <= 1e-5,
+                "{tag}: row {row} chose cosine {chosen}, the best is {best}"
+            );
+        }
     }
 }
 

@@ -408,3 +408,47 @@ pub fn gather(gpu: &Gpu, indices: &Tensor, codebook: &Tensor, zq: &Tensor) -> Re
     )?;
     Ok(d.into())
 }
+
+const NORMALIZE_WG: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct NormalizeParams {
+    n: u32,
+    dim: u32,
+    plane: u32,
+    _pad: u32,
+}
+
+/// Writes into `out` each vector of `z` (`[n, dim]` rows or `[batch, dim, h, w]` maps)
+/// divided by its L2 norm (by 1e-12 where that is smaller, as PyTorch's `F.normalize`):
+/// the nearest code of normalised vectors in a normalised codebook is the nearest by
+/// angle. `out` has `z`'s shape and may not be `z`.
+pub fn normalize(gpu: &Gpu, z: &Tensor, out: &Tensor) -> Result<Launch> {
+    let op = "normalize";
+    z.expect_dtype(op, DType::F32)?;
+    out.expect_dtype(op, DType::F32)?;
+    let rows = Rows::of(op, z)?;
+    ensure(out.shape() == z.shape(), op, || {
+        format!(
+            "out has shape {:?}, expected the vectors' {:?}",
+            out.shape(),
+            z.shape()
+        )
+    })?;
+    let kernel = gpu.kernel(
+        &shaders::NORMALIZE,
+        "normalize_rows",
+        &[("WG", f64::from(NORMALIZE_WG))],
+        &[Bind::Uniform, Bind::Read, Bind::Write],
+    )?;
+    let uniform = gpu.uniform(&NormalizeParams {
+        n: rows.n as u32,
+        dim: rows.dim as u32,
+        plane: rows.plane as u32,
+        _pad: 0,
+    });
+    let resources = [uniform.as_entire_binding(), z.binding(), out.binding()];
+    let groups = rows.n.div_ceil(NORMALIZE_WG as usize) as u64;
+    Ok(gpu.dispatch(op, &kernel, &resources, groups)?.into())
+}

@@ -3,7 +3,7 @@
 use crate::kernels::quantize::Rows;
 
 /// Flat index of element `d` of row `r`.
-pub(crate) fn at(rows: &Rows, r: usize, d: usize) -> usize {
+pub fn at(rows: &Rows, r: usize, d: usize) -> usize {
     (r / rows.plane) * rows.dim * rows.plane + d * rows.plane + r % rows.plane
 }
 
@@ -15,6 +15,18 @@ pub fn row(rows: &Rows, z: &[f64], r: usize) -> Vec<f64> {
 /// Squared distance between two vectors.
 pub fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Each vector of `z` divided by its L2 norm (by 1e-12 where that is smaller).
+pub fn normalize(rows: &Rows, z: &[f64]) -> Vec<f64> {
+    let mut out = z.to_vec();
+    for r in 0..rows.n {
+        let norm = row(rows, z, r).iter().map(|v| v * v).sum::<f64>().sqrt();
+        for d in 0..rows.dim {
+            out[at(rows, r, d)] = z[at(rows, r, d)] / norm.max(1e-12);
+        }
+    }
+    out
 }
 
 /// Each row's nearest code (ties to the lowest index) and its squared distance.
