@@ -69,4 +69,6 @@ shaders! {
     GUARD => "guard",
     /// L2 normalisation of vectors, for nearest codes by angle.
     NORMALIZE => "normalize",
+    /// The k nearest codes of each vector and their distances.
+    TOPK => "topk",
 }

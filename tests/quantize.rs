@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use vqvae_wgpu::kernels::quantize::{self, Rows, gather, quantize};
 use vqvae_wgpu::kernels::restart::{Reset, Restart};
-use vqvae_wgpu::kernels::{codes, ema, vq_backward};
+use vqvae_wgpu::kernels::{codes, ema, topk, vq_backward};
 use vqvae_wgpu::reference::quantize as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
 
@@ -189,6 +189,88 @@ fn normalized_vectors_match_reference_and_give_the_nearest_code_by_angle() {
             );
         }
     }
+}
+
+#[test]
+fn top_k_matches_reference_orders_nearest_first_and_breaks_ties_by_index() {
+    let gpu = gpu();
+    for (i, &(zs, codes)) in CASES.iter().enumerate() {
+        let mut rng = Rng::new(90 + i as u64);
+        let rows = Rows::of("test", &zeros(gpu, zs)).unwrap();
+        let z = rng.vec(rows.n * rows.dim);
+        let mut cb = rng.vec(codes * rows.dim);
+        // Exact ties: codes 0 and the last are copies of code 1 (where they exist).
+        if codes >= 3 {
+            let one = cb[rows.dim..2 * rows.dim].to_vec();
+            cb[..rows.dim].copy_from_slice(&one);
+            cb[(codes - 1) * rows.dim..].copy_from_slice(&one);
+        }
+        for k in [1, 5, codes.min(topk::MAX_K)] {
+            let k = k.min(codes);
+            let (idx, dist) = (
+                Tensor::zeros(gpu, &[rows.n, k], DType::U32).unwrap(),
+                zeros(gpu, &[rows.n, k]),
+            );
+            let launch = topk::top_k(
+                gpu,
+                &upload(gpu, zs, &z),
+                &upload(gpu, &[codes, rows.dim], &cb),
+                k,
+                &idx,
+                &dist,
+            )
+            .unwrap();
+            gpu.run(&[&launch]).unwrap();
+            let (got_i, got_d) = (idx.to_u32(gpu).unwrap(), dist.to_f32(gpu).unwrap());
+            let (want_i, want_d) = r::top_k(&rows, &widen(&z), &widen(&cb), k);
+            let tag = format!("z {zs:?} codes {codes} k {k}");
+            assert_close(&format!("distances {tag}"), &got_d, &want_d, 1e-5, 1e-6);
+            for row in 0..rows.n {
+                let (gi, gd) = (&got_i[row * k..][..k], &got_d[row * k..][..k]);
+                assert!(
+                    gd.windows(2).all(|w| w[0] <= w[1]),
+                    "{tag}: row {row} {gd:?}"
+                );
+                for j in 0..k {
+                    // Equal distances (the copies) come in index order; elsewhere the
+                    // reference's order unless f32 makes a near-tie.
+                    if j > 0 && gd[j] == gd[j - 1] {
+                        assert!(gi[j] > gi[j - 1], "{tag}: row {row} tie {gi:?}");
+                    }
+                    let w = row * k + j;
+                    let close =
+                        |o: usize| (want_d[o] - want_d[w]).abs() <= 1e-5 * (1.0 + want_d[w]);
+                    let near_tie = (w > row * k && close(w - 1)) || (j + 1 < k && close(w + 1));
+                    assert!(
+                        gi[j] == want_i[w] || near_tie,
+                        "{tag}: row {row} rank {j} got {} want {}",
+                        gi[j],
+                        want_i[w]
+                    );
+                }
+            }
+        }
+    }
+    // k outside 1..=min(codes, 32).
+    let (z, cb) = (zeros(gpu, &[4, 3]), zeros(gpu, &[40, 3]));
+    for k in [0, 33] {
+        let (idx, dist) = (
+            Tensor::zeros(gpu, &[4, k.max(1)], DType::U32).unwrap(),
+            zeros(gpu, &[4, k.max(1)]),
+        );
+        let e = topk::top_k(gpu, &z, &cb, k, &idx, &dist)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("k {k}: must be from 1 to 32")), "{e}");
+    }
+    let (idx, dist) = (
+        Tensor::zeros(gpu, &[4, 5], DType::U32).unwrap(),
+        zeros(gpu, &[4, 5]),
+    );
+    let e = topk::top_k(gpu, &z, &zeros(gpu, &[4, 3]), 5, &idx, &dist)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("k 5: must be from 1 to 4"), "{e}");
 }
 
 #[test]

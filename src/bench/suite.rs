@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{self, ConvShape, Relu};
 use crate::kernels::optim::{Adam, AdamConfig};
-use crate::kernels::{codes, loss, quantize, softmax, vq_backward};
+use crate::kernels::{codes, loss, quantize, softmax, topk, vq_backward};
 use crate::launch::{Launch, Tuning};
 use crate::model::Config;
 use crate::network::{CodebookUpdate, Vqvae};
@@ -454,6 +454,30 @@ fn quantizer_sweep() -> Vec<Case> {
                 },
             )
         })
+        .chain([8, 32].map(|top| {
+            let (n, k, d) = (1 << 14, K, D);
+            case(
+                Group::Quantizer,
+                format!("{top} nearest codes"),
+                format!("N={n} K={k} D={d}"),
+                false,
+                move |gpu| {
+                    let launch = topk::top_k(
+                        gpu,
+                        &filled(gpu, &[n, d], 5)?,
+                        &filled(gpu, &[k, d], 6)?,
+                        top,
+                        &Tensor::zeros(gpu, &[n, top], DType::U32)?,
+                        &Tensor::zeros(gpu, &[n, top], DType::F32)?,
+                    )?;
+                    kernel_work(
+                        launch,
+                        Some(2.0 * (n * k * d) as f64),
+                        &[&[n, d], &[k, d], &[n, top], &[n, top]],
+                    )
+                },
+            )
+        }))
         .collect()
 }
 

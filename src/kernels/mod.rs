@@ -18,6 +18,7 @@ pub mod reduce;
 pub mod restart;
 pub mod rows;
 pub mod softmax;
+pub mod topk;
 pub mod unrolled;
 pub mod vq_backward;
 

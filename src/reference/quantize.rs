@@ -29,6 +29,28 @@ pub fn normalize(rows: &Rows, z: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Each row's `k` nearest codes and their squared distances, nearest first, ties to the
+/// lowest index: `[n, k]` each.
+pub fn top_k(rows: &Rows, z: &[f64], codebook: &[f64], k: usize) -> (Vec<u32>, Vec<f64>) {
+    let mut indices = Vec::with_capacity(rows.n * k);
+    let mut distances = Vec::with_capacity(rows.n * k);
+    for r in 0..rows.n {
+        let v = row(rows, z, r);
+        let mut all: Vec<(f64, u32)> = codebook
+            .chunks(rows.dim)
+            .enumerate()
+            .map(|(c, e)| (sq_dist(&v, e), c as u32))
+            .collect();
+        // A stable sort keeps equal distances in index order.
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for &(d, c) in &all[..k] {
+            indices.push(c);
+            distances.push(d);
+        }
+    }
+    (indices, distances)
+}
+
 /// Each row's nearest code (ties to the lowest index) and its squared distance.
 pub fn nearest(rows: &Rows, z: &[f64], codebook: &[f64]) -> (Vec<u32>, Vec<f64>) {
     (0..rows.n)
