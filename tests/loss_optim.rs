@@ -174,3 +174,43 @@ fn sgd_changes_each_parameter_by_minus_lr_times_gradient() {
     ro::sgd(f64::from(0.03f32), &mut want, &widen(&grads));
     assert_close("sgd", &p.to_f32(gpu).unwrap(), &want, 1e-7, 1e-7);
 }
+
+#[test]
+fn the_guard_rises_on_a_non_finite_value_for_good_and_gates_what_it_guards() {
+    use vqvae_wgpu::kernels::guard::{guarded, mark_non_finite};
+    use vqvae_wgpu::{DType, Tensor};
+    let gpu = gpu();
+    let flag = Tensor::zeros(gpu, &[1], DType::U32).unwrap();
+    let value = zeros(gpu, &[1]);
+    let (a, out) = (zeros(gpu, &[3]), zeros(gpu, &[3]));
+    // out = a + a, gated: it runs only while the flag is down.
+    let double = elementwise::add(gpu, &a, &a, &out).unwrap();
+    let step = mark_non_finite(gpu, &value, &flag)
+        .unwrap()
+        .then(guarded(gpu, &double, &flag).unwrap());
+    let mut outs = Vec::new();
+    for (v, x) in [
+        (2.5f32, 1.0f32),
+        (f32::NAN, 2.0),
+        (1.0, 3.0),
+        (f32::INFINITY, 4.0),
+    ] {
+        value.write(gpu, bytemuck::bytes_of(&v)).unwrap();
+        a.write(gpu, bytemuck::cast_slice(&[x; 3])).unwrap();
+        gpu.run(&[&step]).unwrap();
+        outs.push((flag.to_u32(gpu).unwrap()[0], out.to_f32(gpu).unwrap()[0]));
+    }
+    // Up at the NaN and kept up; from then on the doubling does nothing (where the device
+    // dispatches indirectly; elsewhere the launch is ungated).
+    let gated = gpu.indirect_dispatch();
+    let after = |x: f32| if gated { 2.0 } else { 2.0 * x };
+    assert_eq!(
+        outs,
+        [(0, 2.0), (1, after(2.0)), (1, after(3.0)), (1, after(4.0))]
+    );
+    // Lowered by the caller, the guarded work runs again.
+    flag.write(gpu, bytemuck::bytes_of(&0u32)).unwrap();
+    value.write(gpu, bytemuck::bytes_of(&0.5f32)).unwrap();
+    gpu.run(&[&step]).unwrap();
+    assert_eq!(out.to_f32(gpu).unwrap()[0], 8.0);
+}

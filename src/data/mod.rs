@@ -122,11 +122,6 @@ impl ImageReader {
         self.width
     }
 
-    /// Whether images are decoded from files when asked for.
-    pub fn streams(&self) -> bool {
-        matches!(&*self.store, Store::Files(_))
-    }
-
     /// Crops and resizes to the dataset's size, and converts the channels.
     fn frame(&self, raw: Raw) -> Vec<u8> {
         let raw = if (raw.height, raw.width) == (self.height, self.width) {

@@ -54,16 +54,13 @@ pub fn mark_non_finite(gpu: &Gpu, value: &Tensor, flag: &Tensor) -> Result<Launc
 }
 
 /// `launch` gated by `flag`: its dispatches run as they are while the flag is 0 and do
-/// nothing once it is raised, and `true`. Where the device cannot dispatch indirectly
-/// (some GL drivers), `launch` as it is, ungated, and `false`.
-pub fn guarded(gpu: &Gpu, launch: &Launch, flag: &Tensor) -> Result<(Launch, bool)> {
+/// nothing once it is raised. Where the device cannot dispatch indirectly (some GL
+/// drivers; [`Gpu::indirect_dispatch`] says), `launch` as it is, ungated.
+pub fn guarded(gpu: &Gpu, launch: &Launch, flag: &Tensor) -> Result<Launch> {
     let op = "guarded";
     check_flag(op, flag)?;
-    if !gpu.indirect_dispatch() {
-        return Ok((launch.clone(), false));
-    }
-    if launch.is_empty() {
-        return Ok((Launch::default(), true));
+    if !gpu.indirect_dispatch() || launch.is_empty() {
+        return Ok(launch.clone());
     }
     let counts: Vec<u32> = launch.grids().concat();
     let counts_t = Tensor::from_u32(gpu, &[counts.len()], &counts)?;
@@ -93,5 +90,5 @@ pub fn guarded(gpu: &Gpu, launch: &Launch, flag: &Tensor) -> Result<(Launch, boo
         &resources,
         counts.len().div_ceil(WG as usize) as u64,
     )?;
-    Ok((Launch::from(gate).then(launch.indirect(&args)), true))
+    Ok(Launch::from(gate).then(launch.indirect(&args)))
 }

@@ -153,7 +153,7 @@ impl<'a> TrainStep<'a> {
             None
         };
         let guard = Tensor::zeros(gpu, &[1], DType::U32)?;
-        let gate = |launch: &Launch| guarded(gpu, launch, &guard).map(|(l, _)| l);
+        let gate = |launch: &Launch| guarded(gpu, launch, &guard);
         let terms = net.terms.as_ref().expect("training graph");
         let gated = Gated {
             mark: mark_non_finite(gpu, terms, &guard)?,
