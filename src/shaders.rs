@@ -71,4 +71,6 @@ shaders! {
     NORMALIZE => "normalize",
     /// The k nearest codes of each vector and their distances.
     TOPK => "topk",
+    /// Finite scalar quantisation: forward with codes, straight-through backward, decode.
+    FSQ => "fsq",
 }

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod ema;
 pub mod embedding;
+pub mod fsq;
 pub mod gated;
 pub mod guard;
 pub mod kmeans;

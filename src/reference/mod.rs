@@ -3,6 +3,7 @@
 //! baseline of the benchmarks.
 
 pub mod conv;
+pub mod fsq;
 pub mod loss;
 pub mod model;
 pub mod optim;
