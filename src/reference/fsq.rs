@@ -11,7 +11,7 @@ fn half_l(l: u32) -> f64 {
 }
 
 fn offset(l: u32) -> f64 {
-    if l % 2 == 0 { 0.5 } else { 0.0 }
+    if l.is_multiple_of(2) { 0.5 } else { 0.0 }
 }
 
 /// The bound of dimension `l`: `tanh(v + atanh(offset / half_l)) half_l - offset`.
