@@ -35,10 +35,12 @@ struct Series {
     dashed: bool,
 }
 
-/// One panel: a title, whether its values are on a log scale, and its lines.
+/// One panel: a title, whether its values are on a log scale, whether they rise (the
+/// legend then goes low, away from where the lines end), and its lines.
 struct Panel {
     title: &'static str,
     log: bool,
+    rising: bool,
     series: Vec<Series>,
 }
 
@@ -74,11 +76,13 @@ pub fn training_curves(metrics: &Path, png: &Path) -> Result<()> {
         Panel {
             title: "training loss",
             log: true,
+            rising: false,
             series: vec![line("training", TRAIN, column(&log, "loss"))],
         },
         Panel {
             title: "reconstruction MSE",
             log: true,
+            rising: false,
             series: vec![
                 line("training", TRAIN, column(&log, "recon")),
                 line("held-out", HELD_OUT, column(&log, "val_recon_mse")),
@@ -87,6 +91,7 @@ pub fn training_curves(metrics: &Path, png: &Path) -> Result<()> {
         Panel {
             title: "perplexity of the codes",
             log: false,
+            rising: true,
             series: vec![
                 line("training batch", TRAIN, column(&log, "perplexity")),
                 line("held-out", HELD_OUT, column(&log, "val_perplexity")),
@@ -95,6 +100,7 @@ pub fn training_curves(metrics: &Path, png: &Path) -> Result<()> {
         Panel {
             title: "codes in use",
             log: false,
+            rising: true,
             series: vec![
                 line("training batch", TRAIN, column(&log, "codes_used")),
                 line("held-out", HELD_OUT, column(&log, "val_codes_used")),
@@ -120,6 +126,7 @@ pub fn prior_curves(metrics: &Path, png: &Path) -> Result<()> {
     let panels = [Panel {
         title: "bits per code",
         log: false,
+        rising: false,
         series: vec![
             line("training batch", TRAIN, column(&log, "train_bits")),
             line("held-out", HELD_OUT, column(&log, "val_bits")),
@@ -215,7 +222,7 @@ fn draw_panel(area: &Area, panel: &Panel) -> std::result::Result<(), Box<dyn std
             .label_style((FONT, 14))
             .draw()?;
         draw_series(&mut chart, panel)?;
-        legend(&mut chart)?;
+        legend(&mut chart, panel.rising)?;
     } else {
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
         chart
@@ -226,7 +233,7 @@ fn draw_panel(area: &Area, panel: &Panel) -> std::result::Result<(), Box<dyn std
             .label_style((FONT, 14))
             .draw()?;
         draw_series(&mut chart, panel)?;
-        legend(&mut chart)?;
+        legend(&mut chart, panel.rising)?;
     }
     Ok(())
 }
@@ -264,10 +271,16 @@ where
 
 fn legend<'a, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    rising: bool,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let position = if rising {
+        SeriesLabelPosition::LowerRight
+    } else {
+        SeriesLabelPosition::UpperRight
+    };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.3))
         .label_font((FONT, 14))
