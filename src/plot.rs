@@ -72,40 +72,40 @@ fn line(name: &'static str, color: RGBColor, points: Vec<(f64, f64)>) -> Series 
 /// Draws `metrics` (a training run's `metrics.jsonl`) into `png`.
 pub fn training_curves(metrics: &Path, png: &Path) -> Result<()> {
     let log = read_log(metrics)?;
+    // Losses fall (a log scale, the legend high); code usage rises (the legend low).
+    let panel = |title, falling: bool, series| Panel {
+        title,
+        log: falling,
+        rising: !falling,
+        series,
+    };
+    let with_held_out = |name, key, held_out| {
+        vec![
+            line(name, TRAIN, column(&log, key)),
+            line("held-out", HELD_OUT, column(&log, held_out)),
+        ]
+    };
     let panels = [
-        Panel {
-            title: "training loss",
-            log: true,
-            rising: false,
-            series: vec![line("training", TRAIN, column(&log, "loss"))],
-        },
-        Panel {
-            title: "reconstruction MSE",
-            log: true,
-            rising: false,
-            series: vec![
-                line("training", TRAIN, column(&log, "recon")),
-                line("held-out", HELD_OUT, column(&log, "val_recon_mse")),
-            ],
-        },
-        Panel {
-            title: "perplexity of the codes",
-            log: false,
-            rising: true,
-            series: vec![
-                line("training batch", TRAIN, column(&log, "perplexity")),
-                line("held-out", HELD_OUT, column(&log, "val_perplexity")),
-            ],
-        },
-        Panel {
-            title: "codes in use",
-            log: false,
-            rising: true,
-            series: vec![
-                line("training batch", TRAIN, column(&log, "codes_used")),
-                line("held-out", HELD_OUT, column(&log, "val_codes_used")),
-            ],
-        },
+        panel(
+            "training loss",
+            true,
+            vec![line("training", TRAIN, column(&log, "loss"))],
+        ),
+        panel(
+            "reconstruction MSE",
+            true,
+            with_held_out("training", "recon", "val_recon_mse"),
+        ),
+        panel(
+            "perplexity of the codes",
+            false,
+            with_held_out("training batch", "perplexity", "val_perplexity"),
+        ),
+        panel(
+            "codes in use",
+            false,
+            with_held_out("training batch", "codes_used", "val_codes_used"),
+        ),
     ];
     draw(png, &panels, (2, 2))
 }
