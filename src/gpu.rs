@@ -178,7 +178,7 @@ impl Gpu {
         uncaptured: Arc<Mutex<Option<String>>>,
         indirect: bool,
     ) -> Gpu {
-        let placeholders = (0..8)
+        let placeholders = (0..9)
             .map(|_| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("unused binding"),

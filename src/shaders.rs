@@ -73,4 +73,7 @@ shaders! {
     TOPK => "topk",
     /// Finite scalar quantisation: forward with codes, straight-through backward, decode.
     FSQ => "fsq",
+    /// Residual vector quantisation: a stage's update of the residual, the quantised sum
+    /// and the `[n, S]` codes; stacking codebooks at aligned offsets.
+    RVQ => "rvq",
 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::caller::{ALIGN, binding, buffer_at_offset, device, device_with, read};
 use common::{Rng, Sample, assert_close};
 use vqvae_wgpu::kernels::elementwise;
 use vqvae_wgpu::kernels::quantize::Rows;
@@ -12,70 +13,6 @@ use vqvae_wgpu::quantizer::{
 };
 use vqvae_wgpu::reference::{quantize as r, widen};
 use vqvae_wgpu::{DType, Tensor};
-
-fn device() -> (wgpu::Device, wgpu::Queue) {
-    device_with(wgpu::Limits::default())
-}
-
-fn device_with(limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
-    // The adapter the tests use everywhere; the device is made the plain wgpu way.
-    let adapter = common::default_adapter();
-    let descriptor = wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    };
-    pollster::block_on(adapter.request_device(&descriptor)).expect("a device")
-}
-
-const ALIGN: u64 = 256;
-
-/// One buffer holding `data` at byte offset `ALIGN`, with room after it.
-fn buffer_at_offset(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    data: &[u8],
-    extra: u64,
-) -> wgpu::Buffer {
-    let b = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: ALIGN + data.len() as u64 + extra,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    queue.write_buffer(&b, ALIGN, data);
-    b
-}
-
-fn read(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    src: &wgpu::Buffer,
-    offset: u64,
-    bytes: u64,
-) -> Vec<u8> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = device.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(src, offset, &staging, 0, bytes);
-    queue.submit([encoder.finish()]);
-    staging.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    staging.get_mapped_range(..).unwrap().to_vec()
-}
-
-fn binding(b: &wgpu::Buffer, bytes: u64) -> wgpu::BufferBinding<'_> {
-    wgpu::BufferBinding {
-        buffer: b,
-        offset: ALIGN,
-        size: wgpu::BufferSize::new(bytes),
-    }
-}
 
 /// Quantises with `layout` through the component and checks every output.
 fn check(device: &wgpu::Device, queue: &wgpu::Queue, quantizer: &Quantizer, n: usize, seed: u64) {

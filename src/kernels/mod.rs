@@ -18,6 +18,7 @@ pub mod quantize;
 pub mod reduce;
 pub mod restart;
 pub mod rows;
+pub mod rvq;
 pub mod softmax;
 pub mod topk;
 pub mod unrolled;

@@ -68,6 +68,31 @@ pub fn nearest(rows: &Rows, z: &[f64], codebook: &[f64]) -> (Vec<u32>, Vec<f64>)
         .unzip()
 }
 
+/// Residual VQ: stage s takes the nearest code of `codebooks[s]` to what the stages
+/// before it left. Returns the codes `[n, S]`, the sum of the stages' code vectors (in
+/// the layout of `rows`) and each vector's squared distance to that sum.
+pub fn residual(rows: &Rows, z: &[f64], codebooks: &[&[f64]]) -> (Vec<u32>, Vec<f64>, Vec<f64>) {
+    let stages = codebooks.len();
+    let mut residual = z.to_vec();
+    let mut sum = vec![0.0; z.len()];
+    let mut codes = vec![0; rows.n * stages];
+    for (s, codebook) in codebooks.iter().enumerate() {
+        let (indices, _) = nearest(rows, &residual, codebook);
+        let q = gather(rows, &indices, codebook);
+        for i in 0..z.len() {
+            residual[i] -= q[i];
+            sum[i] += q[i];
+        }
+        for (r, &k) in indices.iter().enumerate() {
+            codes[r * stages + s] = k;
+        }
+    }
+    let dist = (0..rows.n)
+        .map(|r| sq_dist(&row(rows, z, r), &row(rows, &sum, r)))
+        .collect();
+    (codes, sum, dist)
+}
+
 /// `z_q`: the code vectors `indices` name, in the layout of `rows`.
 pub fn gather(rows: &Rows, indices: &[u32], codebook: &[f64]) -> Vec<f64> {
     let mut zq = vec![0.0; rows.n * rows.dim];

@@ -7,6 +7,8 @@ use std::sync::{Once, OnceLock};
 use vqvae_wgpu::gpu::{GpuOptions, best_adapter, describe};
 use vqvae_wgpu::{DType, Gpu, Tensor, Tuning};
 
+pub mod caller;
+
 /// Opens the adapter the `vqvae` command line would choose (`Gpu::open`: WGPU_BACKEND
 /// and WGPU_ADAPTER_NAME when set, else hardware first and native backends before GL),
 /// and says once per test binary which one it is.

@@ -1,7 +1,6 @@
 //! Nearest-code vector quantisation as a component for other wgpu programs: your device
 //! and queue, your buffers (any binding offsets the device allows), your command encoder.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -9,6 +8,15 @@ use crate::gpu::Gpu;
 use crate::kernels::quantize;
 use crate::launch::Launch;
 use crate::tensor::{DType, Tensor};
+
+mod bindings;
+mod residual;
+
+pub use bindings::CACHED_BINDINGS;
+use bindings::{BindingKey, Cache, Slot, check, key_of, view};
+pub use residual::{ResidualBindings, ResidualConfig, ResidualQuantizer};
+
+type LaunchKey = (u32, [BindingKey; 5]);
 
 /// How the input vectors lie in their buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -67,20 +75,6 @@ pub struct QuantizeBindings<'a> {
     pub distances: Option<wgpu::BufferBinding<'a>>,
 }
 
-type BindingKey = Option<(wgpu::Buffer, u64, Option<u64>)>;
-type LaunchKey = (u32, [BindingKey; 5]);
-
-/// Binding sets whose dispatches a [`Quantizer`] keeps; the least recently recorded goes
-/// first when a new one comes.
-pub const CACHED_BINDINGS: usize = 64;
-
-/// The dispatches of the binding sets recorded last, with when each was last used.
-#[derive(Default)]
-struct Cache {
-    entries: HashMap<LaunchKey, (Launch, u64)>,
-    clock: u64,
-}
-
 /// Nearest-code quantisation recorded into your command encoder.
 ///
 /// Pipelines are built once per device; the dispatches for a set of bindings are built
@@ -114,7 +108,7 @@ struct Cache {
 pub struct Quantizer {
     gpu: Gpu,
     config: QuantizerConfig,
-    launches: Mutex<Cache>,
+    launches: Mutex<Cache<LaunchKey>>,
 }
 
 impl Quantizer {
@@ -203,9 +197,6 @@ impl Quantizer {
     }
 
     fn launch(&self, b: &QuantizeBindings<'_>) -> Result<Launch> {
-        let key_of = |x: Option<&wgpu::BufferBinding<'_>>| {
-            x.map(|x| (x.buffer.clone(), x.offset, x.size.map(u64::from)))
-        };
         let key = (
             b.n,
             [
@@ -218,31 +209,13 @@ impl Quantizer {
             .map(key_of),
         );
         let mut cache = self.launches.lock().unwrap_or_else(|p| p.into_inner());
-        cache.clock += 1;
-        let now = cache.clock;
-        if let Some((launch, used)) = cache.entries.get_mut(&key) {
-            *used = now;
-            return Ok(launch.clone());
-        }
-        let launch = self.build(b)?;
-        if cache.entries.len() >= CACHED_BINDINGS {
-            let oldest = cache
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                cache.entries.remove(&k);
-            }
-        }
-        cache.entries.insert(key, (launch.clone(), now));
-        Ok(launch)
+        cache.get_or_build(key, || self.build(b))
     }
 
     /// How many binding sets have their dispatches kept.
     pub fn cached(&self) -> usize {
         let cache = self.launches.lock().unwrap_or_else(|p| p.into_inner());
-        cache.entries.len()
+        cache.len()
     }
 
     fn build(&self, b: &QuantizeBindings<'_>) -> Result<Launch> {
@@ -261,84 +234,55 @@ impl Quantizer {
                 "no output given: pass indices, quantized or distances",
             ));
         }
-        // Each binding must hold what it is for, and no output may share a buffer.
         let vectors = (n * dim * 4) as u64;
-        let bindings = [
-            (
-                "input",
-                Some(&b.input),
-                vectors,
-                format!("{n} vectors of dimension {dim}"),
-            ),
-            (
-                "codebook",
-                Some(&b.codebook),
-                (codes * dim * 4) as u64,
-                format!("{codes} codes of dimension {dim}"),
-            ),
-            (
-                "indices",
-                b.indices.as_ref(),
-                n as u64 * 4,
-                format!("{n} u32 indices"),
-            ),
-            (
-                "quantized",
-                b.quantized.as_ref(),
-                vectors,
-                format!("{n} vectors of dimension {dim}"),
-            ),
-            (
-                "distances",
-                b.distances.as_ref(),
-                n as u64 * 4,
-                format!("{n} f32 distances"),
-            ),
-        ];
-        let align = u64::from(self.gpu.limits().min_storage_buffer_offset_alignment);
-        for (what, binding, needed, holds) in &bindings {
-            let Some(binding) = binding else { continue };
-            if binding.offset % align != 0 {
-                return Err(Error::shape(
-                    op,
-                    format!(
-                        "the {what} binding starts at byte {}, not a multiple of min_storage_buffer_offset_alignment ({align})",
-                        binding.offset
-                    ),
-                ));
-            }
-            let size = binding.size.map_or_else(
-                || binding.buffer.size().saturating_sub(binding.offset),
-                u64::from,
-            );
-            if size < *needed {
-                return Err(Error::shape(
-                    op,
-                    format!(
-                        "the {what} binding holds {size} bytes (from byte {} of its buffer); {holds} need {needed}",
-                        binding.offset
-                    ),
-                ));
-            }
-        }
-        let outputs = ["indices", "quantized", "distances"];
-        for (i, (a, x, ..)) in bindings.iter().enumerate() {
-            for (b_name, y, ..) in &bindings[i + 1..] {
-                if let (Some(x), Some(y)) = (x, y)
-                    && x.buffer == y.buffer
-                    && (outputs.contains(a) || outputs.contains(b_name))
-                {
-                    return Err(Error::shape(
-                        op,
-                        format!(
-                            "the {a} and {b_name} bindings are in one buffer; an output needs a buffer of its own (wgpu forbids a writable storage binding beside another binding of the same buffer)"
-                        ),
-                    ));
-                }
-            }
-        }
-        // Row-major input larger than one storage binding is quantised in chunks of rows
-        // (multiples of 64 rows keep every chunk's offsets aligned).
+        let slot = |name, binding, needed, holds, output| Slot {
+            name,
+            binding,
+            needed,
+            holds,
+            output,
+        };
+        check(
+            &self.gpu,
+            op,
+            &[
+                slot(
+                    "input",
+                    Some(&b.input),
+                    vectors,
+                    format!("{n} vectors of dimension {dim}"),
+                    false,
+                ),
+                slot(
+                    "codebook",
+                    Some(&b.codebook),
+                    (codes * dim * 4) as u64,
+                    format!("{codes} codes of dimension {dim}"),
+                    false,
+                ),
+                slot(
+                    "indices",
+                    b.indices.as_ref(),
+                    n as u64 * 4,
+                    format!("{n} u32 indices"),
+                    true,
+                ),
+                slot(
+                    "quantized",
+                    b.quantized.as_ref(),
+                    vectors,
+                    format!("{n} vectors of dimension {dim}"),
+                    true,
+                ),
+                slot(
+                    "distances",
+                    b.distances.as_ref(),
+                    n as u64 * 4,
+                    format!("{n} f32 distances"),
+                    true,
+                ),
+            ],
+        )?;
         let plane = match self.config.layout {
             Layout::Rows => 1,
             Layout::ChannelsFirst { plane } => {
@@ -357,14 +301,8 @@ impl Quantizer {
         let unit = plane * (64 / gcd(plane, 64));
         let limit = self.gpu.limits().max_storage_buffer_binding_size as usize;
         let chunk = ((limit / (dim * 4)) / unit * unit).max(unit).min(n);
-        let view = |binding: &wgpu::BufferBinding<'_>, offset: u64, shape: &[usize], dtype| {
-            Tensor::from_buffer(
-                &self.gpu,
-                binding.buffer.clone(),
-                binding.offset + offset,
-                shape,
-                dtype,
-            )
+        let view = |binding, offset, shape: &[usize], dtype| {
+            view(&self.gpu, binding, offset, shape, dtype)
         };
         let mut codebook = view(&b.codebook, 0, &[codes, dim], DType::F32)?;
         let cosine = self.config.metric == Metric::Cosine;

@@ -1,0 +1,255 @@
+//! Launchers for `shaders/rvq.wgsl`: residual vector quantisation, S nearest-code
+//! searches chained on the GPU with no read-back between them, each on the residual the
+//! stages before it left; codes `[n, S]`, the quantised vector the sum of the stages'.
+
+use crate::error::{Error, Result, ensure};
+use crate::gpu::Gpu;
+use crate::kernels::quantize::{self, Rows};
+use crate::launch::{Bind, Launch};
+use crate::shaders;
+use crate::tensor::{DType, Tensor};
+
+const WG: u32 = 64;
+
+const BINDINGS: [Bind; 9] = [
+    Bind::Uniform,
+    Bind::Read,
+    Bind::Read,
+    Bind::Read,
+    Bind::Write,
+    Bind::Write,
+    Bind::Write,
+    Bind::Read,
+    Bind::Write,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    dim: u32,
+    plane: u32,
+    codes: u32,
+    stages: u32,
+    stage: u32,
+    _pad: [u32; 2],
+}
+
+/// Where a residual quantisation writes.
+pub struct Outputs<'a> {
+    /// Each vector's codes, stage by stage: `[n, S]` (u32).
+    pub codes: &'a Tensor,
+    /// The sum of the stages' code vectors, the shape of `z`.
+    pub quantized: &'a Tensor,
+    /// Each stage's squared distance `||r_s - e_{c_s}||^2`, `[n, S]` (f32), if wanted.
+    pub stage_distances: Option<&'a Tensor>,
+    /// The squared distance from each vector to its quantised sum, `[n]`, if wanted.
+    pub distances: Option<&'a Tensor>,
+}
+
+/// A residual quantisation bound to its tensors.
+pub struct ResidualVq {
+    /// Every stage's search and update, in order: record into one compute pass.
+    pub launch: Launch,
+    /// What each stage quantised, `r_0 = z` first (training graphs keep every one; an
+    /// inference quantisation updates one residual in place and keeps only `r_0`).
+    pub residuals: Vec<Tensor>,
+    /// Each stage's codes `[n]` (u32).
+    pub stage_codes: Vec<Tensor>,
+    /// Each stage's code vectors, the shape of `z` (training graphs only).
+    pub stage_quantized: Vec<Tensor>,
+}
+
+/// Quantises `z` (`[n, dim]` or `[batch, dim, h, w]`) in `codebooks.len()` stages, stage
+/// s with `codebooks[s]` (`[K, dim]`; pass one tensor several times to share it) on the
+/// residual the stages before it left; ties go to the lowest index in every stage. With
+/// `keep`, every stage's residual and code vectors stay in tensors of their own, as the
+/// backward pass needs them. One stage is plain VQ, bit for bit.
+pub fn residual_quantize(
+    gpu: &Gpu,
+    z: &Tensor,
+    codebooks: &[&Tensor],
+    out: &Outputs<'_>,
+    keep: bool,
+) -> Result<ResidualVq> {
+    let op = "residual_quantize";
+    z.expect_dtype(op, DType::F32)?;
+    let rows = Rows::of(op, z)?;
+    let stages = codebooks.len();
+    if stages == 0 {
+        return Err(Error::shape(op, "0 stages: give at least one codebook"));
+    }
+    ensure(rows.n > 0, op, || "there are no vectors to quantise".into())?;
+    let codes = quantize::codebook_shape(op, codebooks[0], rows.dim)?;
+    for (s, c) in codebooks.iter().enumerate() {
+        let k = quantize::codebook_shape(op, c, rows.dim)?;
+        ensure(k == codes, op, || {
+            format!("stage {s}'s codebook has {k} codes, stage 0's {codes}")
+        })?;
+    }
+    let per_vector = |t: &Tensor, what: &str, dtype, per: usize| {
+        t.expect_dtype(op, dtype)?;
+        ensure(t.len() == rows.n * per, op, || {
+            format!(
+                "{what} have shape {:?}, expected {} elements ({} vectors x {per})",
+                t.shape(),
+                rows.n * per,
+                rows.n
+            )
+        })
+    };
+    per_vector(out.codes, "codes", DType::U32, stages)?;
+    if let Some(d) = out.stage_distances {
+        per_vector(d, "stage distances", DType::F32, stages)?;
+    }
+    if let Some(d) = out.distances {
+        per_vector(d, "distances", DType::F32, 1)?;
+    }
+    out.quantized.expect_dtype(op, DType::F32)?;
+    ensure(out.quantized.shape() == z.shape(), op, || {
+        format!(
+            "the quantised vectors have shape {:?}, expected {:?}",
+            out.quantized.shape(),
+            z.shape()
+        )
+    })?;
+
+    let zeros = |shape: &[usize], dtype| Tensor::zeros(gpu, shape, dtype);
+    // Inference updates one residual in place; training keeps r_1 .. r_{S-1}.
+    let scratch = (!keep && stages > 1)
+        .then(|| zeros(z.shape(), DType::F32))
+        .transpose()?;
+    let mut residuals = vec![z.clone()];
+    let (mut stage_codes, mut stage_quantized) = (Vec::new(), Vec::new());
+    let mut launch = Launch::default();
+    for (s, codebook) in codebooks.iter().enumerate() {
+        let last = s + 1 == stages;
+        let input = match (&scratch, s) {
+            (Some(r), 1..) => r.clone(),
+            _ => residuals[s].clone(),
+        };
+        let indices = zeros(&[rows.n], DType::U32)?;
+        let dist = match (last, out.distances) {
+            (true, Some(d)) => Some(d.clone()),
+            _ => out
+                .stage_distances
+                .map(|_| zeros(&[rows.n], DType::F32))
+                .transpose()?,
+        };
+        let q = keep.then(|| zeros(z.shape(), DType::F32)).transpose()?;
+        launch = launch.then(quantize::quantize(
+            gpu,
+            &input,
+            codebook,
+            &indices,
+            dist.as_ref(),
+            q.as_ref(),
+        )?);
+        let next = match (&scratch, last) {
+            (_, true) => None,
+            (Some(r), false) => Some(r.clone()),
+            (None, false) => Some(zeros(z.shape(), DType::F32)?),
+        };
+        let from_source = scratch.is_none() || s == 0;
+        let constants = [
+            ("WG", f64::from(WG)),
+            ("FIRST", f64::from(u8::from(s == 0))),
+            ("FROM_SOURCE", f64::from(u8::from(from_source))),
+            ("WRITE_RESIDUAL", f64::from(u8::from(!last))),
+            (
+                "WRITE_DISTS",
+                f64::from(u8::from(out.stage_distances.is_some())),
+            ),
+        ];
+        let kernel = gpu.kernel(&shaders::RVQ, "stage", &constants, &BINDINGS)?;
+        let uniform = gpu.uniform(&Params {
+            n: rows.n as u32,
+            dim: rows.dim as u32,
+            plane: rows.plane as u32,
+            codes: codes as u32,
+            stages: stages as u32,
+            stage: s as u32,
+            _pad: [0; 2],
+        });
+        let resources = [
+            uniform.as_entire_binding(),
+            codebook.binding(),
+            indices.binding(),
+            if from_source {
+                input.binding()
+            } else {
+                gpu.unused(3)
+            },
+            gpu.optional(next.as_ref(), 4),
+            out.quantized.binding(),
+            out.codes.binding(),
+            match (&dist, out.stage_distances) {
+                (Some(d), Some(_)) => d.binding(),
+                _ => gpu.unused(7),
+            },
+            gpu.optional(out.stage_distances, 8),
+        ];
+        let groups = rows.n.div_ceil(WG as usize) as u64;
+        launch = launch.then(gpu.dispatch(op, &kernel, &resources, groups)?.into());
+        if keep && let Some(r) = next {
+            residuals.push(r);
+        }
+        stage_codes.push(indices);
+        stage_quantized.extend(q);
+    }
+    Ok(ResidualVq {
+        launch,
+        residuals,
+        stage_codes,
+        stage_quantized,
+    })
+}
+
+/// Copies `stages` codebooks of `[codes, dim]` lying one after another in `source` into
+/// `stacked`, `stride` floats apart (so that each starts at an aligned binding offset).
+pub fn stack_codebooks(
+    gpu: &Gpu,
+    source: &Tensor,
+    [stages, codes, dim]: [usize; 3],
+    stacked: &Tensor,
+    stride: usize,
+) -> Result<Launch> {
+    let op = "stack_codebooks";
+    let len = stages * codes * dim;
+    ensure(source.len() >= len && stride >= codes * dim, op, || {
+        format!(
+            "{stages} codebooks of {codes} x {dim} do not fit {} floats",
+            source.len()
+        )
+    })?;
+    ensure(stacked.len() >= stages * stride, op, || {
+        format!(
+            "the stack holds {} floats, {stages} stages {stride} apart need {}",
+            stacked.len(),
+            stages * stride
+        )
+    })?;
+    let kernel = gpu.kernel(&shaders::RVQ, "stack", &[("WG", f64::from(WG))], &BINDINGS)?;
+    let uniform = gpu.uniform(&Params {
+        n: 0,
+        dim: dim as u32,
+        plane: 1,
+        codes: codes as u32,
+        stages: stages as u32,
+        stage: stride as u32,
+        _pad: [0; 2],
+    });
+    let resources = [
+        uniform.as_entire_binding(),
+        gpu.unused(1),
+        gpu.unused(2),
+        source.binding(),
+        stacked.binding(),
+        gpu.unused(5),
+        gpu.unused(6),
+        gpu.unused(7),
+        gpu.unused(8),
+    ];
+    let groups = len.div_ceil(WG as usize) as u64;
+    Ok(gpu.dispatch(op, &kernel, &resources, groups)?.into())
+}
