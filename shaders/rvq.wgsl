@@ -29,7 +29,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> codebook: array<f32>;      // this stage's [K, D]
-@group(0) @binding(2) var<storage, read> idx: array<u32>;           // this stage's codes [n]
+@group(0) @binding(2) var<storage, read_write> idx: array<u32>;     // this stage's codes [n]
 @group(0) @binding(3) var<storage, read> source: array<f32>;        // r_s (FROM_SOURCE)
 @group(0) @binding(4) var<storage, read_write> residual: array<f32>; // r_{s+1}
 @group(0) @binding(5) var<storage, read_write> sum: array<f32>;     // z_q
@@ -71,6 +71,52 @@ fn stage(
     if (WRITE_DISTS) {
         dists[r * p.stages + p.stage] = dist[r];
     }
+}
+
+// Decoding: the sum gains stage p.stage's code vectors, its codes read from column
+// p.stage of `codes`. Codes past the end are clamped.
+@compute @workgroup_size(WG)
+fn decode_stage(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let r = group_index(wid, nwg) * WG + lid.x;
+    if (r >= p.n) {
+        return;
+    }
+    let c = min(codes[r * p.stages + p.stage], p.codes - 1u);
+    let base = vector_base(r, p.dim, p.plane);
+    for (var d = 0u; d < p.dim; d++) {
+        let e = base + d * p.plane;
+        let v = codebook[c * p.dim + d];
+        if (FIRST) {
+            sum[e] = v;
+        } else {
+            sum[e] += v;
+        }
+    }
+}
+
+// Each vector's joint code into `idx`: its S codes as the digits of one number in base
+// K, stage 0 the least significant (what the training metrics count and the prior
+// models).
+@compute @workgroup_size(WG)
+fn joint(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+) {
+    let r = group_index(wid, nwg) * WG + lid.x;
+    if (r >= p.n) {
+        return;
+    }
+    var j = 0u;
+    for (var s = 0u; s < p.stages; s++) {
+        let stage = p.stages - 1u - s;
+        j = j * p.codes + codes[r * p.stages + stage];
+    }
+    idx[r] = j;
 }
 
 // Stacks S codebooks of [K, D] (`source`, contiguous) into `residual` with `stride`

@@ -1,11 +1,22 @@
-//! Code grids as NumPy `.npy` files: int64 `[N, h, w]` out, any integer type in.
+//! Code grids as NumPy `.npy` files: int64 `[N, h, w]` (or `[N, h, w, S]`, S codes per
+//! position) out, any integer type in.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, data, io};
 
+/// The shape of `n` grids of `h x w` positions with `per` codes each: `[n, h, w]`, or
+/// `[n, h, w, per]` when `per` > 1.
+pub fn grid_shape(n: usize, [h, w]: [usize; 2], per: usize) -> Vec<usize> {
+    let mut shape = vec![n, h, w];
+    if per > 1 {
+        shape.push(per);
+    }
+    shape
+}
+
 /// Writes `values` as an int64 array of `shape`.
-pub fn write_codes(path: &Path, shape: [usize; 3], values: &[i64]) -> Result<()> {
+pub fn write_codes(path: &Path, shape: &[usize], values: &[i64]) -> Result<()> {
     let mut writer = CodesWriter::create(path, shape)?;
     writer.write(values)?;
     writer.finish()
@@ -20,12 +31,12 @@ pub struct CodesWriter {
 
 impl CodesWriter {
     /// Creates `path` for an array of `shape`.
-    pub fn create(path: &Path, shape: [usize; 3]) -> Result<CodesWriter> {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<CodesWriter> {
         use npyz::WriterBuilder;
         let file = std::fs::File::create(path).map_err(io("writing", path))?;
         let writer = npyz::WriteOptions::<i64>::new()
             .default_dtype()
-            .shape(&shape.map(|d| d as u64))
+            .shape(&shape.iter().map(|&d| d as u64).collect::<Vec<_>>())
             .writer(std::io::BufWriter::new(file))
             .begin_nd()
             .map_err(io("writing", path))?;
@@ -48,16 +59,23 @@ impl CodesWriter {
     }
 }
 
-/// Reads a .npy array of integer codes of any integer type as [N, h, w].
-pub fn read_codes(path: &Path) -> Result<(Vec<i64>, [usize; 3])> {
+/// Reads a .npy array of integer codes of any integer type as `[N, h, w]` grids of
+/// `per` codes a position (the shape [`grid_shape`] gives).
+pub fn read_codes(path: &Path, per: usize) -> Result<(Vec<i64>, [usize; 3])> {
     let bad = |m: String| data(path, m);
     let bytes = std::fs::read(path).map_err(io("reading", path))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a .npy file: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let [n, h, w] = shape[..] else {
-        return Err(bad(format!(
-            "codes have shape {shape:?}, expected [N, h, w]"
-        )));
+    let (n, h, w) = match shape[..] {
+        [n, h, w] if per == 1 => (n, h, w),
+        [n, h, w, p] if per > 1 && p == per => (n, h, w),
+        _ => {
+            let want = match per {
+                1 => "[N, h, w]".to_string(),
+                p => format!("[N, h, w, {p}] (the checkpoint's {p} residual stages)"),
+            };
+            return Err(bad(format!("codes have shape {shape:?}, expected {want}")));
+        }
     };
     let npyz::DType::Plain(ty) = npy.dtype() else {
         return Err(bad("codes must be a plain integer array".into()));

@@ -8,7 +8,7 @@ mod common;
 use common::caller::{ALIGN, binding, buffer_at_offset, device, read};
 use common::*;
 use vqvae_wgpu::kernels::quantize::{Rows, quantize};
-use vqvae_wgpu::kernels::rvq::{Outputs, residual_quantize};
+use vqvae_wgpu::kernels::rvq::{self, Outputs, residual_quantize};
 use vqvae_wgpu::quantizer::{Layout, ResidualBindings, ResidualConfig, ResidualQuantizer};
 use vqvae_wgpu::reference::quantize as r;
 use vqvae_wgpu::{DType, Gpu, Tensor};
@@ -247,6 +247,112 @@ fn training_mode_keeps_every_stage_residual_and_code_vectors() {
         );
     }
     assert_eq!(read(&sum), total);
+}
+
+#[test]
+fn backward_matches_finite_differences_of_the_straight_through_surrogate() {
+    let gpu = gpu();
+    for (i, &(shape, codes, stages)) in [
+        (&[2usize, 3, 2, 2][..], 5usize, 3usize),
+        (&[7, 5], 4, 1),
+        (&[5, 4], 3, 2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut rng = Rng::new(60 + i as u64);
+        let zt = zeros(gpu, shape);
+        let rows = Rows::of("test", &zt).unwrap();
+        let len = rows.n * rows.dim;
+        let (z, upstream) = (rng.vec(len), rng.vec(len));
+        let books: Vec<Vec<f32>> = (0..stages).map(|_| rng.vec(codes * rows.dim)).collect();
+        let zt = upload(gpu, shape, &z);
+        let book_t: Vec<Tensor> = books
+            .iter()
+            .map(|b| upload(gpu, &[codes, rows.dim], b))
+            .collect();
+        let grads: Vec<Tensor> = books
+            .iter()
+            .map(|_| zeros(gpu, &[codes, rows.dim]))
+            .collect();
+        let codes_t = Tensor::zeros(gpu, &[rows.n, stages], DType::U32).unwrap();
+        let sum = zeros(gpu, shape);
+        let outputs = Outputs {
+            codes: &codes_t,
+            quantized: &sum,
+            stage_distances: None,
+            distances: None,
+        };
+        let refs: Vec<&Tensor> = book_t.iter().collect();
+        let grad_refs: Vec<&Tensor> = grads.iter().collect();
+        let rvq_graph = residual_quantize(gpu, &zt, &refs, &outputs, true).unwrap();
+        let (up, grad_z) = (upload(gpu, shape, &upstream), zeros(gpu, shape));
+        let beta = 0.25;
+        let backward =
+            rvq::backward(gpu, &rvq_graph, &refs, &up, beta, &grad_z, Some(&grad_refs)).unwrap();
+        gpu.run(&[&rvq_graph.launch, &backward]).unwrap();
+        let chosen = codes_t.to_u32(gpu).unwrap();
+        let code = |v: usize, s: usize| chosen[v * stages + s] as usize;
+        let numel = len as f64;
+        // With the codes fixed: <upstream, z> (the straight-through term) plus, per
+        // stage, beta * mean((r_s - sg[e])^2) for z and mean((sg[r_s] - e)^2) for the
+        // codebooks, where r_s = z - the earlier stages' sg[e].
+        let residuals = |z: &[f64], books: &[Vec<f64>]| -> Vec<Vec<f64>> {
+            let mut r = vec![z.to_vec()];
+            for s in 0..stages {
+                let mut next = r[s].clone();
+                for v in 0..rows.n {
+                    for d in 0..rows.dim {
+                        next[r::at(&rows, v, d)] -= books[s][code(v, s) * rows.dim + d];
+                    }
+                }
+                r.push(next);
+            }
+            r
+        };
+        let wide_books: Vec<Vec<f64>> = books.iter().map(|b| widen(b)).collect();
+        let z_loss = |z: &[f64]| {
+            let r = residuals(z, &wide_books);
+            let linear: f64 = z
+                .iter()
+                .zip(&upstream)
+                .map(|(a, &b)| a * f64::from(b))
+                .sum();
+            // r_s - e_s is r_{s+1}.
+            linear
+                + (1..=stages)
+                    .map(|s| beta as f64 * r[s].iter().map(|x| x * x).sum::<f64>() / numel)
+                    .sum::<f64>()
+        };
+        let fixed = residuals(&widen(&z), &wide_books);
+        let tag = format!("z {shape:?} K {codes} S {stages}");
+        assert_close(
+            &format!("{tag}: grad z"),
+            &grad_z.to_f32(gpu).unwrap(),
+            &numeric_grad(z_loss, &widen(&z)),
+            1e-4,
+            1e-6,
+        );
+        for s in 0..stages {
+            let book_loss = |e: &[f64]| {
+                let mut total = 0.0;
+                for v in 0..rows.n {
+                    for d in 0..rows.dim {
+                        let diff = fixed[s][r::at(&rows, v, d)] - e[code(v, s) * rows.dim + d];
+                        total += diff * diff;
+                    }
+                }
+                total / numel
+            };
+            assert_close(
+                &format!("{tag}: stage {s}'s codebook gradient"),
+                &grads[s].to_f32(gpu).unwrap(),
+                &numeric_grad(book_loss, &wide_books[s]),
+                1e-4,
+                1e-6,
+            );
+        }
+    }
 }
 
 /// Quantises `n` vectors through the component on a caller's device and buffers

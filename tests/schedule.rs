@@ -48,7 +48,7 @@ fn settings(dir: &Path) -> Settings {
 /// first step: what a run of those settings saves at step 1.
 fn first_step(gpu: &Gpu, from: &Path, settings: Settings, out: &Path) {
     let model = read(from, "checkpoint.safetensors");
-    let config = Config::from_shapes(&model.shapes(), 0.25, from).unwrap();
+    let config = Config::from_shapes(&model.shapes(), Default::default(), 0.25, from).unwrap();
     let data = Dataset::load(None, &LoadOptions::default()).unwrap();
     let stop = Stop::default();
     stop.request(Signal::Interrupt);

@@ -421,7 +421,8 @@ fn sgd_step_matches_reference(name: &str, model: &[&str], side: u32) {
         },
     )
     .unwrap();
-    let config = Config::from_shapes(&p0.shapes(), 0.25, Path::new("p0")).unwrap();
+    let config =
+        Config::from_shapes(&p0.shapes(), Default::default(), 0.25, Path::new("p0")).unwrap();
     let gpu = gpu();
     let params = Params::new(gpu, config.params()).unwrap();
     params

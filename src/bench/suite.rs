@@ -582,7 +582,15 @@ pub(crate) fn model_launch(
         let backward = net.loss_and_backward().expect("a training graph");
         launch = launch.then(backward.clone()).then(adam.launch().clone());
         if update == CodebookUpdate::Ema {
-            let ema = EmaCodebook::new(gpu, &net, &params, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS)?;
+            let (stage, prefix) = (&net.stages[0], "ema.".to_string());
+            let ema = EmaCodebook::new(
+                gpu,
+                stage,
+                prefix,
+                &params,
+                DEFAULT_EMA_DECAY,
+                DEFAULT_EMA_EPS,
+            )?;
             ema.start_from_codebook(gpu, &params)?;
             launch = launch.then(ema.launch().clone());
         }

@@ -55,8 +55,13 @@ pub(crate) fn encode(
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
     let all: Vec<usize> = (0..dataset.len).collect();
     let (h, w) = (dataset.height / 4, dataset.width / 4);
+    let shape = npy::grid_shape(
+        dataset.len,
+        [h, w],
+        net.config.quantizer.codes_per_position(),
+    );
     // The codes go to the file batch by batch.
-    let mut file = npy::CodesWriter::create(out, [dataset.len, h, w])?;
+    let mut file = npy::CodesWriter::create(out, &shape)?;
     train::for_each_batch(
         &gpu,
         &net,
@@ -71,11 +76,7 @@ pub(crate) fn encode(
         },
     )?;
     file.finish()?;
-    println!(
-        "wrote codes of shape [{}, {h}, {w}] to {}",
-        dataset.len,
-        out.display()
-    );
+    println!("wrote codes of shape {shape:?} to {}", out.display());
     Ok(())
 }
 
@@ -84,7 +85,7 @@ pub(crate) fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: us
         return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
     }
     let (file, config) = load_model(checkpoint)?;
-    let (values, [n, h, w]) = npy::read_codes(codes)?;
+    let (values, [n, h, w]) = npy::read_codes(codes, config.quantizer.codes_per_position())?;
     if n == 0 || h == 0 || w == 0 {
         return Err(Error::Data {
             path: codes.to_path_buf(),
@@ -99,7 +100,7 @@ pub(crate) fn decode(checkpoint: &Path, codes: &Path, out: &Path, batch_size: us
         return Err(Error::Data {
             path: codes.to_path_buf(),
             message: format!(
-                "code {bad} at flat index {i} is outside 0..{} (the checkpoint's codebook size)",
+                "code {bad} at flat index {i} is outside 0..{} (the checkpoint's number of codes)",
                 config.codes
             ),
         });

@@ -9,7 +9,7 @@ use vqvae_wgpu::data::{Dataset, LoadOptions};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
 use vqvae_wgpu::images;
-use vqvae_wgpu::model::Config;
+use vqvae_wgpu::model::{Config, QuantizerKind};
 use vqvae_wgpu::network::Vqvae;
 use vqvae_wgpu::params::Params;
 
@@ -64,7 +64,14 @@ pub(crate) fn load_model(path: &Path) -> Result<(TensorFile, Config)> {
         .get("beta")
         .and_then(|b| b.parse().ok())
         .unwrap_or(0.25);
-    let config = Config::from_shapes(&file.shapes(), beta, path)?;
+    let quantizer =
+        QuantizerKind::from_metadata(|k| file.metadata.get(k).cloned()).map_err(|message| {
+            Error::Checkpoint {
+                path: path.to_path_buf(),
+                message,
+            }
+        })?;
+    let config = Config::from_shapes(&file.shapes(), quantizer, beta, path)?;
     Ok((file, config))
 }
 
@@ -103,8 +110,9 @@ pub(crate) fn inference(
     Ok((gpu, dataset, params, net))
 }
 
-/// Decodes code grids `[n, h, w]` (each code below K) with the model in `file`, `batch`
-/// grids at a time, into 8-bit planar images of `4h x 4w`.
+/// Decodes code grids `[n, h, w]` (`[n, h, w, S]` for residual VQ; each code below K)
+/// with the model in `file`, `batch` grids at a time, into 8-bit planar images of
+/// `4h x 4w`.
 pub(crate) fn decode_codes(
     gpu: &Gpu,
     file: &TensorFile,
@@ -114,7 +122,7 @@ pub(crate) fn decode_codes(
     [h, w]: [usize; 2],
     batch: usize,
 ) -> Result<Vec<Vec<u8>>> {
-    let per = h * w;
+    let per = h * w * config.quantizer.codes_per_position();
     let n = codes.len() / per;
     let params = Params::new(gpu, config.params())?;
     params.upload(
@@ -123,7 +131,7 @@ pub(crate) fn decode_codes(
     )?;
     let batch = batch.min(n);
     let net = Vqvae::new(gpu, &params, config, batch, [4 * h, 4 * w], None)?;
-    let image_len = config.channels * 16 * per;
+    let image_len = config.channels * 16 * h * w;
     let mut out = Vec::with_capacity(n);
     for first in (0..n).step_by(batch) {
         let count = batch.min(n - first);

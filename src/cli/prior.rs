@@ -1,10 +1,12 @@
 //! `vqvae train-prior` and `vqvae sample`: the prior over codes, and new images from it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
 use vqvae_wgpu::checkpoint::{TensorFile, check_pair};
 use vqvae_wgpu::error::{Error, Result};
+use vqvae_wgpu::model::Config;
 use vqvae_wgpu::params::Params;
 use vqvae_wgpu::plot::PRIOR_METRICS_PNG;
 use vqvae_wgpu::prior::{
@@ -117,7 +119,8 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         None => None,
     };
     let (gpu, data, params, net) = inference(&a.checkpoint, &a.data, 64)?;
-    let codes_k = net.config.codes;
+    // The prior models each position's joint code (residual VQ's S codes as one).
+    let codes_k = net.config.symbols() as usize;
     eprintln!(
         "data: {} images of {}x{}x{} from {}",
         data.len, data.channels, data.height, data.width, data.source
@@ -235,7 +238,7 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
     let all: Vec<usize> = (0..data.len).collect();
     let mut codes = Vec::with_capacity(data.len * grid[0] * grid[1]);
     for chunk in all.chunks(16 * net.batch) {
-        let grids = train::run_batches(&gpu, &net, &data, chunk, &[net.encode()], &net.indices)?;
+        let grids = train::run_batches(&gpu, &net, &data, chunk, &[net.encode()], &net.symbols)?;
         codes.extend(grids.concat());
         bar.inc(chunk.len() as u64);
     }
@@ -246,7 +249,11 @@ pub(crate) fn train_prior(a: &TrainPriorArgs) -> Result<()> {
         grid,
         labels,
     };
-    let autoencoder = prior::codebook_fingerprint(&params.value("codebook.weight").to_f32(&gpu)?);
+    let mut named = HashMap::new();
+    for name in fingerprinted(&net.config) {
+        named.insert(name.clone(), params.value(&name).to_f32(&gpu)?);
+    }
+    let autoencoder = fingerprint(&net.config, &named).expect("every tensor downloaded");
     let stop = Stop::default();
     stop.listen()?;
     let summary = PriorRun {
@@ -283,12 +290,12 @@ pub(crate) fn sample(a: &SampleArgs) -> Result<()> {
         path: a.prior.clone(),
         message,
     };
-    if pc.codes != config.codes {
+    if pc.codes as u64 != config.symbols() {
         return Err(mismatch(format!(
-            "models K={} codes, but {} has a codebook of K={}",
+            "models K={} codes, but {} makes K={} codes a position",
             pc.codes,
             a.checkpoint.display(),
-            config.codes
+            config.symbols()
         )));
     }
     if let Some(size) = file.metadata.get(train::IMAGE_SIZE_KEY)
@@ -305,10 +312,10 @@ pub(crate) fn sample(a: &SampleArgs) -> Result<()> {
         )));
     }
     let values = file.values();
-    if let (Some(want), Some(codebook)) = (
+    if let (Some(want), Some(have)) = (
         prior_file.metadata.get(prior::AUTOENCODER_KEY),
-        values.get("codebook.weight"),
-    ) && *want != prior::codebook_fingerprint(codebook)
+        fingerprint(&config, &values),
+    ) && *want != have
     {
         return Err(mismatch(format!(
             "was trained on the codes of another autoencoder (its codebook differs from {}'s)",
@@ -333,8 +340,9 @@ pub(crate) fn sample(a: &SampleArgs) -> Result<()> {
     )?;
     let sampler = Sampler::new(&gpu, &params, &pc, a.batch_size.min(a.count))?;
     let started = std::time::Instant::now();
-    let codes = sampler.sample(&gpu, &settings)?;
+    let joint = sampler.sample(&gpu, &settings)?;
     let seconds = started.elapsed().as_secs_f64();
+    let codes = config.quantizer.split(config.codes, &joint);
     let pixels = decode_codes(
         &gpu,
         &file,
@@ -364,8 +372,27 @@ pub(crate) fn sample(a: &SampleArgs) -> Result<()> {
     );
     if let Some(path) = &a.codes_out {
         let flat: Vec<i64> = codes.iter().map(|&c| i64::from(c)).collect();
-        npy::write_codes(path, [a.count, pc.grid[0], pc.grid[1]], &flat)?;
+        let per = config.quantizer.codes_per_position();
+        npy::write_codes(path, &npy::grid_shape(a.count, pc.grid, per), &flat)?;
         println!("codes: {}", path.display());
     }
     Ok(())
+}
+
+/// The tensors that identify the autoencoder whose codes a prior models: its codebooks,
+/// or for FSQ (no codebook) the encoder's last layer.
+fn fingerprinted(config: &Config) -> Vec<String> {
+    match config.quantizer.codebooks() {
+        0 => vec!["pre_vq.weight".to_string()],
+        n => (0..n).map(|s| config.quantizer.codebook_name(s)).collect(),
+    }
+}
+
+/// The fingerprint of [`fingerprinted`]'s tensors in `values` (`None` if one is missing).
+fn fingerprint(config: &Config, values: &HashMap<String, Vec<f32>>) -> Option<String> {
+    let mut all = Vec::new();
+    for name in fingerprinted(config) {
+        all.extend_from_slice(values.get(&name)?);
+    }
+    Some(prior::codebook_fingerprint(&all))
 }

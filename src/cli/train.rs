@@ -9,7 +9,7 @@ use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::Gpu;
 use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
-use vqvae_wgpu::model::Config;
+use vqvae_wgpu::model::{Config, QuantizerKind};
 use vqvae_wgpu::plot::METRICS_PNG;
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
@@ -44,21 +44,85 @@ pub(crate) struct ModelArgs {
     /// Commitment weight beta [default: 0.25].
     #[arg(long)]
     pub(crate) beta: Option<f32>,
+    /// The quantiser [default: vq]: one codebook; `rvq`, --stages codebooks each
+    /// quantising what the ones before left; `fsq`, fixed --fsq-levels with no codebook.
+    #[arg(long, value_enum)]
+    pub(crate) quantizer: Option<QuantizerArg>,
+    /// Residual VQ's stages S, each a codebook of --codes codes [default: 2].
+    #[arg(long)]
+    pub(crate) stages: Option<usize>,
+    /// FSQ's levels per code dimension, e.g. 8,5,5,5 (their product is the number of
+    /// codes, their count the code dimension) [default: 8,5,5,5].
+    #[arg(long)]
+    pub(crate) fsq_levels: Option<String>,
+}
+
+/// `--quantizer`'s values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum QuantizerArg {
+    Vq,
+    Rvq,
+    Fsq,
+}
+
+impl QuantizerArg {
+    fn of(kind: &QuantizerKind) -> QuantizerArg {
+        match kind {
+            QuantizerKind::Vq => QuantizerArg::Vq,
+            QuantizerKind::Rvq { .. } => QuantizerArg::Rvq,
+            QuantizerKind::Fsq(_) => QuantizerArg::Fsq,
+        }
+    }
 }
 
 impl ModelArgs {
+    /// The quantiser these flags ask for.
+    fn quantizer(&self) -> Result<QuantizerKind> {
+        let arg = self.quantizer.unwrap_or(QuantizerArg::Vq);
+        let misplaced = |flag: &str, wants: &str| {
+            Err(Error::Usage(format!(
+                "{flag} is for --quantizer {wants}, not {}",
+                format!("{arg:?}").to_lowercase()
+            )))
+        };
+        if self.stages.is_some() && arg != QuantizerArg::Rvq {
+            return misplaced("--stages", "rvq");
+        }
+        if self.fsq_levels.is_some() && arg != QuantizerArg::Fsq {
+            return misplaced("--fsq-levels", "fsq");
+        }
+        Ok(match arg {
+            QuantizerArg::Vq => QuantizerKind::Vq,
+            QuantizerArg::Rvq => QuantizerKind::Rvq {
+                stages: self.stages.unwrap_or(2),
+            },
+            QuantizerArg::Fsq => {
+                QuantizerKind::Fsq(self.fsq_levels.as_deref().unwrap_or("8,5,5,5").parse()?)
+            }
+        })
+    }
+
     /// The model these flags ask for on data of `channels`, the reference elsewhere.
-    pub(crate) fn config(&self, channels: usize) -> Config {
+    pub(crate) fn config(&self, channels: usize) -> Result<Config> {
         let r = Config::reference(channels);
-        Config {
+        let quantizer = self.quantizer()?;
+        // FSQ's levels fix K and D; --codes and --code-dim may only repeat them.
+        let (codes, code_dim) = match quantizer {
+            QuantizerKind::Fsq(levels) => (levels.codes() as usize, levels.as_slice().len()),
+            _ => (r.codes, r.code_dim),
+        };
+        let config = Config {
             channels,
             hidden: self.hidden.unwrap_or(r.hidden),
             res_hidden: self.res_hidden.unwrap_or(r.res_hidden),
             res_layers: self.res_layers.unwrap_or(r.res_layers),
-            codes: self.codes.unwrap_or(r.codes),
-            code_dim: self.code_dim.unwrap_or(r.code_dim),
+            codes: self.codes.unwrap_or(codes),
+            code_dim: self.code_dim.unwrap_or(code_dim),
             beta: self.beta.unwrap_or(r.beta),
-        }
+            quantizer,
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -180,6 +244,21 @@ pub(crate) fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> 
             )));
         }
     }
+    let contradicts = m
+        .quantizer
+        .is_some_and(|q| q != QuantizerArg::of(&c.quantizer))
+        || m.stages
+            .is_some_and(|s| c.quantizer != QuantizerKind::Rvq { stages: s })
+        || m.fsq_levels
+            .as_deref()
+            .is_some_and(|l| l.parse().ok().map(QuantizerKind::Fsq) != Some(c.quantizer));
+    if contradicts {
+        return Err(Error::Usage(format!(
+            "the quantizer flags contradict {}, whose model has quantizer {}",
+            path.display(),
+            describe_quantizer(&c.quantizer)
+        )));
+    }
     if let Some(b) = m.beta
         && b != c.beta
     {
@@ -190,6 +269,15 @@ pub(crate) fn check_flags(m: &ModelArgs, c: &Config, path: &Path) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+/// A quantiser as its flags would give it.
+fn describe_quantizer(q: &QuantizerKind) -> String {
+    match q {
+        QuantizerKind::Vq => "vq".into(),
+        QuantizerKind::Rvq { stages } => format!("rvq --stages {stages}"),
+        QuantizerKind::Fsq(levels) => format!("fsq --fsq-levels {levels}"),
+    }
 }
 
 pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
@@ -249,8 +337,31 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         "data: {} images of {}x{}x{} from {}",
         data.len, data.channels, data.height, data.width, data.source
     );
-    let config = fixed.unwrap_or_else(|| a.model.config(data.channels));
+    let config = match fixed {
+        Some(c) => c,
+        None => a.model.config(data.channels)?,
+    };
     config.validate()?;
+    let fsq = matches!(config.quantizer, QuantizerKind::Fsq(_));
+    if fsq {
+        let codebook_flags = [
+            ("--codebook-update", a.codebook_update.is_some()),
+            ("--codebook-init", a.codebook_init.is_some()),
+            (
+                "--codebook-restart",
+                a.codebook_restart.is_some_and(|r| r > 0),
+            ),
+            ("--ema-decay", a.ema_decay.is_some()),
+            ("--ema-eps", a.ema_eps.is_some()),
+            ("--kmeans-iters", a.kmeans_iters.is_some()),
+            ("--kmeans-batches", a.kmeans_batches.is_some()),
+        ];
+        if let Some((flag, _)) = codebook_flags.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag}: --quantizer fsq has no codebook to update, initialise or restart (its levels are fixed)"
+            )));
+        }
+    }
     let optimizer = a
         .optimizer
         .or(saved.as_ref().map(|s| s.optimizer))
@@ -264,8 +375,8 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         .codebook_update
         .or(saved.as_ref().map(|s| s.codebook_update))
         .unwrap_or(match optimizer {
-            OptimizerKind::Adam => CodebookUpdate::Ema,
-            OptimizerKind::Sgd => CodebookUpdate::Gradient,
+            OptimizerKind::Adam if !fsq => CodebookUpdate::Ema,
+            _ => CodebookUpdate::Gradient,
         });
     if optimizer == OptimizerKind::Sgd && codebook_update == CodebookUpdate::Ema {
         return Err(Error::Usage("--codebook-update ema: --optimizer sgd changes every parameter by exactly -lr * gradient, and an EMA moves the codebook otherwise".into()));
@@ -305,13 +416,13 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         val_every: a.val_every.unwrap_or(500),
         data: data_path.as_ref().map(|p| p.display().to_string()),
         image_size,
-        codebook_restart: a
-            .codebook_restart
-            .unwrap_or(if optimizer == OptimizerKind::Adam {
+        codebook_restart: a.codebook_restart.unwrap_or(
+            if optimizer == OptimizerKind::Adam && !fsq {
                 25
             } else {
                 0
-            }),
+            },
+        ),
         kmeans_iters: a.kmeans_iters.unwrap_or(DEFAULT_KMEANS_ITERS),
         kmeans_batches: a.kmeans_batches,
         codebook_update,
@@ -362,7 +473,11 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     if let Some(m) = summary.last {
         println!(
             "last step: loss {:.5}, reconstruction MSE {:.5}, perplexity {:.1}, codes in use {}/{}",
-            m.loss, m.recon, m.perplexity, m.codes_used, config.codes
+            m.loss,
+            m.recon,
+            m.perplexity,
+            m.codes_used,
+            config.symbols()
         );
     }
     if let Some(v) = summary.val_mse {
@@ -371,7 +486,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     if let (Some(p), Some(used)) = (summary.val_perplexity, summary.val_codes_used) {
         println!(
             "held-out codes: perplexity {p:.1}, {used}/{} in use",
-            config.codes
+            config.symbols()
         );
     }
     let mib = |b: u64| b as f64 / 1048576.0;

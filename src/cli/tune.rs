@@ -36,7 +36,7 @@ pub(crate) fn tune_command(a: &TuneArgs) -> Result<()> {
             seed: 0,
         },
     )?;
-    let config = a.model.config(data.channels);
+    let config = a.model.config(data.channels)?;
     config.validate()?;
     let target = Target {
         config,

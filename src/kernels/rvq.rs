@@ -5,6 +5,7 @@
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::quantize::{self, Rows};
+use crate::kernels::vq_backward::vq_backward;
 use crate::launch::{Bind, Launch};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -14,7 +15,7 @@ const WG: u32 = 64;
 const BINDINGS: [Bind; 9] = [
     Bind::Uniform,
     Bind::Read,
-    Bind::Read,
+    Bind::Write,
     Bind::Read,
     Bind::Write,
     Bind::Write,
@@ -162,15 +163,7 @@ pub fn residual_quantize(
             ),
         ];
         let kernel = gpu.kernel(&shaders::RVQ, "stage", &constants, &BINDINGS)?;
-        let uniform = gpu.uniform(&Params {
-            n: rows.n as u32,
-            dim: rows.dim as u32,
-            plane: rows.plane as u32,
-            codes: codes as u32,
-            stages: stages as u32,
-            stage: s as u32,
-            _pad: [0; 2],
-        });
+        let uniform = gpu.uniform(&params(rows, codes, stages, s));
         let resources = [
             uniform.as_entire_binding(),
             codebook.binding(),
@@ -203,6 +196,155 @@ pub fn residual_quantize(
         stage_codes,
         stage_quantized,
     })
+}
+
+/// The backward pass of a [`residual_quantize`] made with `keep`: the gradient at `z`
+/// from the gradient at the quantised sum `grad_zq`, passed straight through, plus each
+/// stage's commitment gradient `2 beta (r_s - e_{c_s}) / numel`, into `grad_z`; and
+/// where `grad_codebooks` are given, stage s's codebook gradient of
+/// `mean((sg[r_s] - e_{c_s})^2)` into `grad_codebooks[s]`. The loss this differentiates is
+/// the sum over stages of plain VQ's terms on each stage's residual.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    gpu: &Gpu,
+    rvq: &ResidualVq,
+    codebooks: &[&Tensor],
+    grad_zq: &Tensor,
+    beta: f32,
+    grad_z: &Tensor,
+    grad_codebooks: Option<&[&Tensor]>,
+) -> Result<Launch> {
+    let op = "rvq backward";
+    let stages = rvq.stage_codes.len();
+    ensure(
+        rvq.residuals.len() == stages && rvq.stage_quantized.len() == stages,
+        op,
+        || "the quantisation kept no residuals: make it with keep".into(),
+    )?;
+    ensure(
+        codebooks.len() == stages && grad_codebooks.is_none_or(|g| g.len() == stages),
+        op,
+        || format!("{stages} stages need {stages} codebooks and codebook gradients"),
+    )?;
+    // Each stage adds its commitment gradient to the running one; the outputs alternate
+    // between grad_z and a spare so that the last stage's lands in grad_z.
+    let spare = Tensor::zeros(gpu, grad_z.shape(), DType::F32)?;
+    let mut input = grad_zq;
+    let mut launch = Launch::default();
+    for s in 0..stages {
+        let out = if (stages - 1 - s).is_multiple_of(2) {
+            grad_z
+        } else {
+            &spare
+        };
+        launch = launch.then(vq_backward(
+            gpu,
+            &rvq.residuals[s],
+            &rvq.stage_quantized[s],
+            &rvq.stage_codes[s],
+            codebooks[s],
+            input,
+            beta,
+            out,
+            grad_codebooks.map(|g| g[s]),
+        )?);
+        input = out;
+    }
+    Ok(launch)
+}
+
+/// The shape checks of [`decode`] and [`joint_codes`]: `codes` holds `[n, S]` u32.
+fn stage_codes(op: &'static str, codes: &Tensor, n: usize, stages: usize) -> Result<()> {
+    codes.expect_dtype(op, DType::U32)?;
+    ensure(stages > 0 && codes.len() == n * stages, op, || {
+        format!(
+            "codes have shape {:?}, expected [{n}, {stages}]",
+            codes.shape()
+        )
+    })
+}
+
+fn params(rows: Rows, codes: usize, stages: usize, stage: usize) -> Params {
+    Params {
+        n: rows.n as u32,
+        dim: rows.dim as u32,
+        plane: rows.plane as u32,
+        codes: codes as u32,
+        stages: stages as u32,
+        stage: stage as u32,
+        _pad: [0; 2],
+    }
+}
+
+/// Writes into `zq` (`[n, dim]` or `[batch, dim, h, w]`) the sum of the code vectors
+/// `codes` (`[n, S]`) name, stage s's from `codebooks[s]`.
+pub fn decode(gpu: &Gpu, codes: &Tensor, codebooks: &[&Tensor], zq: &Tensor) -> Result<Launch> {
+    let op = "rvq decode";
+    zq.expect_dtype(op, DType::F32)?;
+    let rows = Rows::of(op, zq)?;
+    stage_codes(op, codes, rows.n, codebooks.len())?;
+    let mut launch = Launch::default();
+    for (s, codebook) in codebooks.iter().enumerate() {
+        let k = quantize::codebook_shape(op, codebook, rows.dim)?;
+        let constants = [
+            ("WG", f64::from(WG)),
+            ("FIRST", f64::from(u8::from(s == 0))),
+        ];
+        let kernel = gpu.kernel(&shaders::RVQ, "decode_stage", &constants, &BINDINGS)?;
+        let uniform = gpu.uniform(&params(rows, k, codebooks.len(), s));
+        let resources = [
+            uniform.as_entire_binding(),
+            codebook.binding(),
+            gpu.unused(2),
+            gpu.unused(3),
+            gpu.unused(4),
+            zq.binding(),
+            codes.binding(),
+            gpu.unused(7),
+            gpu.unused(8),
+        ];
+        let groups = rows.n.div_ceil(WG as usize) as u64;
+        launch = launch.then(gpu.dispatch(op, &kernel, &resources, groups)?.into());
+    }
+    Ok(launch)
+}
+
+/// Writes `joint` `[n]`: each vector's codes (`[n, S]`, each below `codes`) as one
+/// number in base `codes`, stage 0 the least significant digit. K^S must fit 32 bits.
+pub fn joint_codes(gpu: &Gpu, codes: &Tensor, per_stage: usize, joint: &Tensor) -> Result<Launch> {
+    let op = "rvq joint codes";
+    joint.expect_dtype(op, DType::U32)?;
+    let n = joint.len();
+    ensure(n > 0, op, || "there are no vectors".into())?;
+    let stages = codes.len() / n;
+    stage_codes(op, codes, n, stages)?;
+    let symbols = (per_stage as u64).checked_pow(stages as u32);
+    if symbols.is_none_or(|s| s > u64::from(u32::MAX) + 1) {
+        return Err(Error::shape(
+            op,
+            format!("{per_stage}^{stages} joint codes do not fit 32 bits"),
+        ));
+    }
+    let kernel = gpu.kernel(&shaders::RVQ, "joint", &[("WG", f64::from(WG))], &BINDINGS)?;
+    let rows = Rows {
+        n,
+        dim: 1,
+        plane: 1,
+    };
+    let uniform = gpu.uniform(&params(rows, per_stage, stages, 0));
+    let resources = [
+        uniform.as_entire_binding(),
+        gpu.unused(1),
+        joint.binding(),
+        gpu.unused(3),
+        gpu.unused(4),
+        gpu.unused(5),
+        codes.binding(),
+        gpu.unused(7),
+        gpu.unused(8),
+    ];
+    let groups = n.div_ceil(WG as usize) as u64;
+    Ok(gpu.dispatch(op, &kernel, &resources, groups)?.into())
 }
 
 /// Copies `stages` codebooks of `[codes, dim]` lying one after another in `source` into

@@ -194,7 +194,7 @@ pub(super) fn validate(
     indices: &[usize],
     workers: usize,
 ) -> Result<Validation> {
-    let mut counts = vec![0u64; net.config.codes];
+    let mut counts = vec![0u64; net.config.symbols() as usize];
     let mut sse = 0.0;
     let len = data.image_len();
     let launches = [net.encode(), net.decode()];
@@ -207,7 +207,7 @@ pub(super) fn validate(
         &net.x_hat,
         workers,
         |chunk, x, outs| {
-            let codes = net.indices.to_u32(gpu)?;
+            let codes = net.symbols.to_u32(gpu)?;
             let per_image = codes.len() / net.batch;
             for (k, out) in outs.iter().enumerate().take(chunk.len()) {
                 for (p, o) in x[k * len..(k + 1) * len].iter().zip(out) {

@@ -1,13 +1,13 @@
-//! The EMA codebook of a training run: its statistics (DESIGN.md section 2's
-//! `ema.cluster_size` and `ema.embed_sum`), where they start, and the update each step
-//! records after the optimizer's.
+//! The EMA codebooks of a training run: their statistics (DESIGN.md section 2's
+//! `ema.cluster_size` and `ema.embed_sum`, `ema.{s}.*` per residual stage), where they
+//! start, and the update each step records after the optimizer's.
 
 use crate::checkpoint::Tensors;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::ema::ema_update_counted;
 use crate::launch::Launch;
-use crate::network::Vqvae;
+use crate::network::Stage;
 use crate::params::Params;
 use crate::tensor::{DType, Tensor};
 
@@ -16,8 +16,12 @@ pub const CLUSTER_SIZE: &str = "ema.cluster_size";
 /// See [`CLUSTER_SIZE`].
 pub const EMBED_SUM: &str = "ema.embed_sum";
 
-/// The statistics and the update bound to them.
+/// One codebook's statistics and the update bound to them.
 pub(crate) struct EmaCodebook {
+    /// The codebook's parameter name.
+    codebook: String,
+    /// What the statistics' training-state names begin with: `ema.` or `ema.{s}.`.
+    prefix: String,
     /// Decayed count of the encoder outputs assigned to each code `[K]`.
     pub cluster: Tensor,
     /// Decayed sum of the encoder outputs assigned to each code `[K, D]`.
@@ -26,17 +30,24 @@ pub(crate) struct EmaCodebook {
 }
 
 impl EmaCodebook {
-    /// Binds the update of `params`' codebook from `net`'s encoder outputs and codes,
-    /// counted by the training graph.
-    pub fn new(gpu: &Gpu, net: &Vqvae, params: &Params, decay: f64, eps: f64) -> Result<Self> {
-        let codebook = params.value("codebook.weight");
-        let cluster = Tensor::zeros(gpu, &[net.config.codes], DType::F32)?;
+    /// Binds the update of `stage`'s codebook from its inputs and codes, counted by the
+    /// training graph; `prefix` begins the statistics' names.
+    pub fn new(
+        gpu: &Gpu,
+        stage: &Stage,
+        prefix: String,
+        params: &Params,
+        decay: f64,
+        eps: f64,
+    ) -> Result<Self> {
+        let codebook = params.value(&stage.codebook);
+        let cluster = Tensor::zeros(gpu, &[codebook.shape()[0]], DType::F32)?;
         let sums = Tensor::zeros(gpu, codebook.shape(), DType::F32)?;
         let launch = ema_update_counted(
             gpu,
-            &net.z_e,
-            &net.indices,
-            net.counts.as_ref().expect("training graph"),
+            &stage.input,
+            &stage.codes,
+            &stage.counts,
             codebook,
             &cluster,
             &sums,
@@ -44,6 +55,8 @@ impl EmaCodebook {
             eps as f32,
         )?;
         Ok(EmaCodebook {
+            codebook: stage.codebook.clone(),
+            prefix,
             cluster,
             sums,
             launch,
@@ -57,30 +70,33 @@ impl EmaCodebook {
 
     /// Starts the statistics from the codebook as it is now, every count 1.
     pub fn start_from_codebook(&self, gpu: &Gpu, params: &Params) -> Result<()> {
-        let codebook = params.value("codebook.weight").to_f32(gpu)?;
+        let codebook = params.value(&self.codebook).to_f32(gpu)?;
         self.cluster
             .write(gpu, bytemuck::cast_slice(&vec![1.0f32; self.cluster.len()]))?;
         self.sums.write(gpu, bytemuck::cast_slice(&codebook))
     }
 
+    /// The statistics' training-state names and tensors.
+    fn named(&self) -> [(String, &Tensor); 2] {
+        let name = |full: &str| format!("{}{}", self.prefix, &full["ema.".len()..]);
+        [
+            (name(CLUSTER_SIZE), &self.cluster),
+            (name(EMBED_SUM), &self.sums),
+        ]
+    }
+
     /// The statistics by their training-state names.
     pub fn download(&self, gpu: &Gpu) -> Result<Tensors> {
-        Ok(Tensors::from([
-            (
-                CLUSTER_SIZE.to_string(),
-                (self.cluster.shape().to_vec(), self.cluster.to_f32(gpu)?),
-            ),
-            (
-                EMBED_SUM.to_string(),
-                (self.sums.shape().to_vec(), self.sums.to_f32(gpu)?),
-            ),
-        ]))
+        self.named()
+            .into_iter()
+            .map(|(name, t)| Ok((name, (t.shape().to_vec(), t.to_f32(gpu)?))))
+            .collect()
     }
 
     /// Restores the statistics a stopped run saved; `what` names the file for errors.
     pub fn restore(&self, gpu: &Gpu, saved: &Tensors, what: &str) -> Result<()> {
-        for (name, tensor) in [(CLUSTER_SIZE, &self.cluster), (EMBED_SUM, &self.sums)] {
-            let Some((shape, values)) = saved.get(name) else {
+        for (name, tensor) in self.named() {
+            let Some((shape, values)) = saved.get(&name) else {
                 return Err(Error::Usage(format!(
                     "{what} holds no {name}: it was not written by an EMA run"
                 )));

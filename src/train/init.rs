@@ -24,8 +24,9 @@ pub(crate) fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f3
         .collect()
 }
 
-/// Replaces the codebook by K encoder outputs of the first batch, chosen by the seed;
-/// with fewer outputs than codes, the outputs repeat with a little noise.
+/// Replaces each codebook by K of its inputs in the first batch (encoder outputs, or
+/// what the stages before it left, which are initialised first), chosen by the seed;
+/// with fewer inputs than codes, they repeat with a little noise.
 pub(super) fn init_codebook_from_data(
     gpu: &Gpu,
     net: &Vqvae,
@@ -35,13 +36,30 @@ pub(super) fn init_codebook_from_data(
     seed: u64,
 ) -> Result<()> {
     upload_batch(gpu, &net.x, data, first)?;
-    gpu.run(&[net.encode()])?;
-    let z = net.z_e.to_f32(gpu)?;
+    for (s, stage) in net.stages.iter().enumerate() {
+        gpu.run(&[net.encode()])?;
+        let codebook = codebook_from(
+            &stage.input,
+            net.config.codes,
+            seed.wrapping_add(s as u64),
+            gpu,
+        )?;
+        params
+            .value(&stage.codebook)
+            .write(gpu, bytemuck::cast_slice(&codebook))?;
+    }
+    Ok(())
+}
+
+/// K rows of `input` (`[batch, D, h, w]`) drawn by `seed`, repeated with noise past its
+/// rows.
+fn codebook_from(input: &Tensor, k: usize, seed: u64, gpu: &Gpu) -> Result<Vec<f32>> {
+    let z = input.to_f32(gpu)?;
     let [b, d, h, w] = [
-        net.z_e.shape()[0],
-        net.z_e.shape()[1],
-        net.z_e.shape()[2],
-        net.z_e.shape()[3],
+        input.shape()[0],
+        input.shape()[1],
+        input.shape()[2],
+        input.shape()[3],
     ];
     let plane = h * w;
     let rows = b * plane;
@@ -49,7 +67,6 @@ pub(super) fn init_codebook_from_data(
     let row = |r: usize| (0..d).map(move |c| z[(r / plane) * d * plane + c * plane + r % plane]);
     let mut rng = Rng::for_purpose(seed, 0xc0de);
     let order = rng.permutation(rows);
-    let k = net.config.codes;
     let scale = (z.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / z.len() as f64)
         .sqrt()
         .max(1e-3)
@@ -65,19 +82,18 @@ pub(super) fn init_codebook_from_data(
             });
         }
     }
-    params
-        .value("codebook.weight")
-        .write(gpu, bytemuck::cast_slice(&codebook))
+    Ok(codebook)
 }
 
 /// How many batches give k-means about 20 encoder outputs per code.
 pub(super) fn kmeans_batches(net: &Vqvae) -> usize {
-    let per_batch = net.indices.len();
+    let per_batch = net.symbols.len();
     (20 * net.config.codes).div_ceil(per_batch).max(1)
 }
 
-/// Replaces the codebook by k-means (k-means++ seeding from `seed`, then `iters` Lloyd
-/// iterations) of the encoder outputs of the run's first `batches` batches.
+/// Replaces each codebook by k-means (k-means++ seeding from `seed`, then `iters` Lloyd
+/// iterations) of its inputs in the run's first `batches` batches: the encoder outputs,
+/// or what the stages before it (clustered first) left.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn init_codebook_kmeans(
     gpu: &Gpu,
@@ -93,28 +109,32 @@ pub(super) fn init_codebook_kmeans(
     let mut all = shape.to_vec();
     all[0] *= batches;
     let outputs = Tensor::zeros(gpu, &all, DType::F32)?;
-    for b in 0..batches {
-        upload_batch(gpu, &net.x, data, &order.batch(b as u64, net.batch))?;
-        let mut encoder = gpu
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("k-means data"),
-            });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            net.encode().record(&mut pass);
+    for (s, stage) in net.stages.iter().enumerate() {
+        for b in 0..batches {
+            upload_batch(gpu, &net.x, data, &order.batch(b as u64, net.batch))?;
+            let mut encoder =
+                gpu.device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("k-means data"),
+                    });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                net.encode().record(&mut pass);
+            }
+            let (input, bytes) = (&stage.input, stage.input.bytes());
+            encoder.copy_buffer_to_buffer(
+                input.buffer(),
+                input.offset(),
+                outputs.buffer(),
+                outputs.offset() + b as u64 * bytes,
+                bytes,
+            );
+            gpu.submit(encoder, "encoding the k-means data")?;
         }
-        let bytes = net.z_e.bytes();
-        encoder.copy_buffer_to_buffer(
-            net.z_e.buffer(),
-            net.z_e.offset(),
-            outputs.buffer(),
-            outputs.offset() + b as u64 * bytes,
-            bytes,
-        );
-        gpu.submit(encoder, "encoding the k-means data")?;
+        let codebook = params.value(&stage.codebook);
+        let seed = seed.wrapping_add(s as u64) ^ 0x6b6d_6561_6e73;
+        let clustering = kmeans(gpu, &outputs, codebook, iters, seed)?;
+        gpu.run(&[clustering.launch()])?;
     }
-    let codebook = params.value("codebook.weight");
-    let clustering = kmeans(gpu, &outputs, codebook, iters, seed ^ 0x6b6d_6561_6e73)?;
-    gpu.run(&[clustering.launch()])
+    Ok(())
 }

@@ -131,7 +131,14 @@ impl Run<'_> {
             image: size,
         };
         let resumed = matches!(start, Start::Resume { .. });
-        let mut shown = Progress::new(&out, resumed, first_step, &s, config.codes, progress)?;
+        let mut shown = Progress::new(
+            &out,
+            resumed,
+            first_step,
+            &s,
+            config.symbols() as usize,
+            progress,
+        )?;
         let val_indices: Vec<usize> = (train_len..data.len).collect();
         let mut last_val: Option<Validation> = None;
         let usage_png = out.join(USAGE_FILE);
@@ -272,7 +279,7 @@ fn begin(
                 }
                 CodebookInit::Uniform => {}
             }
-            if let Some(e) = &train.ema {
+            for e in &train.ema {
                 e.start_from_codebook(gpu, params)?;
             }
             Ok(0)
@@ -280,7 +287,7 @@ fn begin(
         Start::Init(model) => {
             params.upload(gpu, &params.join(&model.values(), "--init")?)?;
             // A model file holds no EMA statistics (DESIGN.md section 2).
-            if let Some(e) = &train.ema {
+            for e in &train.ema {
                 e.start_from_codebook(gpu, params)?;
             }
             Ok(0)

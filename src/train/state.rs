@@ -21,17 +21,28 @@ pub const IMAGE_SIZE_KEY: &str = "image_size";
 /// The training state's metadata key for the kernel tuning the run used (JSON).
 pub const TUNING_KEY: &str = "tuning";
 
-/// The training-state tensor holding code usage since the last restart.
+/// The training-state tensor holding code usage since the last restart (one codebook;
+/// `codebook_usage.{s}` for each of several).
 const WINDOW_TENSOR: &str = "codebook_usage";
+
+/// The name of codebook `s`'s usage window among `stages` codebooks.
+fn window_name(s: usize, stages: usize) -> String {
+    match stages {
+        1 => WINDOW_TENSOR.to_string(),
+        _ => format!("{WINDOW_TENSOR}.{s}"),
+    }
+}
 
 /// Model metadata stored in the checkpoint (strings, as safetensors requires).
 fn model_metadata(config: &Config, step: u64, [h, w]: [usize; 2]) -> HashMap<String, String> {
-    HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), "vqvae-wgpu".to_string()),
         ("beta".to_string(), config.beta.to_string()),
         ("step".to_string(), step.to_string()),
         (IMAGE_SIZE_KEY.to_string(), format!("{h}x{w}")),
-    ])
+    ]);
+    metadata.extend(config.quantizer.metadata());
+    metadata
 }
 
 /// Writes a run's checkpoint and training state into its output folder.
@@ -64,20 +75,22 @@ impl Saver<'_> {
                 ),
             ]),
         };
-        let usage = train
-            .window
-            .to_u32(self.gpu)?
-            .into_iter()
-            .map(|c| c as f32)
-            .collect();
-        state
-            .tensors
-            .insert(WINDOW_TENSOR.to_string(), (vec![self.config.codes], usage));
+        for (s, window) in train.windows.iter().enumerate() {
+            let usage = window
+                .to_u32(self.gpu)?
+                .into_iter()
+                .map(|c| c as f32)
+                .collect();
+            state.tensors.insert(
+                window_name(s, train.windows.len()),
+                (vec![self.config.codes], usage),
+            );
+        }
         if let Some((m, v)) = train.update.moments() {
             state.tensors.extend(named(m, "exp_avg.")?);
             state.tensors.extend(named(v, "exp_avg_sq.")?);
         }
-        if let Some(e) = &train.ema {
+        for e in &train.ema {
             state.tensors.extend(e.download(self.gpu)?);
         }
         let model = TensorFile {
@@ -99,9 +112,11 @@ pub(super) fn restore(
     params: &Params,
     train: &TrainStep,
 ) -> Result<u64> {
-    if let Some((_, usage)) = state.tensors.get(WINDOW_TENSOR) {
-        let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
-        train.window.write(gpu, bytemuck::cast_slice(&counts))?;
+    for (s, window) in train.windows.iter().enumerate() {
+        if let Some((_, usage)) = state.tensors.get(&window_name(s, train.windows.len())) {
+            let counts: Vec<u32> = usage.iter().map(|&c| c as u32).collect();
+            window.write(gpu, bytemuck::cast_slice(&counts))?;
+        }
     }
     if let Some((m, v)) = train.update.moments() {
         let values = state.values();
@@ -109,7 +124,7 @@ pub(super) fn restore(
             params.upload_named(gpu, tensor, &values, prefix, "training state")?;
         }
     }
-    if let Some(e) = &train.ema {
+    for e in &train.ema {
         e.restore(gpu, &state.tensors, "the training state")?;
     }
     Ok(state

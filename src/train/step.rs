@@ -68,9 +68,10 @@ impl Update {
 struct Gated {
     mark: Launch,
     update: Launch,
-    ema: Option<Launch>,
-    accumulate: Option<Launch>,
-    restart: Option<Launch>,
+    /// One per codebook, as the three below.
+    ema: Vec<Launch>,
+    accumulate: Vec<Launch>,
+    restart: Vec<Launch>,
 }
 
 /// Everything a step runs, bound once.
@@ -86,11 +87,11 @@ pub(super) struct TrainStep<'a> {
     pub net: Vqvae,
     /// The optimizer.
     pub update: Update,
-    /// Code usage since the last restart.
-    pub window: Tensor,
-    /// The EMA codebook's statistics and update (with [`CodebookUpdate::Ema`]).
-    pub ema: Option<EmaCodebook>,
-    restart: Option<Restart>,
+    /// Each codebook's code usage since the last restart.
+    pub windows: Vec<Tensor>,
+    /// Each codebook's EMA statistics and update (with [`CodebookUpdate::Ema`]).
+    pub ema: Vec<EmaCodebook>,
+    restarts: Vec<Restart>,
     restart_every: u64,
     /// Whether the updates are gated by a guard that the first step whose loss is not
     /// finite raises (`kernels::guard`; not on devices without indirect dispatch).
@@ -115,24 +116,37 @@ impl<'a> TrainStep<'a> {
         s: &Settings,
     ) -> Result<TrainStep<'a>> {
         let update = Update::new(gpu, params, s)?;
-        let window = Tensor::zeros(gpu, &[net.config.codes], DType::U32)?;
+        let stages = &net.stages;
+        let windows = stages
+            .iter()
+            .map(|_| Tensor::zeros(gpu, &[net.config.codes], DType::U32))
+            .collect::<Result<Vec<_>>>()?;
         let ema = match s.codebook_update {
-            CodebookUpdate::Ema => {
-                Some(EmaCodebook::new(gpu, &net, params, s.ema_decay, s.ema_eps)?)
-            }
-            CodebookUpdate::Gradient => None,
+            CodebookUpdate::Ema => stages
+                .iter()
+                .enumerate()
+                .map(|(i, stage)| {
+                    let prefix = match stages.len() {
+                        1 => "ema.".to_string(),
+                        _ => format!("ema.{i}."),
+                    };
+                    EmaCodebook::new(gpu, stage, prefix, params, s.ema_decay, s.ema_eps)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            CodebookUpdate::Gradient => Vec::new(),
         };
-        let restart = if s.codebook_restart > 0 {
+        let mut restarts = Vec::new();
+        for (i, stage) in stages.iter().enumerate().filter(|_| s.codebook_restart > 0) {
             let moments = match update.moments() {
                 Some((m, v)) => Some((
-                    params.view(gpu, m, "codebook.weight")?,
-                    params.view(gpu, v, "codebook.weight")?,
+                    params.view(gpu, m, &stage.codebook)?,
+                    params.view(gpu, v, &stage.codebook)?,
                 )),
                 None => None,
             };
             // An EMA codebook gets no gradient: its Adam moments stay zero, and what
             // would drag a restarted code back is its statistics.
-            let reset = match (&ema, &moments) {
+            let reset = match (ema.get(i), &moments) {
                 (Some(e), _) => Reset::Ema {
                     cluster: &e.cluster,
                     sums: &e.sums,
@@ -140,27 +154,35 @@ impl<'a> TrainStep<'a> {
                 (None, Some((m, v))) => Reset::Moments(m, v),
                 (None, None) => Reset::Nothing,
             };
-            Some(Restart::new(
+            // Each stage draws its restarts from rows of its own.
+            restarts.push(Restart::new(
                 gpu,
-                params.value("codebook.weight"),
-                net.counts.as_ref().expect("training graph"),
-                &window,
-                &net.z_e,
+                params.value(&stage.codebook),
+                &stage.counts,
+                &windows[i],
+                &stage.input,
                 reset,
-                s.seed,
-            )?)
-        } else {
-            None
-        };
+                s.seed.wrapping_add(i as u64),
+            )?);
+        }
         let guard = Tensor::zeros(gpu, &[1], DType::U32)?;
         let gate = |launch: &Launch| guarded(gpu, launch, &guard);
         let terms = net.terms.as_ref().expect("training graph");
         let gated = Gated {
             mark: mark_non_finite(gpu, terms, &guard)?,
             update: gate(update.launch())?,
-            ema: ema.as_ref().map(|e| gate(e.launch())).transpose()?,
-            accumulate: restart.as_ref().map(|r| gate(r.accumulate())).transpose()?,
-            restart: restart.as_ref().map(|r| gate(r.launch())).transpose()?,
+            ema: ema
+                .iter()
+                .map(|e| gate(e.launch()))
+                .collect::<Result<_>>()?,
+            accumulate: restarts
+                .iter()
+                .map(|r| gate(r.accumulate()))
+                .collect::<Result<_>>()?,
+            restart: restarts
+                .iter()
+                .map(|r| gate(r.launch()))
+                .collect::<Result<_>>()?,
         };
         Ok(TrainStep {
             gpu,
@@ -171,9 +193,9 @@ impl<'a> TrainStep<'a> {
             hflip: s.hflip,
             net,
             update,
-            window,
+            windows,
             ema,
-            restart,
+            restarts,
             restart_every: s.codebook_restart,
             guarded: gpu.indirect_dispatch(),
             gated,
@@ -243,14 +265,15 @@ impl<'a> TrainStep<'a> {
             for l in [net.encode(), net.decode(), backward, &g.mark, &g.update] {
                 l.record(&mut pass);
             }
-            if let Some(e) = &g.ema {
+            for e in &g.ema {
                 e.record(&mut pass);
             }
-            if let (Some(r), Some(accumulate), Some(restart)) =
-                (&self.restart, &g.accumulate, &g.restart)
+            let restarting = (step + 1).is_multiple_of(self.restart_every.max(1));
+            for ((r, accumulate), restart) in
+                self.restarts.iter().zip(&g.accumulate).zip(&g.restart)
             {
                 accumulate.record(&mut pass);
-                if (step + 1).is_multiple_of(self.restart_every) {
+                if restarting {
                     r.set_step(gpu, step + 1);
                     restart.record(&mut pass);
                 }

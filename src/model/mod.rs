@@ -7,6 +7,10 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
+pub mod quantizer;
+
+pub use quantizer::{Levels, QuantizerKind};
+
 /// Every size of the model.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
@@ -18,12 +22,15 @@ pub struct Config {
     pub res_hidden: usize,
     /// Residual blocks L in the encoder and in the decoder.
     pub res_layers: usize,
-    /// Codebook size K.
+    /// Codebook size K (per stage for residual VQ; the product of the levels for FSQ).
     pub codes: usize,
-    /// Code dimension D.
+    /// Code dimension D (the number of levels for FSQ).
     pub code_dim: usize,
     /// Commitment weight beta.
     pub beta: f32,
+    /// The quantiser.
+    #[serde(default)]
+    pub quantizer: QuantizerKind,
 }
 
 impl Config {
@@ -37,6 +44,18 @@ impl Config {
             codes: 512,
             code_dim: 64,
             beta: 0.25,
+            quantizer: QuantizerKind::Vq,
+        }
+    }
+
+    /// The symbols a latent position takes: K, K^S for residual VQ, the product of the
+    /// levels for FSQ (saturating past u64).
+    pub fn symbols(&self) -> u64 {
+        match self.quantizer {
+            QuantizerKind::Rvq { stages } => {
+                (0..stages).fold(1u64, |j, _| j.saturating_mul(self.codes as u64))
+            }
+            _ => self.codes as u64,
         }
     }
 
@@ -63,6 +82,29 @@ impl Config {
             if v == 0 {
                 return bad(flag, v, "must be at least 1");
             }
+        }
+        match self.quantizer {
+            QuantizerKind::Fsq(levels) => {
+                let (dims, codes) = (levels.as_slice().len(), levels.codes());
+                if self.code_dim != dims || self.codes as u64 != codes {
+                    return Err(Error::Usage(format!(
+                        "--fsq-levels {levels} make {codes} codes of dimension {dims}, not --codes {} of --code-dim {}",
+                        self.codes, self.code_dim
+                    )));
+                }
+            }
+            QuantizerKind::Rvq { stages: 0 } => {
+                return bad("--stages", 0, "must be at least 1");
+            }
+            _ => {}
+        }
+        if self.symbols() > quantizer::MAX_SYMBOLS {
+            return Err(Error::Usage(format!(
+                "{} codes per latent position (--quantizer {}): at most {} fit the code counts and the prior",
+                self.symbols(),
+                self.quantizer.name(),
+                quantizer::MAX_SYMBOLS
+            )));
         }
         if !self.beta.is_finite() || self.beta < 0.0 {
             return Err(Error::Usage(format!(
@@ -107,18 +149,22 @@ impl Config {
                 init: Init::Uniform(fan_in),
             });
         }
-        out.push(ParamSpec {
-            name: "codebook.weight".into(),
-            shape: vec![self.codes, d],
-            init: Init::Codebook(self.codes),
-        });
+        for s in 0..self.quantizer.codebooks() {
+            out.push(ParamSpec {
+                name: self.quantizer.codebook_name(s),
+                shape: vec![self.codes, d],
+                init: Init::Codebook(self.codes),
+            });
+        }
         out
     }
 
-    /// Reads the architecture from tensor shapes (a checkpoint's), then checks that
-    /// every tensor the model needs is there with exactly its shape.
+    /// Reads the architecture from tensor shapes (a checkpoint's) and the quantiser its
+    /// metadata names, then checks that every tensor the model needs is there with
+    /// exactly its shape.
     pub fn from_shapes(
         shapes: &HashMap<String, Vec<usize>>,
+        quantizer: QuantizerKind,
         beta: f32,
         path: &Path,
     ) -> Result<Config> {
@@ -148,9 +194,16 @@ impl Config {
                 1
             },
             res_layers,
-            codes: get("codebook.weight", 0)?,
-            code_dim: get("codebook.weight", 1)?,
+            codes: match quantizer {
+                QuantizerKind::Fsq(levels) => levels.codes() as usize,
+                q => get(&q.codebook_name(0), 0)?,
+            },
+            code_dim: match quantizer {
+                QuantizerKind::Fsq(levels) => levels.as_slice().len(),
+                q => get(&q.codebook_name(0), 1)?,
+            },
             beta,
+            quantizer,
         };
         config
             .validate()
@@ -176,7 +229,9 @@ impl Config {
         let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         if let Some(extra) = shapes.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(err(format!(
-                "unexpected tensor '{extra}' for a model with {res_layers} residual blocks"
+                "unexpected tensor '{extra}' for a model with {res_layers} residual blocks and quantizer {} (metadata '{}')",
+                quantizer.name(),
+                quantizer::QUANTIZER_KEY
             )));
         }
         Ok(config)

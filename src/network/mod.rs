@@ -4,12 +4,17 @@
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{ConvShape, Relu};
-use crate::kernels::{codes, loss, quantize, vq_backward};
+use crate::kernels::loss;
 use crate::launch::Launch;
 use crate::layers::{Conv, InputGrad, ResShape, ResStack, StackGrads};
 use crate::model::Config;
 use crate::params::Params;
-use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
+use crate::tensor::{Tensor, zeros_f32 as zeros};
+
+mod latent;
+
+use latent::Latent;
+pub use latent::Stage;
 
 /// How the codebook learns in a training graph.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,14 +44,21 @@ pub struct Vqvae {
     pub z_e: Tensor,
     /// Quantised latents, the shape of `z_e`.
     pub z_q: Tensor,
-    /// Code indices `[batch * height / 4 * width / 4]`, image by image, row by row.
+    /// Codes `[batch * height / 4 * width / 4, P]`, image by image, row by row; P is
+    /// residual VQ's S stages, else 1.
     pub indices: Tensor,
+    /// Each position's joint code `[batch * height / 4 * width / 4]`, below
+    /// [`Config::symbols`]: the codes themselves when P = 1.
+    pub symbols: Tensor,
     /// `[loss, reconstruction, codebook term, commitment term]` (training graphs).
     pub terms: Option<Tensor>,
     /// `[perplexity, codes in use]` of the batch (training graphs).
     pub usage: Option<Tensor>,
-    /// How often each code was chosen in the batch `[K]` (u32; training graphs).
+    /// How often each joint code was chosen in the batch `[symbols]` (u32; training
+    /// graphs).
     pub counts: Option<Tensor>,
+    /// Each codebook's input, codes and counts (training graphs; none for FSQ).
+    pub stages: Vec<Stage>,
     /// Floating-point operations of the convolutions in one forward pass.
     pub forward_flops: f64,
     /// Floating-point operations of the convolutions in one training step (forward,
@@ -148,12 +160,9 @@ impl Vqvae {
         let h2 = zeros(gpu, &enc2.out_shape())?;
         let z_e = zeros(gpu, &pre_vq.out_shape())?;
         let z_q = zeros(gpu, &pre_vq.out_shape())?;
-        let rows = batch * side[0] * side[1];
-        let indices = Tensor::zeros(gpu, &[rows], DType::U32)?;
-        let dist = zeros(gpu, &[rows])?;
+        let latent = Latent::new(gpu, params, c, [&z_e, &z_q], train.is_some())?;
         let g1 = zeros(gpu, &deconv1.out_shape())?;
         let x_hat = zeros(gpu, &deconv2.out_shape())?;
-        let codebook = params.value("codebook.weight");
 
         let res_flops: f64 = enc_res
             .blocks
@@ -175,27 +184,18 @@ impl Vqvae {
             .then(enc3.forward(gpu, &h2, enc_res.input())?)
             .then(enc_res.forward(gpu)?)
             .then(pre_vq.forward(gpu, enc_res.output(), &z_e)?)
-            .then(quantize::quantize(
-                gpu,
-                &z_e,
-                codebook,
-                &indices,
-                Some(&dist),
-                Some(&z_q),
-            )?);
+            .then(latent.forward.clone());
         let decode = dec1
             .forward(gpu, &z_q, dec_res.input())?
             .then(dec_res.forward(gpu)?)
             .then(deconv1.forward(gpu, dec_res.output(), &g1)?)
             .then(deconv2.forward(gpu, &g1, &x_hat)?);
-        let gather = quantize::gather(gpu, &indices, codebook, &z_q)?;
 
-        let (mut terms, mut usage, mut code_counts, mut train_launch) = (None, None, None, None);
+        let (mut terms, mut usage, mut train_launch) = (None, None, None);
         if let Some(update) = train {
             let by_gradient = update == CodebookUpdate::Gradient;
             let t = zeros(gpu, &[4])?;
             let u = zeros(gpu, &[2])?;
-            let counts = Tensor::zeros(gpu, &[c.codes], DType::U32)?;
             let like = |t: &Tensor| zeros(gpu, t.shape());
             let (dx_hat, dz_q, dz_e, dh2) = (like(&x_hat)?, like(&z_q)?, like(&z_e)?, like(&h2)?);
             // The gradients at g1 and at h1 have one shape, and the first is dead before
@@ -210,14 +210,14 @@ impl Vqvae {
                 gpu,
                 &x_hat,
                 &x,
-                &dist,
+                &latent.dist,
                 z_e.len(),
                 c.beta,
                 by_gradient,
                 &dx_hat,
                 &t,
             )?
-            .then(codes::code_usage(gpu, &indices, &counts, &u)?)
+            .then(latent.usage(gpu, &u)?)
             .then(deconv2.backward(gpu, &g1, &dx_hat, Some(relu(&dg1, &g1)))?)
             .then(deconv1.backward(
                 gpu,
@@ -227,17 +227,7 @@ impl Vqvae {
             )?)
             .then(dec_res.backward(gpu)?)
             .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(InputGrad::into(&dz_q)))?)
-            .then(vq_backward::vq_backward(
-                gpu,
-                &z_e,
-                &z_q,
-                &indices,
-                codebook,
-                &dz_q,
-                c.beta,
-                &dz_e,
-                by_gradient.then(|| params.grad("codebook.weight")),
-            )?)
+            .then(latent.backward(gpu, params, [&z_e, &z_q], &dz_q, c.beta, &dz_e, by_gradient)?)
             .then(pre_vq.backward(
                 gpu,
                 enc_res.output(),
@@ -250,7 +240,6 @@ impl Vqvae {
             .then(enc1.backward(gpu, &x, dh1, None)?);
             terms = Some(t);
             usage = Some(u);
-            code_counts = Some(counts);
             train_launch = Some(launch);
         }
         Ok(Vqvae {
@@ -260,15 +249,17 @@ impl Vqvae {
             x_hat,
             z_e,
             z_q,
-            indices,
+            indices: latent.codes,
+            symbols: latent.symbols,
             terms,
             usage,
-            counts: code_counts,
+            counts: latent.counts,
+            stages: latent.stages,
             forward_flops,
             train_flops,
             encode,
             decode,
-            gather,
+            gather: latent.gather,
             train: train_launch,
         })
     }
