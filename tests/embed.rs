@@ -9,7 +9,7 @@ use common::{Rng, Sample, assert_close};
 use vqvae_wgpu::kernels::elementwise;
 use vqvae_wgpu::kernels::quantize::Rows;
 use vqvae_wgpu::quantizer::{
-    CACHED_BINDINGS, Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig,
+    CACHED_BINDINGS, Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig, TopKBindings,
 };
 use vqvae_wgpu::reference::{quantize as r, widen};
 use vqvae_wgpu::{DType, Tensor};
@@ -517,4 +517,135 @@ fn inputs_larger_than_one_binding_are_split_not_refused() {
     )
     .unwrap();
     check(&device, &queue, &q, 100 * 49, 6);
+}
+
+#[test]
+fn top_k_through_the_component_lists_the_nearest_codes_in_order() {
+    let (device, queue) = device();
+    for (layout, metric, n, k, codes, dim) in [
+        (Layout::Rows, Metric::L2, 37, 5, 13, 7),
+        (
+            Layout::ChannelsFirst { plane: 6 },
+            Metric::Cosine,
+            24,
+            3,
+            9,
+            4,
+        ),
+        (Layout::Rows, Metric::L2, 9, 11, 11, 3),
+        (Layout::Rows, Metric::L2, 20, 1, 17, 5),
+    ] {
+        let config = QuantizerConfig {
+            codes,
+            dim,
+            layout,
+            metric,
+        };
+        let q = Quantizer::new(&device, &queue, config).unwrap();
+        let (n_, k_, d) = (n as usize, k as usize, dim as usize);
+        let mut rng = Rng::new(u64::from(n * k));
+        let (z, cb) = (rng.vec(n_ * d), rng.vec(codes as usize * d));
+        let input = buffer_at_offset(&device, &queue, bytemuck::cast_slice(&z), 0);
+        let book = buffer_at_offset(&device, &queue, bytemuck::cast_slice(&cb), 0);
+        let garbage = |bytes: usize| buffer_at_offset(&device, &queue, &vec![0xAB; bytes], 0);
+        let (idx, dist) = (garbage(n_ * k_ * 4), garbage(n_ * k_ * 4));
+        let listed = (n_ * k_ * 4) as u64;
+        let b = TopKBindings {
+            n,
+            k,
+            input: binding(&input, (n_ * d * 4) as u64),
+            codebook: binding(&book, (codes as usize * d * 4) as u64),
+            indices: binding(&idx, listed),
+            distances: Some(binding(&dist, listed)),
+        };
+        q.prepare_top_k(&b).unwrap();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        q.record_top_k(&mut encoder, &b).unwrap();
+        queue.submit([encoder.finish()]);
+        let got: Vec<u32> =
+            bytemuck::cast_slice(&read(&device, &queue, &idx, ALIGN, listed)).to_vec();
+        let got_dist: Vec<f32> =
+            bytemuck::cast_slice(&read(&device, &queue, &dist, ALIGN, listed)).to_vec();
+        let plane = match layout {
+            Layout::Rows => 1,
+            Layout::ChannelsFirst { plane } => plane as usize,
+        };
+        let rows = Rows {
+            n: n_,
+            dim: d,
+            plane,
+        };
+        let book_rows = Rows {
+            n: codes as usize,
+            dim: d,
+            plane: 1,
+        };
+        let (z64, cb64) = match metric {
+            Metric::L2 => (widen(&z), widen(&cb)),
+            Metric::Cosine => (
+                r::normalize(&rows, &widen(&z)),
+                r::normalize(&book_rows, &widen(&cb)),
+            ),
+        };
+        let (want, want_dist) = r::top_k(&rows, &z64, &cb64, k_);
+        let tag = format!("{layout:?} {metric:?} n {n} k {k}");
+        for i in 0..n_ * k_ {
+            // A near tie may swap two codes; their distances still agree.
+            assert!(
+                got[i] == want[i] || (f64::from(got_dist[i]) - want_dist[i]).abs() <= 1e-5,
+                "{tag}: entry {i}: code {} against {}",
+                got[i],
+                want[i]
+            );
+            assert!(
+                (f64::from(got_dist[i]) - want_dist[i]).abs() <= 1e-5 * (1.0 + want_dist[i]),
+                "{tag}: distance {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn top_k_values_that_do_not_fit_are_errors() {
+    let (device, queue) = device();
+    let config = QuantizerConfig {
+        codes: 40,
+        dim: 2,
+        layout: Layout::Rows,
+        metric: Metric::L2,
+    };
+    let q = Quantizer::new(&device, &queue, config).unwrap();
+    let buf = |bytes: usize| buffer_at_offset(&device, &queue, &vec![0; bytes], 0);
+    let (input, book, idx) = (buf(10 * 8), buf(40 * 8), buf(10 * 4 * 4));
+    let ok = TopKBindings {
+        n: 10,
+        k: 4,
+        input: binding(&input, 80),
+        codebook: binding(&book, 320),
+        indices: binding(&idx, 160),
+        distances: None,
+    };
+    q.prepare_top_k(&ok).unwrap();
+    let message = |b: TopKBindings<'_>| q.prepare_top_k(&b).expect_err("an error").to_string();
+    for k in [0, 33] {
+        let m = message(TopKBindings { k, ..ok.clone() });
+        assert!(
+            m.contains(&format!("k {k}")) && m.contains("from 1 to 32"),
+            "{m}"
+        );
+    }
+    let m = message(TopKBindings { k: 5, ..ok.clone() });
+    assert!(
+        m.contains("indices") && m.contains("10 x 5") && m.contains("200"),
+        "{m}"
+    );
+    let m = message(TopKBindings { n: 0, ..ok.clone() });
+    assert!(m.contains("n is 0"), "{m}");
+    let small = QuantizerConfig { codes: 3, ..config };
+    let q3 = Quantizer::new(&device, &queue, small).unwrap();
+    let m = q3
+        .prepare_top_k(&TopKBindings { k: 4, ..ok.clone() })
+        .expect_err("k > K")
+        .to_string();
+    assert!(m.contains("from 1 to 3"), "{m}");
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use super::Layout;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::launch::Launch;
@@ -148,4 +149,47 @@ pub(super) fn view(
         shape,
         dtype,
     )
+}
+
+/// Pixels per feature map of `layout` (1 for rows), checked to divide `n`.
+pub(super) fn plane(op: &'static str, layout: Layout, n: usize) -> Result<usize> {
+    match layout {
+        Layout::Rows => Ok(1),
+        Layout::ChannelsFirst { plane } => {
+            let plane = plane as usize;
+            if !n.is_multiple_of(plane) {
+                return Err(Error::shape(
+                    op,
+                    format!("n {n} is not a whole number of {plane}-pixel feature maps"),
+                ));
+            }
+            Ok(plane)
+        }
+    }
+}
+
+/// The tensor shape of `n` input vectors of `dim` in `layout` (`[n, dim]`, or
+/// `[maps, dim, plane, 1]`), which must fit one storage binding.
+pub(super) fn input_shape(
+    gpu: &Gpu,
+    op: &'static str,
+    layout: Layout,
+    n: usize,
+    dim: usize,
+) -> Result<Vec<usize>> {
+    let plane = plane(op, layout, n)?;
+    let bytes = n as u64 * dim as u64 * 4;
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if bytes > limit {
+        return Err(Error::Limit {
+            op,
+            what: "input bytes (max_storage_buffer_binding_size)",
+            needed: bytes,
+            limit,
+        });
+    }
+    Ok(match plane {
+        1 => vec![n, dim],
+        _ => vec![n / plane, dim, plane, 1],
+    })
 }

@@ -11,10 +11,13 @@ use crate::tensor::{DType, Tensor};
 
 mod bindings;
 mod residual;
+mod top_k;
 
 pub use bindings::CACHED_BINDINGS;
-use bindings::{BindingKey, Cache, Slot, check, key_of, view};
+use bindings::{BindingKey, Cache, Slot, check, key_of, plane, view};
 pub use residual::{ResidualBindings, ResidualConfig, ResidualQuantizer};
+pub use top_k::TopKBindings;
+use top_k::TopKKey;
 
 type LaunchKey = (u32, [BindingKey; 5]);
 
@@ -75,7 +78,8 @@ pub struct QuantizeBindings<'a> {
     pub distances: Option<wgpu::BufferBinding<'a>>,
 }
 
-/// Nearest-code quantisation recorded into your command encoder.
+/// Nearest-code quantisation recorded into your command encoder, and the k nearest codes
+/// of each vector ([`Quantizer::record_top_k`]).
 ///
 /// Pipelines are built once per device; the dispatches for a set of bindings are built
 /// on first use (or by [`Quantizer::prepare`], so that a frame loop never waits on a
@@ -109,6 +113,7 @@ pub struct Quantizer {
     gpu: Gpu,
     config: QuantizerConfig,
     launches: Mutex<Cache<LaunchKey>>,
+    top_k_launches: Mutex<Cache<TopKKey>>,
 }
 
 impl Quantizer {
@@ -149,6 +154,7 @@ impl Quantizer {
             gpu,
             config,
             launches: Mutex::new(Cache::default()),
+            top_k_launches: Mutex::new(Cache::default()),
         })
     }
 
@@ -212,7 +218,8 @@ impl Quantizer {
         cache.get_or_build(key, || self.build(b))
     }
 
-    /// How many binding sets have their dispatches kept.
+    /// How many binding sets have their nearest-code dispatches kept (top-k searches keep
+    /// up to [`CACHED_BINDINGS`] of their own).
     pub fn cached(&self) -> usize {
         let cache = self.launches.lock().unwrap_or_else(|p| p.into_inner());
         cache.len()
@@ -283,19 +290,7 @@ impl Quantizer {
                 ),
             ],
         )?;
-        let plane = match self.config.layout {
-            Layout::Rows => 1,
-            Layout::ChannelsFirst { plane } => {
-                let plane = plane as usize;
-                if n % plane != 0 {
-                    return Err(Error::shape(
-                        op,
-                        format!("n {n} is not a whole number of {plane}-pixel feature maps"),
-                    ));
-                }
-                plane
-            }
-        };
+        let plane = plane(op, self.config.layout, n)?;
         // Inputs larger than one storage binding are quantised in chunks of whole feature
         // maps (rows, for row-major input) whose byte offsets stay 256-aligned.
         let unit = plane * (64 / gcd(plane, 64));
@@ -304,14 +299,11 @@ impl Quantizer {
         let view = |binding, offset, shape: &[usize], dtype| {
             view(&self.gpu, binding, offset, shape, dtype)
         };
-        let mut codebook = view(&b.codebook, 0, &[codes, dim], DType::F32)?;
-        let cosine = self.config.metric == Metric::Cosine;
         let mut launch = Launch::default();
-        if cosine {
-            let normalized = Tensor::zeros(&self.gpu, &[codes, dim], DType::F32)?;
-            launch = quantize::normalize(&self.gpu, &codebook, &normalized)?;
-            codebook = normalized;
-        }
+        let codebook = self.searched(
+            &mut launch,
+            view(&b.codebook, 0, &[codes, dim], DType::F32)?,
+        )?;
         for first in (0..n).step_by(chunk) {
             let rows = chunk.min(n - first);
             let shape: Vec<usize> = if plane == 1 {
@@ -320,12 +312,7 @@ impl Quantizer {
                 vec![rows / plane, dim, plane, 1]
             };
             let (row_offset, one_offset) = ((first * dim * 4) as u64, (first * 4) as u64);
-            let mut z = view(&b.input, row_offset, &shape, DType::F32)?;
-            if cosine {
-                let normalized = Tensor::zeros(&self.gpu, &shape, DType::F32)?;
-                launch = launch.then(quantize::normalize(&self.gpu, &z, &normalized)?);
-                z = normalized;
-            }
+            let z = self.searched(&mut launch, view(&b.input, row_offset, &shape, DType::F32)?)?;
             let indices = match &b.indices {
                 Some(i) => view(i, one_offset, &[rows], DType::U32)?,
                 None => Tensor::zeros(&self.gpu, &[rows], DType::U32)?,
@@ -350,6 +337,20 @@ impl Quantizer {
             )?);
         }
         Ok(launch)
+    }
+}
+
+impl Quantizer {
+    /// The vectors the search compares: `t` itself, or under [`Metric::Cosine`] its
+    /// L2-normalised copy, whose dispatch joins `launch`.
+    fn searched(&self, launch: &mut Launch, t: Tensor) -> Result<Tensor> {
+        if self.config.metric != Metric::Cosine {
+            return Ok(t);
+        }
+        let normalized = Tensor::zeros(&self.gpu, t.shape(), DType::F32)?;
+        let normalize = quantize::normalize(&self.gpu, &t, &normalized)?;
+        *launch = std::mem::take(launch).then(normalize);
+        Ok(normalized)
     }
 }
 

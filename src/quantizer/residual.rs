@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::Layout;
-use super::bindings::{BindingKey, Cache, Slot, check, key_of, view};
+use super::bindings::{BindingKey, Cache, Slot, check, input_shape, key_of, view};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::rvq::{self, Outputs};
@@ -230,28 +230,7 @@ impl ResidualQuantizer {
                 ),
             ],
         )?;
-        let limit = self.gpu.limits().max_storage_buffer_binding_size;
-        if vectors > limit {
-            return Err(Error::Limit {
-                op,
-                what: "input bytes (max_storage_buffer_binding_size)",
-                needed: vectors,
-                limit,
-            });
-        }
-        let shape: Vec<usize> = match c.layout {
-            Layout::Rows => vec![n, dim],
-            Layout::ChannelsFirst { plane } => {
-                let plane = plane as usize;
-                if n % plane != 0 {
-                    return Err(Error::shape(
-                        op,
-                        format!("n {n} is not a whole number of {plane}-pixel feature maps"),
-                    ));
-                }
-                vec![n / plane, dim, plane, 1]
-            }
-        };
+        let shape = input_shape(&self.gpu, op, c.layout, n, dim)?;
         let gpu = &self.gpu;
         let input = view(gpu, &b.input, 0, &shape, DType::F32)?;
         let (launch, books) = self.codebooks(b, books)?;
