@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::conv::{self, ConvShape, Relu};
+use crate::kernels::fsq::Fsq;
 use crate::kernels::optim::{Adam, AdamConfig};
-use crate::kernels::{codes, loss, quantize, softmax, topk, vq_backward};
+use crate::kernels::{codes, loss, quantize, rvq, softmax, topk, vq_backward};
 use crate::launch::{Launch, Tuning};
 use crate::model::Config;
 use crate::network::{CodebookUpdate, Vqvae};
@@ -474,6 +475,61 @@ fn quantizer_sweep() -> Vec<Case> {
                         launch,
                         Some(2.0 * (n * k * d) as f64),
                         &[&[n, d], &[k, d], &[n, top], &[n, top]],
+                    )
+                },
+            )
+        }))
+        .chain([1, 2, 4].map(|stages| {
+            let (n, k, d) = (1 << 14, K, D);
+            case(
+                Group::Quantizer,
+                format!("residual VQ, {stages} stages"),
+                format!("N={n} K={k} D={d}"),
+                false,
+                move |gpu| {
+                    let books = (0..stages)
+                        .map(|s| filled(gpu, &[k, d], 6 + s as u64))
+                        .collect::<Result<Vec<_>>>()?;
+                    let (codes, sum) = (
+                        Tensor::zeros(gpu, &[n, stages], DType::U32)?,
+                        Tensor::zeros(gpu, &[n, d], DType::F32)?,
+                    );
+                    let outputs = rvq::Outputs {
+                        codes: &codes,
+                        quantized: &sum,
+                        stage_distances: None,
+                        distances: None,
+                    };
+                    let refs: Vec<&Tensor> = books.iter().collect();
+                    let z = filled(gpu, &[n, d], 5)?;
+                    let launch = rvq::residual_quantize(gpu, &z, &refs, &outputs, false)?.launch;
+                    kernel_work(
+                        launch,
+                        Some(2.0 * (stages * n * k * d) as f64),
+                        &[&[n, d], &[stages * k, d], &[n, stages], &[n, d]],
+                    )
+                },
+            )
+        }))
+        .chain(std::iter::once({
+            let n = 1 << 18;
+            let levels = [8u32, 5, 5, 5];
+            case(
+                Group::Quantizer,
+                "FSQ levels 8,5,5,5",
+                format!("N={n} D=4"),
+                false,
+                move |gpu| {
+                    let fsq = Fsq::new(gpu, &levels)?;
+                    let (z, zhat) = (
+                        filled(gpu, &[n, 4], 5)?,
+                        Tensor::zeros(gpu, &[n, 4], DType::F32)?,
+                    );
+                    let codes = Tensor::zeros(gpu, &[n], DType::U32)?;
+                    kernel_work(
+                        fsq.quantize(gpu, &z, &zhat, &codes)?,
+                        None,
+                        &[&[n, 4], &[n, 4], &[n]],
                     )
                 },
             )

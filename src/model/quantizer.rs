@@ -186,6 +186,9 @@ impl QuantizerKind {
         };
         match name.as_str() {
             "vq" => Ok(QuantizerKind::Vq),
+            "rvq" if get("shared_codebook").is_some_and(|v| v == "true") => Err(
+                "residual VQ with one shared codebook (shared_codebook=true) is not trained or read by the command line yet; the ResidualQuantizer component takes one".into(),
+            ),
             "rvq" => {
                 let stages = get(STAGES_KEY)
                     .and_then(|s| s.parse().ok())

@@ -110,6 +110,14 @@ impl ResidualQuantizer {
         self.config
     }
 
+    /// The crate's view of your device, for the kernels that work on [`Tensor`]s over
+    /// your buffers ([`Tensor::from_buffer`]): decoding codes
+    /// ([`crate::kernels::rvq::decode`]), k-means of residuals
+    /// ([`crate::kernels::kmeans`]), the backward pass ([`crate::kernels::rvq::backward`]).
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// Builds (and keeps) the dispatches for `b` without recording them.
     pub fn prepare(&self, b: &ResidualBindings<'_>) -> Result<()> {
         self.launch(b).map(drop)

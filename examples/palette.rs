@@ -1,12 +1,17 @@
 //! Reduce a colour image to a K-colour palette by k-means on the GPU (k-means++ seeding,
-//! then Lloyd iterations), using only the public API of the quantiser component and
-//! the k-means kernels on a device opened the plain wgpu way.
+//! then Lloyd iterations), then draw it twice: each pixel its nearest colour, and
+//! ordered dithering between its two nearest (the quantiser's top-k search, k = 2).
+//! Only the public API of the quantiser component and the k-means kernels, on a device
+//! opened the plain wgpu way.
 //!
-//! `cargo run --release --example embed_quantizer -- [IMAGE] [K] [OUT.png]`
-//! (without IMAGE, a generated picture; K defaults to 8; OUT to palette.png).
+//! `cargo run --release --example palette -- [IMAGE] [K] [OUT.png]`
+//! (without IMAGE or with `-`, a generated picture; K defaults to 8; OUT to palette.png,
+//! the dithered picture beside it as OUT-dithered.png).
 
 use vqvae_wgpu::kernels::kmeans;
-use vqvae_wgpu::quantizer::{Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::quantizer::{
+    Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig, TopKBindings,
+};
 use vqvae_wgpu::{DType, Tensor};
 
 const ITERATIONS: usize = 12;
@@ -55,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         storage(&vec![0; k as usize * 12]),
     );
     let (indices, quantized) = (storage(&vec![0; n * 4]), storage(&vec![0; n * 12]));
+    let (two_nearest, two_distances) = (storage(&vec![0; n * 8]), storage(&vec![0; n * 8]));
 
     let quantizer = Quantizer::new(
         &device,
@@ -91,20 +97,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut pass = encoder.begin_compute_pass(&Default::default());
         clustering.launch().record(&mut pass);
     }
-    // Then the pixels through the quantiser with the palette found.
+    // Then the pixels through the quantiser with the palette found: the nearest colour,
+    // and the two nearest with their distances.
     quantizer.record(&mut encoder, &bindings)?;
+    quantizer.record_top_k(
+        &mut encoder,
+        &TopKBindings {
+            n: n as u32,
+            k: 2,
+            input: input.as_entire_buffer_binding(),
+            codebook: codebook.as_entire_buffer_binding(),
+            indices: two_nearest.as_entire_buffer_binding(),
+            distances: Some(two_distances.as_entire_buffer_binding()),
+        },
+    )?;
     queue.submit([encoder.finish()]);
 
     let result = Tensor::from_buffer(gpu, quantized, 0, &[n * 3], DType::F32)?.to_f32(gpu)?;
     let palette =
         Tensor::from_buffer(gpu, codebook, 0, &[k as usize * 3], DType::F32)?.to_f32(gpu)?;
-    let bytes: Vec<u8> = result
-        .iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect();
+    let to_byte = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+    let bytes: Vec<u8> = result.iter().map(|&v| to_byte(v)).collect();
     image::RgbImage::from_raw(w, h, bytes)
         .ok_or("image size")?
         .save(&out)?;
+
+    // Ordered dithering: a pixel between its two nearest colours a and b, a fraction t
+    // of the way from a to b, takes b where t passes the 4x4 Bayer threshold.
+    let nearest2 = Tensor::from_buffer(gpu, two_nearest, 0, &[n * 2], DType::U32)?.to_u32(gpu)?;
+    const BAYER: [u32; 16] = [0, 8, 2, 10, 12, 4, 14, 6, 3, 11, 1, 9, 15, 7, 13, 5];
+    let colour = |c: u32| &palette[c as usize * 3..][..3];
+    let dithered: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let (a, b) = (colour(nearest2[2 * i]), colour(nearest2[2 * i + 1]));
+            let p = &pixels[3 * i..3 * i + 3];
+            let (mut along, mut length) = (0.0, 0.0);
+            for c in 0..3 {
+                along += (p[c] - a[c]) * (b[c] - a[c]);
+                length += (b[c] - a[c]).powi(2);
+            }
+            let t = if length > 0.0 { along / length } else { 0.0 };
+            let (x, y) = (i % w as usize, i / w as usize);
+            let threshold = (BAYER[(y % 4) * 4 + x % 4] as f32 + 0.5) / 16.0;
+            let chosen = if t > threshold { b } else { a };
+            chosen.iter().map(|&v| to_byte(v)).collect::<Vec<_>>()
+        })
+        .collect();
+    let dithered_path = match out.strip_suffix(".png") {
+        Some(stem) => format!("{stem}-dithered.png"),
+        None => format!("{out}-dithered.png"),
+    };
+    image::RgbImage::from_raw(w, h, dithered)
+        .ok_or("image size")?
+        .save(&dithered_path)?;
     println!("{k}-colour palette after {ITERATIONS} k-means iterations:");
     for c in palette.chunks(3) {
         println!(
@@ -114,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (c[2] * 255.0) as u8
         );
     }
-    println!("wrote {out}");
+    println!("wrote {out} (nearest colours) and {dithered_path} (dithered)");
     Ok(())
 }
 
