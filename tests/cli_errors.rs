@@ -5,16 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{temp_dir, vqvae};
+use common::{temp_dir, vqvae, vqvae_fails};
 
 /// Runs `vqvae` expecting failure; returns what it printed.
-fn fails(args: &[&str]) -> String {
-    let (code, text) = vqvae(args);
-    assert_eq!(code, Some(1), "vqvae {args:?} should fail cleanly:\n{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    text
-}
-
 const TINY: &[&str] = &[
     "--hidden",
     "4",
@@ -52,7 +45,7 @@ fn corrupt_image_is_named() {
     let dir = temp_dir("corrupt");
     png(&dir.join("a.png"), 8, 8);
     std::fs::write(dir.join("b.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", dir.to_str().unwrap()],
     ));
@@ -62,7 +55,7 @@ fn corrupt_image_is_named() {
 #[test]
 fn empty_folder_says_so() {
     let dir = temp_dir("empty");
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", dir.to_str().unwrap()],
     ));
@@ -74,7 +67,7 @@ fn idx_with_wrong_magic_or_truncated_body() {
     let dir = temp_dir("idx");
     let bad = dir.join("bad-images-idx3-ubyte");
     std::fs::write(&bad, [0u8, 0, 8, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4]).unwrap();
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", bad.to_str().unwrap()],
     ));
@@ -89,7 +82,7 @@ fn idx_with_wrong_magic_or_truncated_body() {
     let mut bytes = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 4, 0, 0, 0, 4];
     bytes.extend([7u8; 100]);
     std::fs::write(&short, bytes).unwrap();
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", short.to_str().unwrap()],
     ));
@@ -105,7 +98,7 @@ fn sizes_that_cannot_be_used() {
     let odd = dir.join("odd");
     std::fs::create_dir_all(&odd).unwrap();
     png(&odd.join("x.png"), 10, 10);
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", odd.to_str().unwrap()],
     ));
@@ -113,7 +106,7 @@ fn sizes_that_cannot_be_used() {
         text.contains("x.png") && text.contains("multiple of 4"),
         "{text}"
     );
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", odd.to_str().unwrap(), "--image-size", "6"],
     ));
@@ -123,7 +116,7 @@ fn sizes_that_cannot_be_used() {
     std::fs::create_dir_all(&mixed).unwrap();
     png(&mixed.join("a.png"), 8, 8);
     png(&mixed.join("b.png"), 12, 8);
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--data", mixed.to_str().unwrap()],
     ));
@@ -132,12 +125,12 @@ fn sizes_that_cannot_be_used() {
         "{text}"
     );
 
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--steps", "1", "--batch-size", "0"],
     ));
     assert!(text.contains("--batch-size 0"), "{text}");
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--steps", "1", "--batch-size", "100000000"],
     ));
@@ -150,7 +143,7 @@ fn sizes_that_cannot_be_used() {
     std::fs::create_dir_all(&large).unwrap();
     png(&large.join("a.png"), 40, 24);
     png(&large.join("b.png"), 24, 40);
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &[
             "--data",
@@ -186,7 +179,7 @@ fn broken_checkpoints_name_the_tensor() {
     missing.tensors.remove("decoder.conv1.bias");
     let path = dir.join("missing.safetensors");
     missing.write(&path).unwrap();
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &["--init", path.to_str().unwrap()],
     ));
@@ -201,7 +194,7 @@ fn broken_checkpoints_name_the_tensor() {
         .insert("pre_vq.weight".into(), (vec![3, 4, 1, 1], vec![0.0; 12]));
     let path = dir.join("bent.safetensors");
     bent.write(&path).unwrap();
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "reconstruct",
         "--checkpoint",
         path.to_str().unwrap(),
@@ -217,7 +210,7 @@ fn broken_checkpoints_name_the_tensor() {
 
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, b"definitely not").unwrap();
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "encode",
         "--checkpoint",
         junk.to_str().unwrap(),
@@ -226,7 +219,7 @@ fn broken_checkpoints_name_the_tensor() {
     ]);
     assert!(text.contains("junk.safetensors"), "{text}");
 
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("out"),
         &[
             "--init",
@@ -254,7 +247,7 @@ fn a_nan_loss_stops_and_saves_the_last_good_step() {
         "--codebook-restart",
         "1",
     ];
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &out,
         &[&["--steps", "50"][..], &diverging].concat(),
     ));
@@ -319,7 +312,7 @@ fn decode_checks_the_codes() {
     assert_eq!(code, Some(0), "{text}");
     let ckpt = run.join("checkpoint.safetensors");
     let decode = |codes: &Path| {
-        fails(&[
+        vqvae_fails(&[
             "decode",
             "--checkpoint",
             ckpt.to_str().unwrap(),
@@ -367,7 +360,7 @@ fn resume_keeps_its_settings_and_sgd_never_restarts() {
     let run = dir.join("run");
     let (code, text) = vqvae(&train_args(&run, &["--steps", "1"]));
     assert_eq!(code, Some(0), "{text}");
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "train",
         "--resume",
         run.to_str().unwrap(),
@@ -382,7 +375,7 @@ fn resume_keeps_its_settings_and_sgd_never_restarts() {
         text.contains("--batch-size") && text.contains("(2)") && text.contains("saved settings"),
         "{text}"
     );
-    let text = fails(&train_args(
+    let text = vqvae_fails(&train_args(
         &dir.join("sgd"),
         &["--optimizer", "sgd", "--codebook-restart", "5"],
     ));
@@ -419,7 +412,7 @@ fn codebook_settings_that_cannot_be_used() {
         ),
         (&["--kmeans-batches", "0"][..], "--kmeans-batches 0"),
     ] {
-        let text = fails(&train_args(&out, flags));
+        let text = vqvae_fails(&train_args(&out, flags));
         assert!(text.contains(says), "{flags:?}: {text}");
     }
     // A gradient run resumes as one.
@@ -427,7 +420,7 @@ fn codebook_settings_that_cannot_be_used() {
     let (code, text) = vqvae(&train_args(&out, &gradient));
     assert_eq!(code, Some(0), "{text}");
     let run = out.to_str().unwrap();
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "train",
         "--resume",
         run,
@@ -458,6 +451,6 @@ fn an_ema_state_without_its_statistics_is_named() {
     state.tensors.remove("ema.cluster_size");
     state.write(&path).unwrap();
     let r = run.to_str().unwrap();
-    let text = fails(&["train", "--resume", r, "--out", r, "--steps", "2"]);
+    let text = vqvae_fails(&["train", "--resume", r, "--out", r, "--steps", "2"]);
     assert!(text.contains("ema.cluster_size"), "{text}");
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_curves, temp_dir, vqvae};
+use common::{assert_curves, temp_dir, vqvae, vqvae_fails};
 
 /// Trains a tiny autoencoder with `codes` codes into `dir`, on the built-in images or
 /// `extra`'s data; returns its checkpoint.
@@ -34,13 +34,6 @@ fn autoencoder(dir: &Path, codes: &str, extra: &[&str]) -> String {
     let (code, text) = vqvae(&args);
     assert_eq!(code, Some(0), "{text}");
     dir.join("checkpoint.safetensors").display().to_string()
-}
-
-fn fails(args: &[&str]) -> String {
-    let (code, text) = vqvae(args);
-    assert_eq!(code, Some(1), "vqvae {args:?} should fail cleanly:\n{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    text
 }
 
 const TINY_PRIOR: &[&str] = &[
@@ -161,7 +154,7 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
             &png,
         ];
         a.extend_from_slice(extra);
-        fails(&a)
+        vqvae_fails(&a)
     };
     let text = sample(&other, &[]);
     assert!(text.contains("K=16") && text.contains("K=12"), "{text}");
@@ -172,7 +165,7 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     // The built-in images have no labels to condition on.
     let mut cond = vec!["train-prior", "--checkpoint", &ae, "--conditional", "--out"];
     cond.push(prior_dir.to_str().unwrap());
-    assert!(fails(&cond).contains("has no labels"));
+    assert!(vqvae_fails(&cond).contains("has no labels"));
     // A prior of 4x4 grids (16x16 images) for a model trained on 32x32 images.
     let small = dir.join("small");
     let mut args = vec![
@@ -188,7 +181,7 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     let (code, text) = vqvae(&args);
     assert_eq!(code, Some(0), "{text}");
     let small_prior = small.join("prior.safetensors").display().to_string();
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "sample",
         "--checkpoint",
         &ae,
@@ -209,7 +202,7 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
         prior_dir.to_str().unwrap(),
     ]);
     resume.extend(["--steps", "3", "--gated"]);
-    assert!(fails(&resume).contains("--gated"));
+    assert!(vqvae_fails(&resume).contains("--gated"));
     // One image gives one code grid: nothing to hold out.
     let one = dir.join("one");
     std::fs::create_dir_all(&one).unwrap();
@@ -224,9 +217,9 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
         one.to_str().unwrap(),
     ];
     args.extend(["--out", small.to_str().unwrap()]);
-    assert!(fails(&args).contains("at least 2"));
+    assert!(vqvae_fails(&args).contains("at least 2"));
     // A model checkpoint is not a prior.
-    let text = fails(&["sample", "--checkpoint", &ae, "--prior", &ae, "--out", &png]);
+    let text = vqvae_fails(&["sample", "--checkpoint", &ae, "--prior", &ae, "--out", &png]);
     assert!(text.contains("not a prior"), "{text}");
     // A prior from step 1 beside the training state of step 2: not one save.
     let mixed = dir.join("mixed");
@@ -238,7 +231,7 @@ fn priors_that_do_not_fit_and_bad_sampling_values_are_errors() {
     )
     .unwrap();
     let mixed = mixed.to_str().unwrap();
-    let text = fails(&[
+    let text = vqvae_fails(&[
         "train-prior",
         "--checkpoint",
         &ae,
@@ -308,7 +301,7 @@ fn class_conditioning_reads_idx_labels_and_checks_classes() {
     ];
     let (code, text) = vqvae(&[&base[..], &["--class", "2"]].concat());
     assert_eq!(code, Some(0), "{text}");
-    let text = fails(&[&base[..], &["--class", "3"]].concat());
+    let text = vqvae_fails(&[&base[..], &["--class", "3"]].concat());
     assert!(
         text.contains("--class 3") && text.contains("classes 0..2"),
         "{text}"
@@ -320,7 +313,7 @@ fn class_conditioning_reads_idx_labels_and_checks_classes() {
         [0, 0, 8, 1, 0, 0, 0, 2, 1, 1],
     )
     .unwrap();
-    let text = fails(&args);
+    let text = vqvae_fails(&args);
     assert!(
         text.contains("toy-labels-idx1-ubyte") && text.contains("number 24"),
         "{text}"

@@ -7,27 +7,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{TINY_MODEL, model_bits, temp_dir, tiny_train, vqvae};
+use common::{TINY_MODEL, model_bits, temp_dir, tiny_train, vqvae_fails, vqvae_ok};
 use vqvae_wgpu::checkpoint::TensorFile;
-
-fn ok(args: &[&str]) -> String {
-    let (code, text) = vqvae(args);
-    assert_eq!(code, Some(0), "vqvae {args:?}:\n{text}");
-    text
-}
-
-fn fails(args: &[&str]) -> String {
-    let (code, text) = vqvae(args);
-    assert_eq!(code, Some(1), "vqvae {args:?} should fail cleanly:\n{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    text
-}
 
 /// The codes `encode` writes for the built-in images with `dir`'s checkpoint, with
 /// their shape.
 fn encode(dir: &Path) -> (Vec<u64>, Vec<i64>) {
     let (ckpt, npy) = (dir.join("checkpoint.safetensors"), dir.join("codes.npy"));
-    ok(&[
+    vqvae_ok(&[
         "encode",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -43,7 +30,7 @@ fn encode(dir: &Path) -> (Vec<u64>, Vec<i64>) {
 fn decode_matches_reconstruct(dir: &Path) {
     let ckpt = dir.join("checkpoint.safetensors");
     let (decoded, rebuilt) = (dir.join("decoded"), dir.join("rebuilt"));
-    ok(&[
+    vqvae_ok(&[
         "decode",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -52,7 +39,7 @@ fn decode_matches_reconstruct(dir: &Path) {
         "--out",
         decoded.to_str().unwrap(),
     ]);
-    ok(&[
+    vqvae_ok(&[
         "reconstruct",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -89,10 +76,10 @@ fn one_residual_stage_trains_the_bits_of_plain_vq() {
         let (vq, rvq) = (dir.join(format!("vq{i}")), dir.join(format!("rvq{i}")));
         let mut common = vec!["--steps", "30", "--quiet"];
         common.extend_from_slice(flags);
-        ok(&tiny_train(&vq, &common));
+        vqvae_ok(&tiny_train(&vq, &common));
         let mut one = common.clone();
         one.extend(["--quantizer", "rvq", "--stages", "1"]);
-        ok(&tiny_train(&rvq, &one));
+        vqvae_ok(&tiny_train(&rvq, &one));
         let renamed: Vec<_> = model_bits(&rvq)
             .into_iter()
             .map(|(k, v)| (k.replace("codebook.0.", "codebook."), v))
@@ -134,7 +121,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
             ]
             .map(String::from),
         );
-        ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        vqvae_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let text = train(&straight, "30");
     assert!(text.contains("/64 in use"), "{text}");
@@ -156,7 +143,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
     // Stopping at 15 and resuming gives the straight run's bits.
     train(&stopped, "15");
     let stopped_s = stopped.to_str().unwrap();
-    ok(&[
+    vqvae_ok(&[
         "train", "--resume", stopped_s, "--steps", "30", "--out", stopped_s, "--quiet",
     ]);
     assert!(
@@ -181,7 +168,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
     // The prior models each position's 3 codes as one of 64 and samples them back.
     let ckpt = straight.join("checkpoint.safetensors");
     let prior = dir.join("prior");
-    let text = ok(&[
+    let text = vqvae_ok(&[
         "train-prior",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -201,7 +188,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
     ]);
     assert!(text.contains("uniform prior 6.000"), "{text}");
     let (png, npy) = (dir.join("samples.png"), dir.join("samples.npy"));
-    ok(&[
+    vqvae_ok(&[
         "sample",
         "--checkpoint",
         ckpt.to_str().unwrap(),
@@ -225,7 +212,7 @@ fn fsq_trains_without_a_codebook_and_its_codes_decode() {
     let dir = temp_dir("fsq-cli");
     let out = dir.join("fsq");
     let o = out.to_str().unwrap();
-    let text = ok(&[
+    let text = vqvae_ok(&[
         "train",
         "--out",
         o,
@@ -256,7 +243,7 @@ fn fsq_trains_without_a_codebook_and_its_codes_decode() {
     assert!(codes.iter().all(|c| (0..48).contains(c)));
     decode_matches_reconstruct(&out);
     // Resuming an FSQ run needs no flags of its own.
-    ok(&[
+    vqvae_ok(&[
         "train", "--resume", o, "--steps", "25", "--out", o, "--quiet",
     ]);
 }
@@ -268,7 +255,7 @@ fn quantizer_flags_that_do_not_fit_are_errors() {
     let train = |flags: &[&str]| {
         let mut args = vec!["train", "--out", out.to_str().unwrap(), "--steps", "1"];
         args.extend_from_slice(flags);
-        fails(&args)
+        vqvae_fails(&args)
     };
     let fsq_ema = train(&["--quantizer", "fsq", "--codebook-update", "ema"]);
     assert!(
@@ -315,7 +302,7 @@ fn quantizer_flags_that_do_not_fit_are_errors() {
         ],
     );
     args.retain(|_| true);
-    ok(&args);
+    vqvae_ok(&args);
     let ckpt = rvq.join("checkpoint.safetensors");
     let mut init = vec!["--init", ckpt.to_str().unwrap(), "--quantizer", "vq"];
     init.extend_from_slice(&TINY_MODEL);
@@ -323,7 +310,7 @@ fn quantizer_flags_that_do_not_fit_are_errors() {
     assert!(m.contains("quantizer rvq --stages 2"), "{m}");
     let flat = dir.join("flat.npy");
     vqvae_wgpu::npy::write_codes(&flat, &[1, 8, 8], &[0; 64]).unwrap();
-    let m = fails(&[
+    let m = vqvae_fails(&[
         "decode",
         "--checkpoint",
         ckpt.to_str().unwrap(),

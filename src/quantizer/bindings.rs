@@ -193,3 +193,46 @@ pub(super) fn input_shape(
         _ => vec![n / plane, dim, plane, 1],
     })
 }
+
+/// Checks a component's sizes on `gpu`: K, D (and `stages`) at least 1, the
+/// `codebook_bytes` within one storage binding, a channels-first plane of a pixel or more.
+pub(super) fn check_config(
+    gpu: &Gpu,
+    op: &'static str,
+    [codes, dim, stages]: [u32; 3],
+    codebook_bytes: u64,
+    layout: Layout,
+) -> Result<()> {
+    if codes == 0 || dim == 0 || stages == 0 {
+        let sizes = match stages {
+            1 => format!("codes {codes} and dim {dim}"),
+            _ => format!("codes {codes}, dim {dim} and stages {stages}"),
+        };
+        return Err(Error::shape(op, format!("{sizes} must each be at least 1")));
+    }
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    if codebook_bytes > limit {
+        return Err(Error::Limit {
+            op,
+            what: "codebook bytes (max_storage_buffer_binding_size)",
+            needed: codebook_bytes,
+            limit,
+        });
+    }
+    if let Layout::ChannelsFirst { plane: 0 } = layout {
+        return Err(Error::shape(
+            op,
+            "a channels-first plane must hold at least one pixel",
+        ));
+    }
+    Ok(())
+}
+
+/// Records `launch` into a new compute pass of `encoder` labelled `label`.
+pub(super) fn record_in_new_pass(encoder: &mut wgpu::CommandEncoder, label: &str, launch: &Launch) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    launch.record(&mut pass);
+}

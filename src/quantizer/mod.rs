@@ -14,7 +14,9 @@ mod residual;
 mod top_k;
 
 pub use bindings::CACHED_BINDINGS;
-use bindings::{BindingKey, Cache, Slot, check, key_of, plane, view};
+use bindings::{
+    BindingKey, Cache, Slot, check, check_config, key_of, plane, record_in_new_pass, view,
+};
 pub use residual::{ResidualBindings, ResidualConfig, ResidualQuantizer};
 pub use top_k::TopKBindings;
 use top_k::TopKKey;
@@ -117,39 +119,22 @@ pub struct Quantizer {
 }
 
 impl Quantizer {
-    /// A quantiser on your device. Errors if K or D is zero or the codebook would not
-    /// fit one storage binding.
+    /// A quantiser on your device. Errors if K or D is zero, the codebook would not fit
+    /// one storage binding or a channels-first plane is empty.
     pub fn new(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         config: QuantizerConfig,
     ) -> Result<Quantizer> {
         let gpu = Gpu::from_device(device.clone(), queue.clone());
-        if config.codes == 0 || config.dim == 0 {
-            return Err(Error::shape(
-                "Quantizer",
-                format!(
-                    "codes {} and dim {} must be at least 1",
-                    config.codes, config.dim
-                ),
-            ));
-        }
         let bytes = u64::from(config.codes) * u64::from(config.dim) * 4;
-        let limit = gpu.limits().max_storage_buffer_binding_size;
-        if bytes > limit {
-            return Err(Error::Limit {
-                op: "Quantizer",
-                what: "codebook bytes (max_storage_buffer_binding_size)",
-                needed: bytes,
-                limit,
-            });
-        }
-        if let Layout::ChannelsFirst { plane: 0 } = config.layout {
-            return Err(Error::shape(
-                "Quantizer",
-                "a channels-first plane must hold at least one pixel",
-            ));
-        }
+        check_config(
+            &gpu,
+            "Quantizer",
+            [config.codes, config.dim, 1],
+            bytes,
+            config.layout,
+        )?;
         Ok(Quantizer {
             gpu,
             config,
@@ -183,12 +168,7 @@ impl Quantizer {
         encoder: &mut wgpu::CommandEncoder,
         b: &QuantizeBindings<'_>,
     ) -> Result<()> {
-        let launch = self.launch(b)?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("quantize"),
-            timestamp_writes: None,
-        });
-        launch.record(&mut pass);
+        record_in_new_pass(encoder, "quantize", &self.launch(b)?);
         Ok(())
     }
 

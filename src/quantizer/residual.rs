@@ -4,7 +4,9 @@
 use std::sync::Mutex;
 
 use super::Layout;
-use super::bindings::{BindingKey, Cache, Slot, check, input_shape, key_of, view};
+use super::bindings::{
+    BindingKey, Cache, Slot, check, check_config, input_shape, key_of, record_in_new_pass, view,
+};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::rvq::{self, Outputs};
@@ -73,31 +75,8 @@ impl ResidualQuantizer {
     ) -> Result<ResidualQuantizer> {
         let op = "ResidualQuantizer";
         let gpu = Gpu::from_device(device.clone(), queue.clone());
-        if config.codes == 0 || config.dim == 0 || config.stages == 0 {
-            return Err(Error::shape(
-                op,
-                format!(
-                    "codes {}, dim {} and stages {} must each be at least 1",
-                    config.codes, config.dim, config.stages
-                ),
-            ));
-        }
-        let bytes = codebook_bytes(&config);
-        let limit = gpu.limits().max_storage_buffer_binding_size;
-        if bytes > limit {
-            return Err(Error::Limit {
-                op,
-                what: "codebook bytes (max_storage_buffer_binding_size)",
-                needed: bytes,
-                limit,
-            });
-        }
-        if let Layout::ChannelsFirst { plane: 0 } = config.layout {
-            return Err(Error::shape(
-                op,
-                "a channels-first plane must hold at least one pixel",
-            ));
-        }
+        let sizes = [config.codes, config.dim, config.stages];
+        check_config(&gpu, op, sizes, codebook_bytes(&config), config.layout)?;
         Ok(ResidualQuantizer {
             gpu,
             config,
@@ -129,12 +108,7 @@ impl ResidualQuantizer {
         encoder: &mut wgpu::CommandEncoder,
         b: &ResidualBindings<'_>,
     ) -> Result<()> {
-        let launch = self.launch(b)?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("residual quantize"),
-            timestamp_writes: None,
-        });
-        launch.record(&mut pass);
+        record_in_new_pass(encoder, "residual quantize", &self.launch(b)?);
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 //! code's fast path.
 
 use super::Quantizer;
-use super::bindings::{BindingKey, Slot, check, input_shape, key_of, view};
+use super::bindings::{BindingKey, Slot, check, input_shape, key_of, record_in_new_pass, view};
 use crate::error::{Error, Result};
 use crate::kernels::{quantize, topk};
 use crate::launch::Launch;
@@ -39,12 +39,7 @@ impl Quantizer {
         encoder: &mut wgpu::CommandEncoder,
         b: &TopKBindings<'_>,
     ) -> Result<()> {
-        let launch = self.top_k_launch(b)?;
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("top-k codes"),
-            timestamp_writes: None,
-        });
-        launch.record(&mut pass);
+        record_in_new_pass(encoder, "top-k codes", &self.top_k_launch(b)?);
         Ok(())
     }
 

@@ -124,6 +124,21 @@ pub fn vqvae(args: &[&str]) -> (Option<i32>, String) {
     run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae")).args(args))
 }
 
+/// Runs [`vqvae`], which must succeed; returns what it printed.
+pub fn vqvae_ok(args: &[&str]) -> String {
+    let (code, text) = vqvae(args);
+    assert_eq!(code, Some(0), "vqvae {args:?}:\n{text}");
+    text
+}
+
+/// Runs [`vqvae`], which must fail cleanly (status 1, no panic); returns what it printed.
+pub fn vqvae_fails(args: &[&str]) -> String {
+    let (code, text) = vqvae(args);
+    assert_eq!(code, Some(1), "vqvae {args:?} should fail cleanly:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
 /// Runs the `vqvae` binary as given, its tuning cache at `cache` (`VQVAE_TUNING`).
 pub fn vqvae_tuned(args: &[&str], cache: &std::path::Path) -> (Option<i32>, String) {
     run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
