@@ -680,3 +680,61 @@ fn kmeans_matches_reference_and_repeats_for_a_seed() {
         }
     }
 }
+
+#[test]
+fn kmeans_finds_well_separated_clusters_and_its_objective_never_rises() {
+    use vqvae_wgpu::kernels::kmeans::kmeans;
+    let gpu = gpu();
+    // 7 blobs of 31 points in 5 dimensions, centres far apart, little noise.
+    let (blobs, per, dim) = (7usize, 31usize, 5usize);
+    let mut rng = Rng::new(77);
+    let centres: Vec<f32> = (0..blobs * dim)
+        .map(|_| 20.0 * rng.uniform(-1.0, 1.0) as f32)
+        .collect();
+    let z: Vec<f32> = (0..blobs * per)
+        .flat_map(|i| {
+            let c = &centres[(i % blobs) * dim..][..dim];
+            c.iter()
+                .map(|&v| v + 0.1 * rng.uniform(-1.0, 1.0) as f32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let rows = Rows {
+        n: blobs * per,
+        dim,
+        plane: 1,
+    };
+    let zt = upload(gpu, &[rows.n, dim], &z);
+    let objective = |cb: &[f32]| -> f64 {
+        let (_, d) = r::nearest(&rows, &widen(&z), &widen(cb));
+        d.iter().sum()
+    };
+    let mut last = f64::INFINITY;
+    for iters in 1..=6 {
+        let cb = zeros(gpu, &[blobs, dim]);
+        gpu.run(&[kmeans(gpu, &zt, &cb, iters, 5).unwrap().launch()])
+            .unwrap();
+        let cb = cb.to_f32(gpu).unwrap();
+        let now = objective(&cb);
+        assert!(
+            now <= last * (1.0 + 1e-6),
+            "{iters} iterations: objective {now} after {last}"
+        );
+        last = now;
+        if iters == 6 {
+            // Every blob is one cluster: points of a blob share a code, blobs differ.
+            let (assigned, _) = r::nearest(&rows, &widen(&z), &widen(&cb));
+            for b in 0..blobs {
+                let code = assigned[b];
+                assert!(
+                    (0..per).all(|p| assigned[p * blobs + b] == code),
+                    "blob {b} is split"
+                );
+                assert!(
+                    (0..b).all(|o| assigned[o] != code),
+                    "blobs {b} and another share a code"
+                );
+            }
+        }
+    }
+}

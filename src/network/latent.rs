@@ -53,6 +53,8 @@ pub(super) struct Latent {
 }
 
 impl Latent {
+    /// Binds the quantiser `config` names between `z_e` and `z_q`; with `train`, also
+    /// the per-codebook views and counts a training step needs.
     pub fn new(
         gpu: &Gpu,
         params: &Params,
@@ -177,8 +179,8 @@ impl Latent {
         grad_ze: &Tensor,
         by_gradient: bool,
     ) -> Result<Launch> {
-        let grad = |s: &Stage| by_gradient.then(|| params.grad(&s.codebook));
         let value = |s: &Stage| params.value(&s.codebook);
+        let grad = |s: &Stage| params.grad(&s.codebook);
         match &self.kind {
             Kind::Vq => {
                 let s = &self.stages[0];
@@ -191,17 +193,13 @@ impl Latent {
                     grad_zq,
                     beta,
                     grad_ze,
-                    grad(s),
+                    by_gradient.then(|| grad(s)),
                 )
             }
             Kind::Rvq(rvq) => {
                 let books: Vec<&Tensor> = self.stages.iter().map(value).collect();
-                let grads: Option<Vec<&Tensor>> = by_gradient.then(|| {
-                    self.stages
-                        .iter()
-                        .map(|s| params.grad(&s.codebook))
-                        .collect()
-                });
+                let grads: Option<Vec<&Tensor>> =
+                    by_gradient.then(|| self.stages.iter().map(grad).collect());
                 rvq::backward(gpu, rvq, &books, grad_zq, beta, grad_ze, grads.as_deref())
             }
             Kind::Fsq(fsq) => fsq.backward(gpu, z_e, grad_zq, grad_ze),
