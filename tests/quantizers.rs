@@ -321,3 +321,25 @@ fn quantizer_flags_that_do_not_fit_are_errors() {
     ]);
     assert!(m.contains("expected [N, h, w, 2]"), "{m}");
 }
+
+#[test]
+fn joint_codes_split_into_stage_codes_and_back() {
+    use vqvae_wgpu::model::{Levels, QuantizerKind};
+    let rvq = QuantizerKind::Rvq { stages: 3 };
+    // Stage 0 the least significant digit: 1 + 2*4 + 3*16.
+    assert_eq!(rvq.join(4, &[1, 2, 3, 0, 0, 0, 3, 3, 3]), [57, 0, 63]);
+    assert_eq!(rvq.split(4, &[57, 0, 63]), [1, 2, 3, 0, 0, 0, 3, 3, 3]);
+    let all: Vec<u32> = (0..64).collect();
+    assert_eq!(rvq.join(4, &rvq.split(4, &all)), all);
+    // One code a position: the joint code is the code.
+    assert_eq!(QuantizerKind::Vq.split(16, &[5, 9]), [5, 9]);
+    let levels: Levels = "8,5,5,5".parse().unwrap();
+    assert_eq!(
+        (levels.codes(), levels.as_slice()),
+        (1000, &[8, 5, 5, 5][..])
+    );
+    assert_eq!(levels.to_string(), "8,5,5,5");
+    for bad in ["", "8,,5", "8,1", "2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2"] {
+        assert!(bad.parse::<Levels>().is_err(), "{bad:?} parsed");
+    }
+}
