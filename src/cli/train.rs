@@ -280,6 +280,28 @@ fn describe_quantizer(q: &QuantizerKind) -> String {
     }
 }
 
+/// Errors on a codebook flag, which FSQ (no codebook) cannot use.
+fn no_codebook_flags(a: &TrainArgs) -> Result<()> {
+    let codebook_flags = [
+        ("--codebook-update", a.codebook_update.is_some()),
+        ("--codebook-init", a.codebook_init.is_some()),
+        (
+            "--codebook-restart",
+            a.codebook_restart.is_some_and(|r| r > 0),
+        ),
+        ("--ema-decay", a.ema_decay.is_some()),
+        ("--ema-eps", a.ema_eps.is_some()),
+        ("--kmeans-iters", a.kmeans_iters.is_some()),
+        ("--kmeans-batches", a.kmeans_batches.is_some()),
+    ];
+    if let Some((flag, _)) = codebook_flags.iter().find(|(_, given)| *given) {
+        return Err(Error::Usage(format!(
+            "{flag}: --quantizer fsq has no codebook to update, initialise or restart (its levels are fixed)"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     let workers = a.workers.unwrap_or_else(default_workers);
     if workers == 0 {
@@ -344,23 +366,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
     config.validate()?;
     let fsq = matches!(config.quantizer, QuantizerKind::Fsq(_));
     if fsq {
-        let codebook_flags = [
-            ("--codebook-update", a.codebook_update.is_some()),
-            ("--codebook-init", a.codebook_init.is_some()),
-            (
-                "--codebook-restart",
-                a.codebook_restart.is_some_and(|r| r > 0),
-            ),
-            ("--ema-decay", a.ema_decay.is_some()),
-            ("--ema-eps", a.ema_eps.is_some()),
-            ("--kmeans-iters", a.kmeans_iters.is_some()),
-            ("--kmeans-batches", a.kmeans_batches.is_some()),
-        ];
-        if let Some((flag, _)) = codebook_flags.iter().find(|(_, given)| *given) {
-            return Err(Error::Usage(format!(
-                "{flag}: --quantizer fsq has no codebook to update, initialise or restart (its levels are fixed)"
-            )));
-        }
+        no_codebook_flags(&a)?;
     }
     let optimizer = a
         .optimizer
