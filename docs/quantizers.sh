@@ -54,17 +54,27 @@ run "rvq S=4 K=4" --quantizer rvq --stages 4 --codes 4 --code-dim 16
 run "fsq 8,8,4" --quantizer fsq --fsq-levels 8,8,4
 run "fsq 4,4,4,4" --quantizer fsq --fsq-levels 4,4,4,4
 
+# What was written below the table by hand ("## What it says" on) stays.
+notes=""
+if [ -f "$table" ]; then
+    notes=$(sed -n '/^## What it says/,$p' "$table")
+fi
+logs=("$runs"/*/log.txt)
+adapter=$(grep -m1 '^adapter:' "${logs[0]}" | sed 's/^adapter: //')
 {
     echo "# Quantisers at 8 bits a position: $name"
     echo
     echo "Made by \`docs/quantizers.sh $name $bin $steps ${train_args[*]}\`, seed 0, on"
-    echo "$("$bin" info 2>/dev/null | grep -m1 -i 'chosen\|adapter' || echo 'the default adapter')."
-    echo "Held-out reconstruction MSE, perplexity and codes in use of the 256 joint codes"
-    echo "(residual VQ's S codes of a position as one) on the held-out images at the end of"
-    echo "the run; seconds of the whole run."
+    echo "$adapter. Held-out reconstruction MSE, perplexity and codes in use of the 256 joint"
+    echo "codes (residual VQ's S codes of a position as one) on the held-out images at the"
+    echo "end of the run; seconds of the whole run."
     echo
     echo "| quantiser | flags | held-out MSE | perplexity | codes used (of 256) | seconds |"
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    if [ -n "$notes" ]; then
+        echo
+        echo "$notes"
+    fi
 } >"$table"
 echo "wrote $table"
