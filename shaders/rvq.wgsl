@@ -15,6 +15,9 @@ override FROM_SOURCE: bool = true;
 override WRITE_RESIDUAL: bool = true;
 // Copy the stage's squared distances into column `stage` of `dists`.
 override WRITE_DISTS: bool = false;
+// Whether the stage adds to the sum: a stage dropped for a step (quantize dropout) still
+// finds its codes and leaves its residual, but adds nothing to z_q and 0 to the loss.
+override ACTIVE: bool = true;
 
 struct Params {
     n: u32,
@@ -63,13 +66,13 @@ fn stage(
         }
         if (FIRST) {
             sum[e] = v;
-        } else {
+        } else if (ACTIVE) {
             sum[e] += v;
         }
     }
     codes[r * p.stages + p.stage] = c;
     if (WRITE_DISTS) {
-        dists[r * p.stages + p.stage] = dist[r];
+        dists[r * p.stages + p.stage] = select(0.0, dist[r], ACTIVE);
     }
 }
 

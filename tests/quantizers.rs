@@ -61,6 +61,16 @@ fn decode_matches_reconstruct(dir: &Path) {
     }
 }
 
+/// Trains the tiny model with 3 residual stages of 4 codes for `steps` into `out`.
+fn rvq_train(out: &Path, steps: &str, extra: &[&str]) -> String {
+    let mut args = vec!["train", "--out", out.to_str().unwrap(), "--hidden", "8"];
+    args.extend(["--res-hidden", "4", "--res-layers", "1", "--codes", "4"]);
+    args.extend(["--code-dim", "4", "--batch-size", "4", "--quantizer", "rvq"]);
+    args.extend(["--stages", "3", "--quiet", "--steps", steps]);
+    args.extend_from_slice(extra);
+    vqvae_ok(&args)
+}
+
 #[test]
 fn one_residual_stage_trains_the_bits_of_plain_vq() {
     let dir = temp_dir("rvq-one-stage");
@@ -96,34 +106,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
     let dir = temp_dir("rvq-cli");
     let (straight, stopped) = (dir.join("straight"), dir.join("stopped"));
     // Four codes a stage: 64 joint codes.
-    let train = |out: &Path, steps: &'static str| {
-        let o = out.to_str().unwrap().to_string();
-        let mut args: Vec<String> = ["train", "--out", &o, "--hidden", "8", "--res-hidden", "4"]
-            .map(String::from)
-            .to_vec();
-        args.extend(
-            [
-                "--res-layers",
-                "1",
-                "--codes",
-                "4",
-                "--code-dim",
-                "4",
-                "--batch-size",
-                "4",
-                "--quantizer",
-                "rvq",
-                "--stages",
-                "3",
-                "--quiet",
-                "--steps",
-                steps,
-            ]
-            .map(String::from),
-        );
-        vqvae_ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let text = train(&straight, "30");
+    let text = rvq_train(&straight, "30", &[]);
     assert!(text.contains("/64 in use"), "{text}");
     let model = TensorFile::read(&straight.join("checkpoint.safetensors")).unwrap();
     assert_eq!(model.metadata["quantizer"], "rvq");
@@ -141,7 +124,7 @@ fn residual_vq_trains_encodes_decodes_resumes_and_feeds_the_prior() {
     }
 
     // Stopping at 15 and resuming gives the straight run's bits.
-    train(&stopped, "15");
+    rvq_train(&stopped, "15", &[]);
     let stopped_s = stopped.to_str().unwrap();
     vqvae_ok(&[
         "train", "--resume", stopped_s, "--steps", "30", "--out", stopped_s, "--quiet",
@@ -342,4 +325,71 @@ fn joint_codes_split_into_stage_codes_and_back() {
     for bad in ["", "8,,5", "8,1", "2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2"] {
         assert!(bad.parse::<Levels>().is_err(), "{bad:?} parsed");
     }
+}
+
+#[test]
+fn quantize_dropout_draws_per_step_resumes_exactly_and_is_refused_where_it_cannot_apply() {
+    let dir = temp_dir("quantize-dropout");
+    let (plain, straight, stopped) = (dir.join("plain"), dir.join("straight"), dir.join("stopped"));
+    let dropout = ["--quantize-dropout"];
+    rvq_train(&plain, "20", &[]);
+    rvq_train(&straight, "20", &dropout);
+    assert!(
+        model_bits(&plain) != model_bits(&straight),
+        "dropout changed nothing"
+    );
+    // The draws follow the seed and the step: a stopped run resumes to the same bits.
+    rvq_train(&stopped, "10", &dropout);
+    let s = stopped.to_str().unwrap();
+    vqvae_ok(&[
+        "train", "--resume", s, "--steps", "20", "--out", s, "--quiet",
+    ]);
+    assert!(
+        model_bits(&stopped) == model_bits(&straight),
+        "resumed weights differ"
+    );
+    // The run's saved settings draw each step's stages: 1 to 3, about equally often.
+    let state = TensorFile::read(&straight.join("training_state.safetensors")).unwrap();
+    let settings: vqvae_wgpu::train::Settings =
+        serde_json::from_str(&state.metadata["settings"]).unwrap();
+    let mut seen = [0; 4];
+    for step in 0..3000 {
+        seen[settings.active_stages(step, 3)] += 1;
+    }
+    assert_eq!(seen[0], 0);
+    assert!(
+        seen[1..].iter().all(|&n| (850..1150).contains(&n)),
+        "{seen:?}"
+    );
+
+    let out = dir.join("x");
+    let o = out.to_str().unwrap();
+    let m = vqvae_fails(&["train", "--out", o, "--steps", "1", "--quantize-dropout"]);
+    assert!(m.contains("needs --quantizer rvq, not vq"), "{m}");
+    let one = [
+        "train",
+        "--out",
+        o,
+        "--steps",
+        "1",
+        "--quantizer",
+        "rvq",
+        "--stages",
+        "1",
+    ];
+    let m = vqvae_fails(&[&one[..], &["--quantize-dropout"]].concat());
+    assert!(m.contains("--stages 2 or more"), "{m}");
+    let m = vqvae_fails(&[
+        "train",
+        "--out",
+        o,
+        "--steps",
+        "1",
+        "--quantizer",
+        "rvq",
+        "--quantize-dropout",
+        "--codebook-update",
+        "gradient",
+    ]);
+    assert!(m.contains("needs --codebook-update ema"), "{m}");
 }

@@ -247,6 +247,61 @@ fn training_mode_keeps_every_stage_residual_and_code_vectors() {
         );
     }
     assert_eq!(read(&sum), total);
+
+    // Quantize dropout: with the first `active` stages only, the sum holds theirs, the
+    // dropped stages' distances are 0, and every stage still finds its codes.
+    let dists = zeros(gpu, &[18, stages]);
+    let outputs = Outputs {
+        codes: &codes_t,
+        quantized: &sum,
+        stage_distances: Some(&dists),
+        distances: None,
+    };
+    let rvq = residual_quantize(gpu, &zt, &refs, &outputs, true).unwrap();
+    for active in 1..=stages {
+        gpu.run(&[&rvq.with_stages(active).unwrap()]).unwrap();
+        let mut total = vec![0f32; 90];
+        for s in 0..active {
+            for (t, v) in total.iter_mut().zip(&read(&rvq.stage_quantized[s])) {
+                *t = if s == 0 { *v } else { *t + v };
+            }
+        }
+        assert_eq!(read(&sum), total, "{active} active stages' sum");
+        let d = read(&dists);
+        for v in 0..18 {
+            for s in 0..stages {
+                if s >= active {
+                    assert_eq!(
+                        d[v * stages + s],
+                        0.0,
+                        "{active} active: stage {s}'s distance"
+                    );
+                } else {
+                    assert!(
+                        d[v * stages + s] > 0.0,
+                        "{active} active: stage {s}'s distance"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            codes_t.to_u32(gpu).unwrap(),
+            interleaved_codes(&rvq, stages, gpu)
+        );
+    }
+    assert!(rvq.with_stages(0).is_err() && rvq.with_stages(stages + 1).is_err());
+}
+
+/// Every stage's own codes, interleaved as `[n, S]`.
+fn interleaved_codes(rvq: &rvq::ResidualVq, stages: usize, gpu: &Gpu) -> Vec<u32> {
+    let per: Vec<Vec<u32>> = rvq
+        .stage_codes
+        .iter()
+        .map(|c| c.to_u32(gpu).unwrap())
+        .collect();
+    (0..per[0].len() * stages)
+        .map(|i| per[i % stages][i / stages])
+        .collect()
 }
 
 #[test]
@@ -286,11 +341,9 @@ fn backward_matches_finite_differences_of_the_straight_through_surrogate() {
         let refs: Vec<&Tensor> = book_t.iter().collect();
         let grad_refs: Vec<&Tensor> = grads.iter().collect();
         let rvq_graph = residual_quantize(gpu, &zt, &refs, &outputs, true).unwrap();
-        let (up, grad_z) = (upload(gpu, shape, &upstream), zeros(gpu, shape));
+        let up = upload(gpu, shape, &upstream);
         let beta = 0.25;
-        let backward =
-            rvq::backward(gpu, &rvq_graph, &refs, &up, beta, &grad_z, Some(&grad_refs)).unwrap();
-        gpu.run(&[&rvq_graph.launch, &backward]).unwrap();
+        gpu.run(&[&rvq_graph.launch]).unwrap();
         let chosen = codes_t.to_u32(gpu).unwrap();
         let code = |v: usize, s: usize| chosen[v * stages + s] as usize;
         let numel = len as f64;
@@ -311,46 +364,75 @@ fn backward_matches_finite_differences_of_the_straight_through_surrogate() {
             r
         };
         let wide_books: Vec<Vec<f64>> = books.iter().map(|b| widen(b)).collect();
-        let z_loss = |z: &[f64]| {
-            let r = residuals(z, &wide_books);
-            let linear: f64 = z
-                .iter()
-                .zip(&upstream)
-                .map(|(a, &b)| a * f64::from(b))
-                .sum();
-            // r_s - e_s is r_{s+1}.
-            linear
-                + (1..=stages)
-                    .map(|s| beta as f64 * r[s].iter().map(|x| x * x).sum::<f64>() / numel)
-                    .sum::<f64>()
-        };
         let fixed = residuals(&widen(&z), &wide_books);
-        let tag = format!("z {shape:?} K {codes} S {stages}");
-        assert_close(
-            &format!("{tag}: grad z"),
-            &grad_z.to_f32(gpu).unwrap(),
-            &numeric_grad(z_loss, &widen(&z)),
-            1e-4,
-            1e-6,
-        );
-        for s in 0..stages {
-            let book_loss = |e: &[f64]| {
-                let mut total = 0.0;
-                for v in 0..rows.n {
-                    for d in 0..rows.dim {
-                        let diff = fixed[s][r::at(&rows, v, d)] - e[code(v, s) * rows.dim + d];
-                        total += diff * diff;
-                    }
-                }
-                total / numel
+        // All stages, and (quantize dropout) the first few: the dropped stages add no
+        // term, and their codebook gradients are not written.
+        for active in 1..=stages {
+            let sentinel = vec![7.0; codes * rows.dim];
+            for g in &grads {
+                g.write(gpu, bytemuck::cast_slice(&sentinel)).unwrap();
+            }
+            let grad_z = zeros(gpu, shape);
+            let backward = rvq::backward(
+                gpu,
+                &rvq_graph,
+                active,
+                &refs,
+                &up,
+                beta,
+                &grad_z,
+                Some(&grad_refs),
+            )
+            .unwrap();
+            gpu.run(&[&backward]).unwrap();
+            let z_loss = |z: &[f64]| {
+                let r = residuals(z, &wide_books);
+                let linear: f64 = z
+                    .iter()
+                    .zip(&upstream)
+                    .map(|(a, &b)| a * f64::from(b))
+                    .sum();
+                // r_s - e_s is r_{s+1}.
+                linear
+                    + (1..=active)
+                        .map(|s| beta as f64 * r[s].iter().map(|x| x * x).sum::<f64>() / numel)
+                        .sum::<f64>()
             };
+            let tag = format!("z {shape:?} K {codes} S {stages}, {active} active");
             assert_close(
-                &format!("{tag}: stage {s}'s codebook gradient"),
-                &grads[s].to_f32(gpu).unwrap(),
-                &numeric_grad(book_loss, &wide_books[s]),
+                &format!("{tag}: grad z"),
+                &grad_z.to_f32(gpu).unwrap(),
+                &numeric_grad(z_loss, &widen(&z)),
                 1e-4,
                 1e-6,
             );
+            for s in 0..stages {
+                let got = grads[s].to_f32(gpu).unwrap();
+                if s >= active {
+                    assert!(
+                        got == sentinel,
+                        "{tag}: dropped stage {s}'s gradient was written"
+                    );
+                    continue;
+                }
+                let book_loss = |e: &[f64]| {
+                    let mut total = 0.0;
+                    for v in 0..rows.n {
+                        for d in 0..rows.dim {
+                            let diff = fixed[s][r::at(&rows, v, d)] - e[code(v, s) * rows.dim + d];
+                            total += diff * diff;
+                        }
+                    }
+                    total / numel
+                };
+                assert_close(
+                    &format!("{tag}: stage {s}'s codebook gradient"),
+                    &got,
+                    &numeric_grad(book_loss, &wide_books[s]),
+                    1e-4,
+                    1e-6,
+                );
+            }
         }
     }
 }

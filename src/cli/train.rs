@@ -189,6 +189,11 @@ pub(crate) struct TrainArgs {
     /// Mirror each training image left to right with probability 1/2 (seeded).
     #[arg(long)]
     pub(crate) hflip: bool,
+    /// Quantize dropout (SoundStream) for --quantizer rvq: each step keeps only its first
+    /// n stages, n uniform from 1 to --stages (seeded), so that fewer stages decode too.
+    /// Needs the EMA codebook.
+    #[arg(long)]
+    pub(crate) quantize_dropout: bool,
     /// Threads that decode images ahead of the GPU [default: the cores less one, at
     /// least 1]; the results do not depend on it.
     #[arg(long)]
@@ -384,6 +389,22 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
             OptimizerKind::Adam if !fsq => CodebookUpdate::Ema,
             _ => CodebookUpdate::Gradient,
         });
+    if a.quantize_dropout {
+        let QuantizerKind::Rvq { stages } = config.quantizer else {
+            return Err(Error::Usage(format!(
+                "--quantize-dropout drops residual stages: it needs --quantizer rvq, not {}",
+                config.quantizer.name()
+            )));
+        };
+        if stages < 2 {
+            return Err(Error::Usage(
+                "--quantize-dropout: one stage has none to drop; give --stages 2 or more".into(),
+            ));
+        }
+        if codebook_update != CodebookUpdate::Ema {
+            return Err(Error::Usage("--quantize-dropout needs --codebook-update ema: a dropped stage's codebook gets no gradient that step, and the optimizer would still move it".into()));
+        }
+    }
     if optimizer == OptimizerKind::Sgd && codebook_update == CodebookUpdate::Ema {
         return Err(Error::Usage("--codebook-update ema: --optimizer sgd changes every parameter by exactly -lr * gradient, and an EMA moves the codebook otherwise".into()));
     }
@@ -438,6 +459,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         warmup_steps: a.warmup_steps.unwrap_or(0),
         lr_horizon: steps,
         hflip: a.hflip,
+        quantize_dropout: a.quantize_dropout,
     };
     let settings = match saved {
         Some(saved) => resumed_settings(&a, saved, wanted)?,
@@ -625,6 +647,12 @@ pub(crate) fn resumed_settings(
             a.hflip,
             saved.hflip,
             format!("hflip {}", saved.hflip),
+        ),
+        (
+            "--quantize-dropout",
+            a.quantize_dropout,
+            saved.quantize_dropout,
+            format!("quantize dropout {}", saved.quantize_dropout),
         ),
         (
             "--lr-schedule",

@@ -52,6 +52,11 @@ pub struct Outputs<'a> {
 pub struct ResidualVq {
     /// Every stage's search and update, in order: record into one compute pass.
     pub launch: Launch,
+    /// Each stage's search and update as it runs when the stage is dropped (training
+    /// graphs, stages after the first): see [`ResidualVq::with_stages`].
+    searches: Vec<Launch>,
+    updates: Vec<Launch>,
+    dropped: Vec<Launch>,
     /// What each stage quantised, `r_0 = z` first (training graphs keep every one; an
     /// inference quantisation updates one residual in place and keeps only `r_0`).
     pub residuals: Vec<Tensor>,
@@ -61,11 +66,44 @@ pub struct ResidualVq {
     pub stage_quantized: Vec<Tensor>,
 }
 
+impl ResidualVq {
+    /// The quantisation with only the first `active` stages (at least 1) adding to the
+    /// quantised sum and the stage distances, as quantize dropout (SoundStream) asks of a
+    /// training step; the later ones still find their codes and residuals. `active` = S
+    /// is [`ResidualVq::launch`].
+    pub fn with_stages(&self, active: usize) -> Result<Launch> {
+        let stages = self.searches.len();
+        if active == stages {
+            return Ok(self.launch.clone());
+        }
+        ensure(
+            (1..stages).contains(&active) && self.dropped.len() == stages,
+            "residual_quantize",
+            || {
+                format!(
+                    "{active} active stages of {stages}: a training quantisation keeps 1 to {stages}"
+                )
+            },
+        )?;
+        let mut launch = Launch::default();
+        for s in 0..stages {
+            let update = if s < active {
+                &self.updates[s]
+            } else {
+                &self.dropped[s]
+            };
+            launch = launch.then(self.searches[s].clone()).then(update.clone());
+        }
+        Ok(launch)
+    }
+}
+
 /// Quantises `z` (`[n, dim]` or `[batch, dim, h, w]`) in `codebooks.len()` stages, stage
 /// s with `codebooks[s]` (`[K, dim]`; pass one tensor several times to share it) on the
 /// residual the stages before it left; ties go to the lowest index in every stage. With
 /// `keep`, every stage's residual and code vectors stay in tensors of their own, as the
-/// backward pass needs them. One stage is plain VQ, bit for bit.
+/// backward pass needs them, and stages can be dropped ([`ResidualVq::with_stages`]).
+/// One stage is plain VQ, bit for bit.
 pub fn residual_quantize(
     gpu: &Gpu,
     z: &Tensor,
@@ -122,7 +160,7 @@ pub fn residual_quantize(
         .transpose()?;
     let mut residuals = vec![z.clone()];
     let (mut stage_codes, mut stage_quantized) = (Vec::new(), Vec::new());
-    let mut launch = Launch::default();
+    let (mut searches, mut updates, mut dropped) = (Vec::new(), Vec::new(), Vec::new());
     for (s, codebook) in codebooks.iter().enumerate() {
         let last = s + 1 == stages;
         let input = match (&scratch, s) {
@@ -138,7 +176,7 @@ pub fn residual_quantize(
                 .transpose()?,
         };
         let q = keep.then(|| zeros(z.shape(), DType::F32)).transpose()?;
-        launch = launch.then(quantize::quantize(
+        searches.push(quantize::quantize(
             gpu,
             &input,
             codebook,
@@ -152,17 +190,6 @@ pub fn residual_quantize(
             (None, false) => Some(zeros(z.shape(), DType::F32)?),
         };
         let from_source = scratch.is_none() || s == 0;
-        let constants = [
-            ("WG", f64::from(WG)),
-            ("FIRST", f64::from(u8::from(s == 0))),
-            ("FROM_SOURCE", f64::from(u8::from(from_source))),
-            ("WRITE_RESIDUAL", f64::from(u8::from(!last))),
-            (
-                "WRITE_DISTS",
-                f64::from(u8::from(out.stage_distances.is_some())),
-            ),
-        ];
-        let kernel = gpu.kernel(&shaders::RVQ, "stage", &constants, &BINDINGS)?;
         let uniform = gpu.uniform(&params(rows, codes, stages, s));
         let resources = [
             uniform.as_entire_binding(),
@@ -182,32 +209,63 @@ pub fn residual_quantize(
             },
             gpu.optional(out.stage_distances, 8),
         ];
-        let groups = rows.n.div_ceil(WG as usize) as u64;
-        launch = launch.then(gpu.dispatch(op, &kernel, &resources, groups)?.into());
+        let update = |active: bool| -> Result<Launch> {
+            let flag = |b: bool| f64::from(u8::from(b));
+            let constants = [
+                ("WG", f64::from(WG)),
+                ("FIRST", flag(s == 0)),
+                ("FROM_SOURCE", flag(from_source)),
+                ("WRITE_RESIDUAL", flag(!last)),
+                ("WRITE_DISTS", flag(out.stage_distances.is_some())),
+                ("ACTIVE", flag(active)),
+            ];
+            let kernel = gpu.kernel(&shaders::RVQ, "stage", &constants, &BINDINGS)?;
+            let groups = rows.n.div_ceil(WG as usize) as u64;
+            Ok(gpu.dispatch(op, &kernel, &resources, groups)?.into())
+        };
+        updates.push(update(true)?);
+        if keep && s > 0 {
+            dropped.push(update(false)?);
+        } else if keep {
+            // Stage 0 is never dropped.
+            dropped.push(updates[0].clone());
+        }
         if keep && let Some(r) = next {
             residuals.push(r);
         }
         stage_codes.push(indices);
         stage_quantized.extend(q);
     }
+    let launch = searches
+        .iter()
+        .zip(&updates)
+        .fold(Launch::default(), |l, (search, update)| {
+            l.then(search.clone()).then(update.clone())
+        });
     Ok(ResidualVq {
         launch,
+        searches,
+        updates,
+        dropped,
         residuals,
         stage_codes,
         stage_quantized,
     })
 }
 
-/// The backward pass of a [`residual_quantize`] made with `keep`: the gradient at `z`
-/// from the gradient at the quantised sum `grad_zq`, passed straight through, plus each
+/// The backward pass of a [`residual_quantize`] made with `keep`, of its first `active`
+/// stages (all S, or those [`ResidualVq::with_stages`] kept): the gradient at `z` from
+/// the gradient at the quantised sum `grad_zq`, passed straight through, plus each
 /// stage's commitment gradient `2 beta (r_s - e_{c_s}) / numel`, into `grad_z`; and
 /// where `grad_codebooks` are given, stage s's codebook gradient of
-/// `mean((sg[r_s] - e_{c_s})^2)` into `grad_codebooks[s]`. The loss this differentiates is
-/// the sum over stages of plain VQ's terms on each stage's residual.
+/// `mean((sg[r_s] - e_{c_s})^2)` into `grad_codebooks[s]` (the dropped stages' are not
+/// written). The loss this differentiates is the sum over those stages of plain VQ's
+/// terms on each stage's residual.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     gpu: &Gpu,
     rvq: &ResidualVq,
+    active: usize,
     codebooks: &[&Tensor],
     grad_zq: &Tensor,
     beta: f32,
@@ -226,13 +284,16 @@ pub fn backward(
         op,
         || format!("{stages} stages need {stages} codebooks and codebook gradients"),
     )?;
+    ensure((1..=stages).contains(&active), op, || {
+        format!("{active} active stages of {stages}")
+    })?;
     // Each stage adds its commitment gradient to the running one; the outputs alternate
     // between grad_z and a spare so that the last stage's lands in grad_z.
     let spare = Tensor::zeros(gpu, grad_z.shape(), DType::F32)?;
     let mut input = grad_zq;
     let mut launch = Launch::default();
-    for s in 0..stages {
-        let out = if (stages - 1 - s).is_multiple_of(2) {
+    for s in 0..active {
+        let out = if (active - 1 - s).is_multiple_of(2) {
             grad_z
         } else {
             &spare

@@ -28,7 +28,8 @@ pub struct Stage {
 
 enum Kind {
     Vq,
-    Rvq(ResidualVq),
+    /// The stages, and the joint codes' dispatch after them.
+    Rvq(ResidualVq, Launch),
     Fsq(Fsq),
 }
 
@@ -118,15 +119,11 @@ impl Latent {
                         .collect::<Result<_>>()?,
                     false => Vec::new(),
                 };
+                let joint = rvq::joint_codes(gpu, &codes, config.codes, &symbols)?;
                 Latent {
-                    forward: rvq.launch.clone().then(rvq::joint_codes(
-                        gpu,
-                        &codes,
-                        config.codes,
-                        &symbols,
-                    )?),
+                    forward: rvq.launch.clone().then(joint.clone()),
                     gather: rvq::decode(gpu, &codes, &codebooks, z_q)?,
-                    kind: Kind::Rvq(rvq),
+                    kind: Kind::Rvq(rvq, joint),
                     counts: joint_counts,
                     codes,
                     symbols,
@@ -151,12 +148,21 @@ impl Latent {
         })
     }
 
+    /// [`Latent::forward`] with only the first `active` residual stages adding to `z_q`
+    /// and the loss (quantize dropout); other quantisers have one stage.
+    pub fn forward_with(&self, active: usize) -> Result<Launch> {
+        match &self.kind {
+            Kind::Rvq(rvq, joint) => Ok(rvq.with_stages(active)?.then(joint.clone())),
+            _ => Ok(self.forward.clone()),
+        }
+    }
+
     /// Counts the joint codes into `counts` and writes `usage` `[perplexity, codes in
     /// use]`; counts each residual stage's codes into its stage's counts.
     pub fn usage(&self, gpu: &Gpu, usage: &Tensor) -> Result<Launch> {
         let counts = self.counts.as_ref().expect("a training graph");
         let mut launch = codes::code_usage(gpu, &self.symbols, counts, usage)?;
-        if let Kind::Rvq(_) = self.kind {
+        if let Kind::Rvq(..) = self.kind {
             let ignored = zeros(gpu, &[2])?;
             for s in &self.stages {
                 launch = launch.then(codes::code_usage(gpu, &s.codes, &s.counts, &ignored)?);
@@ -167,12 +173,14 @@ impl Latent {
 
     /// The gradient at `z_e` from the decoder's at `z_q`, passed straight through, with
     /// each codebook's commitment gradient; and the codebooks' gradients when they
-    /// learn by gradient.
+    /// learn by gradient. Residual VQ differentiates its first `active` stages (those
+    /// [`Latent::forward_with`] kept).
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
         gpu: &Gpu,
         params: &Params,
+        active: usize,
         [z_e, z_q]: [&Tensor; 2],
         grad_zq: &Tensor,
         beta: f32,
@@ -196,11 +204,12 @@ impl Latent {
                     by_gradient.then(|| grad(s)),
                 )
             }
-            Kind::Rvq(rvq) => {
+            Kind::Rvq(rvq, _) => {
                 let books: Vec<&Tensor> = self.stages.iter().map(value).collect();
                 let grads: Option<Vec<&Tensor>> =
                     by_gradient.then(|| self.stages.iter().map(grad).collect());
-                rvq::backward(gpu, rvq, &books, grad_zq, beta, grad_ze, grads.as_deref())
+                let grads = grads.as_deref();
+                rvq::backward(gpu, rvq, active, &books, grad_zq, beta, grad_ze, grads)
             }
             Kind::Fsq(fsq) => fsq.backward(gpu, z_e, grad_zq, grad_ze),
         }

@@ -68,6 +68,9 @@ pub struct Vqvae {
     decode: Launch,
     gather: Launch,
     train: Option<Launch>,
+    /// For a residual-VQ training graph, `[encode, loss and backward]` with 1 to S - 1
+    /// active stages.
+    dropout: Vec<[Launch; 2]>,
 }
 
 impl Vqvae {
@@ -178,13 +181,13 @@ impl Vqvae {
         // Every layer has a weight gradient; all but the first an input gradient.
         let train_flops = 3.0 * forward_flops - enc1.shape.flops();
 
-        let encode = enc1
+        let encoder = enc1
             .forward(gpu, &x, &h1)?
             .then(enc2.forward(gpu, &h1, &h2)?)
             .then(enc3.forward(gpu, &h2, enc_res.input())?)
             .then(enc_res.forward(gpu)?)
-            .then(pre_vq.forward(gpu, enc_res.output(), &z_e)?)
-            .then(latent.forward.clone());
+            .then(pre_vq.forward(gpu, enc_res.output(), &z_e)?);
+        let encode = encoder.clone().then(latent.forward.clone());
         let decode = dec1
             .forward(gpu, &z_q, dec_res.input())?
             .then(dec_res.forward(gpu)?)
@@ -192,6 +195,7 @@ impl Vqvae {
             .then(deconv2.forward(gpu, &g1, &x_hat)?);
 
         let (mut terms, mut usage, mut train_launch) = (None, None, None);
+        let mut dropout = Vec::new();
         if let Some(update) = train {
             let by_gradient = update == CodebookUpdate::Gradient;
             let t = zeros(gpu, &[4])?;
@@ -206,7 +210,7 @@ impl Vqvae {
             // Every input gradient below is stored through the ReLU that made or read
             // the layer's input: no ReLU-backward passes.
             let relu = InputGrad::through_relu;
-            let launch = loss::vqvae_loss(
+            let head = loss::vqvae_loss(
                 gpu,
                 &x_hat,
                 &x,
@@ -226,18 +230,44 @@ impl Vqvae {
                 Some(relu(dec_top, dec_res.output())),
             )?)
             .then(dec_res.backward(gpu)?)
-            .then(dec1.backward(gpu, &z_q, &dec_res.grads[0], Some(InputGrad::into(&dz_q)))?)
-            .then(latent.backward(gpu, params, [&z_e, &z_q], &dz_q, c.beta, &dz_e, by_gradient)?)
-            .then(pre_vq.backward(
+            .then(dec1.backward(
                 gpu,
-                enc_res.output(),
-                &dz_e,
-                Some(relu(enc_top, enc_res.output())),
-            )?)
-            .then(enc_res.backward(gpu)?)
-            .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(relu(&dh2, &h2)))?)
-            .then(enc2.backward(gpu, &h1, &dh2, Some(relu(dh1, &h1)))?)
-            .then(enc1.backward(gpu, &x, dh1, None)?);
+                &z_q,
+                &dec_res.grads[0],
+                Some(InputGrad::into(&dz_q)),
+            )?);
+            let tail = pre_vq
+                .backward(
+                    gpu,
+                    enc_res.output(),
+                    &dz_e,
+                    Some(relu(enc_top, enc_res.output())),
+                )?
+                .then(enc_res.backward(gpu)?)
+                .then(enc3.backward(gpu, &h2, &enc_res.grads[0], Some(relu(&dh2, &h2)))?)
+                .then(enc2.backward(gpu, &h1, &dh2, Some(relu(dh1, &h1)))?)
+                .then(enc1.backward(gpu, &x, dh1, None)?);
+            let step = |active: usize| -> Result<Launch> {
+                let latent_grad = latent.backward(
+                    gpu,
+                    params,
+                    active,
+                    [&z_e, &z_q],
+                    &dz_q,
+                    c.beta,
+                    &dz_e,
+                    by_gradient,
+                )?;
+                Ok(head.clone().then(latent_grad).then(tail.clone()))
+            };
+            let launch = step(latent.stages.len().max(1))?;
+            // Residual VQ's steps with fewer stages, for quantize dropout.
+            for active in 1..latent.stages.len() {
+                dropout.push([
+                    encoder.clone().then(latent.forward_with(active)?),
+                    step(active)?,
+                ]);
+            }
             terms = Some(t);
             usage = Some(u);
             train_launch = Some(launch);
@@ -261,6 +291,7 @@ impl Vqvae {
             decode,
             gather: latent.gather,
             train: train_launch,
+            dropout,
         })
     }
 
@@ -283,5 +314,18 @@ impl Vqvae {
     /// [`Vqvae::decode`]); `None` for an inference graph.
     pub fn loss_and_backward(&self) -> Option<&Launch> {
         self.train.as_ref()
+    }
+
+    /// [`Vqvae::encode`] and [`Vqvae::loss_and_backward`] of a training step whose
+    /// residual VQ keeps only its first `active` stages (quantize dropout: the others
+    /// find their codes but add nothing to `z_q`, the loss or the gradients). `None` past
+    /// the graph's stages or for an inference graph; all stages are the plain step.
+    pub fn with_stages(&self, active: usize) -> Option<[&Launch; 2]> {
+        let train = self.train.as_ref()?;
+        match active.checked_sub(1).and_then(|i| self.dropout.get(i)) {
+            Some([encode, step]) => Some([encode, step]),
+            None if active == self.stages.len().max(1) => Some([&self.encode, train]),
+            None => None,
+        }
     }
 }

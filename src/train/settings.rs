@@ -5,6 +5,7 @@
 use crate::checkpoint::TensorFile;
 use crate::metrics::StepMetrics;
 use crate::network::CodebookUpdate;
+use crate::rng::Rng;
 
 use super::LrSchedule;
 
@@ -96,6 +97,24 @@ pub struct Settings {
     /// Mirror each training image left to right with probability 1/2, seeded.
     #[serde(default)]
     pub hflip: bool,
+    /// Quantize dropout (SoundStream) for residual VQ: each step keeps only its first n
+    /// stages, n drawn uniformly from 1 to S by the seed and the step.
+    #[serde(default)]
+    pub quantize_dropout: bool,
+}
+
+impl Settings {
+    /// The residual stages step `step` (0-based) keeps of `stages`: all of them, or with
+    /// [`Settings::quantize_dropout`] a number from 1 to `stages` that the seed and the
+    /// step decide (so a resumed run draws what the straight run drew).
+    pub fn active_stages(&self, step: u64, stages: usize) -> usize {
+        if !self.quantize_dropout || stages <= 1 {
+            return stages.max(1);
+        }
+        let mut rng =
+            Rng::for_purpose(self.seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15), 0xd509);
+        1 + rng.below(stages)
+    }
 }
 
 /// The run folder's picture of held-out code usage ([`crate::images::save_code_usage`]).

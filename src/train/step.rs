@@ -83,6 +83,7 @@ pub(super) struct TrainStep<'a> {
     workers: usize,
     steps: u64,
     hflip: bool,
+    settings: Settings,
     /// The training graph.
     pub net: Vqvae,
     /// The optimizer.
@@ -191,6 +192,7 @@ impl<'a> TrainStep<'a> {
             workers,
             steps: s.steps,
             hflip: s.hflip,
+            settings: s.clone(),
             net,
             update,
             windows,
@@ -260,12 +262,15 @@ impl<'a> TrainStep<'a> {
             });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            let backward = net.loss_and_backward().expect("a training graph");
+            // Quantize dropout keeps the first `active` residual stages; a dropped stage's
+            // codebook does not move either.
+            let active = self.settings.active_stages(step, net.stages.len());
+            let [encode, backward] = net.with_stages(active).expect("a training graph");
             let g = &self.gated;
-            for l in [net.encode(), net.decode(), backward, &g.mark, &g.update] {
+            for l in [encode, net.decode(), backward, &g.mark, &g.update] {
                 l.record(&mut pass);
             }
-            for e in &g.ema {
+            for e in g.ema.iter().take(active) {
                 e.record(&mut pass);
             }
             let restarting = (step + 1).is_multiple_of(self.restart_every.max(1));
