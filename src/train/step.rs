@@ -81,8 +81,7 @@ pub(super) struct TrainStep<'a> {
     /// Batches decoded ahead, from the step they were started at.
     batches: Option<Prefetch<Vec<f32>>>,
     workers: usize,
-    steps: u64,
-    hflip: bool,
+    /// The run's settings.
     settings: Settings,
     /// The training graph.
     pub net: Vqvae,
@@ -93,14 +92,12 @@ pub(super) struct TrainStep<'a> {
     /// Each codebook's EMA statistics and update (with [`CodebookUpdate::Ema`]).
     pub ema: Vec<EmaCodebook>,
     restarts: Vec<Restart>,
-    restart_every: u64,
     /// Whether the updates are gated by a guard that the first step whose loss is not
     /// finite raises (`kernels::guard`; not on devices without indirect dispatch).
     pub guarded: bool,
     gated: Gated,
     /// The batches' order.
     pub order: Order,
-    batch_size: usize,
     ring: MetricsRing,
     in_flight: VecDeque<wgpu::SubmissionIndex>,
 }
@@ -190,15 +187,12 @@ impl<'a> TrainStep<'a> {
             data,
             batches: None,
             workers,
-            steps: s.steps,
-            hflip: s.hflip,
             settings: s.clone(),
             net,
             update,
             windows,
             ema,
             restarts,
-            restart_every: s.codebook_restart,
             guarded: gpu.indirect_dispatch(),
             gated,
             order: Order {
@@ -207,7 +201,6 @@ impl<'a> TrainStep<'a> {
                 len: train_len,
                 epoch: None,
             },
-            batch_size: s.batch_size,
             ring: MetricsRing::new(gpu, s.log_every.max(1) as usize),
             in_flight: VecDeque::new(),
         })
@@ -217,8 +210,8 @@ impl<'a> TrainStep<'a> {
     /// an error names an image that cannot be read.
     pub fn batch(&mut self, step: u64) -> Result<Vec<f32>> {
         if self.batches.as_ref().is_none_or(|b| b.position() != step) {
-            let (reader, size) = (self.data.reader.clone(), self.batch_size);
-            let (seed, hflip) = (self.order.seed, self.hflip);
+            let (reader, size) = (self.data.reader.clone(), self.settings.batch_size);
+            let (seed, hflip) = (self.order.seed, self.settings.hflip);
             let job = move |order: &mut Order, k: u64| {
                 let flipped = if hflip {
                     flips(seed, k, size)
@@ -229,7 +222,7 @@ impl<'a> TrainStep<'a> {
             };
             self.batches = Some(Prefetch::new(
                 self.workers,
-                step..self.steps,
+                step..self.settings.steps,
                 self.order.clone(),
                 job,
             )?);
@@ -273,7 +266,7 @@ impl<'a> TrainStep<'a> {
             for e in g.ema.iter().take(active) {
                 e.record(&mut pass);
             }
-            let restarting = (step + 1).is_multiple_of(self.restart_every.max(1));
+            let restarting = (step + 1).is_multiple_of(self.settings.codebook_restart.max(1));
             for ((r, accumulate), restart) in
                 self.restarts.iter().zip(&g.accumulate).zip(&g.restart)
             {
