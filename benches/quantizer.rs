@@ -1,12 +1,16 @@
 //! The quantiser component over a sweep of N, K and D: vectors/s and GFLOP/s on the
 //! current adapter, its memory, and a plain-Rust CPU implementation of the same job
-//! measured in the same run.
+//! measured in the same run; then the component's other searches (top-k, residual VQ) at
+//! one shape beside the nearest code.
 //!
 //! `cargo bench --bench quantizer` (`-- --quick` for a short sweep).
 
 use std::time::Instant;
 
-use vqvae_wgpu::quantizer::{Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig};
+use vqvae_wgpu::quantizer::{
+    Layout, Metric, QuantizeBindings, Quantizer, QuantizerConfig, ResidualBindings, ResidualConfig,
+    ResidualQuantizer, TopKBindings,
+};
 
 /// Rows the CPU implementation is timed on (its cost is linear in N).
 const CPU_ROWS: usize = 4096;
@@ -47,6 +51,96 @@ fn cpu_nearest(z: &[f32], codebook: &[f32], dim: usize) -> Vec<u32> {
             best.0
         })
         .collect()
+}
+
+/// The median of three timed submits of what `record` records (after one untimed).
+fn median_seconds(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    record: impl Fn(&mut wgpu::CommandEncoder),
+) -> f64 {
+    let run = || {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        record(&mut encoder);
+        let start = Instant::now();
+        let i = queue.submit([encoder.finish()]);
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(i),
+                timeout: None,
+            })
+            .expect("wait");
+        start.elapsed().as_secs_f64()
+    };
+    run();
+    let mut times: Vec<f64> = (0..3).map(|_| run()).collect();
+    times.sort_by(f64::total_cmp);
+    times[1]
+}
+
+/// Top-k and residual VQ through the components at N=16384 K=512 D=64, each against the
+/// nearest-code search in the same run.
+fn other_searches(device: &wgpu::Device, queue: &wgpu::Queue) {
+    let (n, k, d) = (1usize << 14, 512usize, 64usize);
+    let z = buffer(device, queue, &values(n * d, 1));
+    let books = buffer(device, queue, &values(4 * k * d, 2));
+    let out = |floats: usize| buffer(device, queue, &vec![0.0; floats]);
+    let (idx, dist, sum) = (out(n * 32), out(n * 32), out(n * d));
+    let config = QuantizerConfig {
+        codes: k as u32,
+        dim: d as u32,
+        layout: Layout::Rows,
+        metric: Metric::L2,
+    };
+    let q = Quantizer::new(device, queue, config).expect("quantizer");
+    println!("\nN={n} K={k} D={d} through the components:");
+    println!("{:<24} {:>10} {:>12}", "search", "GPU ms", "x nearest");
+    let mut nearest = 0.0;
+    for top in [1, 8, 32] {
+        let b = TopKBindings {
+            n: n as u32,
+            k: top,
+            input: z.as_entire_buffer_binding(),
+            codebook: books.as_entire_buffer_binding(),
+            indices: idx.as_entire_buffer_binding(),
+            distances: Some(dist.as_entire_buffer_binding()),
+        };
+        let t = median_seconds(device, queue, |e| q.record_top_k(e, &b).expect("top-k"));
+        if top == 1 {
+            nearest = t;
+        }
+        println!(
+            "{:<24} {:>10.3} {:>12.2}",
+            format!("{top} nearest (top-k)"),
+            t * 1e3,
+            t / nearest
+        );
+    }
+    for stages in [1u32, 2, 4] {
+        let config = ResidualConfig {
+            codes: k as u32,
+            dim: d as u32,
+            stages,
+            layout: Layout::Rows,
+            shared_codebook: false,
+        };
+        let rq = ResidualQuantizer::new(device, queue, config).expect("residual quantizer");
+        let b = ResidualBindings {
+            n: n as u32,
+            input: z.as_entire_buffer_binding(),
+            codebook: books.as_entire_buffer_binding(),
+            codes: Some(idx.as_entire_buffer_binding()),
+            quantized: Some(sum.as_entire_buffer_binding()),
+            distances: None,
+        };
+        let t = median_seconds(device, queue, |e| rq.record(e, &b).expect("residual"));
+        println!(
+            "{:<24} {:>10.3} {:>12.2}",
+            format!("residual VQ, {stages} stages"),
+            t * 1e3,
+            t / nearest
+        );
+    }
 }
 
 fn main() {
@@ -113,23 +207,7 @@ fn main() {
             quantized: None,
             distances: None,
         };
-        let run = || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            q.record(&mut encoder, &bindings).expect("record");
-            let start = Instant::now();
-            let i = queue.submit([encoder.finish()]);
-            device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(i),
-                    timeout: None,
-                })
-                .expect("wait");
-            start.elapsed().as_secs_f64()
-        };
-        run();
-        let mut times: Vec<f64> = (0..3).map(|_| run()).collect();
-        times.sort_by(f64::total_cmp);
-        let t = times[1];
+        let t = median_seconds(&device, &queue, |e| q.record(e, &bindings).expect("record"));
         // Inputs, codebook, indices and the K code norms: never N x K.
         let mib = ((n * d + k * d + n + k) * 4) as f64 / 1048576.0;
         let rows = n.min(CPU_ROWS);
@@ -145,4 +223,5 @@ fn main() {
             n as f64 / t / cpu_rate
         );
     }
+    other_searches(&device, &queue);
 }
