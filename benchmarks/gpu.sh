@@ -81,6 +81,15 @@ else
     echo "skipped: no PyTorch with CUDA here"
 fi
 
+step "FAISS peer (this machine's CPU) for the nearest-code rows"
+if python3 -c 'import faiss' 2>/dev/null; then
+    python3 benchmarks/faiss_peer.py --json "$out/faiss-cpu.json" || status=1
+    "$bin" bench --compare "$out/bench.json" "$out/faiss-cpu.json" \
+        2>&1 | tee "$out/compare-faiss.txt" || status=1
+else
+    echo "skipped: no faiss here (pip install faiss-cpu)"
+fi
+
 echo
 echo "results in $out (status $status)"
 exit $status
