@@ -52,10 +52,12 @@ pub struct Outputs<'a> {
 pub struct ResidualVq {
     /// Every stage's search and update, in order: record into one compute pass.
     pub launch: Launch,
-    /// Each stage's search and update as it runs when the stage is dropped (training
-    /// graphs, stages after the first): see [`ResidualVq::with_stages`].
+    /// Each stage's nearest-code search.
     searches: Vec<Launch>,
+    /// Each stage's update of the residual, the sum and the `[n, S]` outputs.
     updates: Vec<Launch>,
+    /// The same updates for a dropped stage, which adds nothing to the sum and the
+    /// stage distances (training graphs; stage 0, never dropped, repeats its update).
     dropped: Vec<Launch>,
     /// What each stage quantised, `r_0 = z` first (training graphs keep every one; an
     /// inference quantisation updates one residual in place and keeps only `r_0`).
