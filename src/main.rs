@@ -12,7 +12,7 @@ use vqvae_wgpu::Error;
 
 use cli::adapters::{BenchArgs, bench, info};
 use cli::apply::{decode, encode, reconstruct};
-use cli::common::{AdapterArgs, DataArgs};
+use cli::common::{AdapterArgs, DataArgs, ShardArgs};
 use cli::prior::{SampleArgs, TrainPriorArgs, sample, train_prior};
 use cli::train::{TrainArgs, train_command};
 use cli::tune::{TuneArgs, tune_command};
@@ -45,8 +45,11 @@ enum Command {
         /// Images per GPU batch.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+        #[command(flatten)]
+        shard: ShardArgs,
     },
-    /// Write the codes of every input image as a [N, h/4, w/4] .npy file (int64).
+    /// Write the codes of every input image as a [N, h/4, w/4] .npy file (int64;
+    /// [N, h/4, w/4, S] for residual VQ).
     Encode {
         /// The model checkpoint.
         #[arg(long)]
@@ -59,8 +62,11 @@ enum Command {
         /// Images per GPU batch.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+        #[command(flatten)]
+        shard: ShardArgs,
     },
-    /// Decode a [N, h, w] .npy file of codes into N PNG images.
+    /// Decode a [N, h, w] .npy file of codes ([N, h, w, S] for residual VQ) into N PNG
+    /// images.
     Decode {
         /// The model checkpoint.
         #[arg(long)]
@@ -104,13 +110,15 @@ fn main() -> ExitCode {
             data,
             out,
             batch_size,
-        } => reconstruct(&checkpoint, &data, &out, batch_size),
+            shard,
+        } => reconstruct(&checkpoint, &data, &out, batch_size, &shard),
         Command::Encode {
             checkpoint,
             data,
             out,
             batch_size,
-        } => encode(&checkpoint, &data, &out, batch_size),
+            shard,
+        } => encode(&checkpoint, &data, &out, batch_size, &shard),
         Command::Decode {
             checkpoint,
             codes,

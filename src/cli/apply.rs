@@ -7,17 +7,18 @@ use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::train;
 use vqvae_wgpu::{images, npy};
 
-use super::common::{DataArgs, decode_codes, inference, load_model, open_gpu};
+use super::common::{DataArgs, ShardArgs, decode_codes, inference, load_model, open_gpu};
 
 pub(crate) fn reconstruct(
     checkpoint: &Path,
     data: &DataArgs,
     out: &Path,
     batch_size: usize,
+    shard: &ShardArgs,
 ) -> Result<()> {
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
     std::fs::create_dir_all(out).map_err(vqvae_wgpu::error::io("creating", out))?;
-    let all: Vec<usize> = (0..dataset.len).collect();
+    let all: Vec<usize> = shard.range(dataset.len)?.collect();
     let launches = [net.encode(), net.decode()];
     // Each batch's images are written as it comes back.
     train::for_each_batch(
@@ -51,15 +52,12 @@ pub(crate) fn encode(
     data: &DataArgs,
     out: &Path,
     batch_size: usize,
+    shard: &ShardArgs,
 ) -> Result<()> {
     let (gpu, dataset, _params, net) = inference(checkpoint, data, batch_size)?;
-    let all: Vec<usize> = (0..dataset.len).collect();
+    let all: Vec<usize> = shard.range(dataset.len)?.collect();
     let (h, w) = (dataset.height / 4, dataset.width / 4);
-    let shape = npy::grid_shape(
-        dataset.len,
-        [h, w],
-        net.config.quantizer.codes_per_position(),
-    );
+    let shape = npy::grid_shape(all.len(), [h, w], net.config.quantizer.codes_per_position());
     // The codes go to the file batch by batch.
     let mut file = npy::CodesWriter::create(out, &shape)?;
     train::for_each_batch(

@@ -40,6 +40,41 @@ impl AdapterArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct ShardArgs {
+    /// Only slice I of N equal slices of the data, in data order (I from 0 to N-1), for
+    /// job arrays: the slices' outputs, taken in order of I, are the whole data's.
+    #[arg(long, value_name = "I/N")]
+    pub(crate) shard: Option<String>,
+}
+
+impl ShardArgs {
+    /// The images of `len` this shard takes: slice I holds images `I*len/N` up to
+    /// `(I+1)*len/N`.
+    pub(crate) fn range(&self, len: usize) -> Result<std::ops::Range<usize>> {
+        let Some(text) = &self.shard else {
+            return Ok(0..len);
+        };
+        let bad = |why: &str| Error::Usage(format!("--shard {text}: {why}"));
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| bad("expected I/N, e.g. 0/4"))?;
+        let (i, n): (usize, usize) = (
+            i.trim()
+                .parse()
+                .map_err(|_| bad("I must be a whole number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| bad("N must be a whole number"))?,
+        );
+        if n == 0 || i >= n {
+            return Err(bad("I counts from 0 to N-1, and N is at least 1"));
+        }
+        let at = |k: usize| (k as u128 * len as u128 / n as u128) as usize;
+        Ok(at(i)..at(i + 1))
+    }
+}
+
+#[derive(Args)]
 pub(crate) struct DataArgs {
     /// A folder of images, an IDX file (.gz or not) or CIFAR-10 .bin batches; the
     /// built-in shapes when omitted.
