@@ -454,3 +454,21 @@ fn an_ema_state_without_its_statistics_is_named() {
     let text = vqvae_fails(&["train", "--resume", r, "--out", r, "--steps", "2"]);
     assert!(text.contains("ema.cluster_size"), "{text}");
 }
+
+#[test]
+fn train_takes_the_adapter_it_is_given_or_names_the_one_missing() {
+    let dir = temp_dir("train-adapter");
+    let out = dir.join("out");
+    let m = vqvae_fails(&train_args(&out, &["--adapter", "no such adapter"]));
+    assert!(
+        m.contains("no GPU adapter found named like 'no such adapter'"),
+        "{m}"
+    );
+    let m = vqvae_fails(&train_args(&out, &["--backend", "teletype"]));
+    assert!(m.contains("--backend") && m.contains("teletype"), "{m}");
+    // The adapter the tests use, asked for by name, trains.
+    let name = common::default_adapter().get_info().name;
+    let (code, text) = vqvae(&train_args(&out, &["--adapter", &name, "--steps", "2"]));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!("adapter: {name}")), "{text}");
+}

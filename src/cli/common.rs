@@ -13,7 +13,7 @@ use vqvae_wgpu::model::{Config, QuantizerKind};
 use vqvae_wgpu::network::Vqvae;
 use vqvae_wgpu::params::Params;
 
-#[derive(Args)]
+#[derive(Args, Default)]
 pub(crate) struct AdapterArgs {
     /// Backends to search, comma-separated: vulkan, metal, dx12, gl [default:
     /// WGPU_BACKEND, else all].
@@ -86,7 +86,13 @@ pub(crate) struct DataArgs {
 }
 
 pub(crate) fn open_gpu() -> Result<Gpu> {
-    let gpu = Gpu::open()?;
+    open_gpu_with(&AdapterArgs::default())
+}
+
+/// Opens the adapter `adapter`'s flags (and wgpu's environment variables) choose, and
+/// says which.
+pub(crate) fn open_gpu_with(adapter: &AdapterArgs) -> Result<Gpu> {
+    let gpu = Gpu::open_with(&adapter.options()?)?;
     eprintln!("adapter: {}", gpu::describe(gpu.info()));
     Ok(gpu)
 }

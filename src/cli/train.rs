@@ -18,7 +18,7 @@ use vqvae_wgpu::train::{
 };
 use vqvae_wgpu::tune::Target;
 
-use super::common::{DataArgs, load_model, open_gpu};
+use super::common::{AdapterArgs, DataArgs, load_model, open_gpu_with};
 use super::tune::tuned;
 
 #[derive(Args)]
@@ -132,6 +132,8 @@ pub(crate) struct TrainArgs {
     pub(crate) data: DataArgs,
     #[command(flatten)]
     pub(crate) model: ModelArgs,
+    #[command(flatten)]
+    pub(crate) adapter: AdapterArgs,
     /// Images per step [default: 32].
     #[arg(long)]
     pub(crate) batch_size: Option<usize>,
@@ -476,7 +478,7 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         );
     }
     let out = a.out.clone();
-    let mut gpu = open_gpu()?;
+    let mut gpu = open_gpu_with(&a.adapter)?;
     let target = Target {
         config,
         batch: settings.batch_size,
