@@ -89,7 +89,7 @@ pub fn best_adapter(options: &GpuOptions) -> Result<wgpu::Adapter> {
         if found.is_empty() {
             return Err(Error::NoAdapter {
                 request: format!(" named like '{name}' (found: {})", list_or_none(&names)),
-                hint: "Set WGPU_ADAPTER_NAME to part of one of the names found.",
+                hint: "Give --adapter (or WGPU_ADAPTER_NAME) part of one of the names found.",
             });
         }
     }
