@@ -31,6 +31,8 @@ pub mod plot;
 #[cfg(feature = "cli")]
 pub mod prior;
 pub mod quantizer;
+#[cfg(feature = "cli")]
+pub mod ranks;
 pub mod reference;
 pub mod rng;
 pub mod shaders;

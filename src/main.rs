@@ -96,6 +96,27 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// `vqvae train`, on the ranks of an MPI world under `mpirun` (the `mpi` feature) or in
+/// this process alone. A rank's error ends every rank, so that none waits for it.
+fn train(args: TrainArgs) -> Result<(), Error> {
+    #[cfg(feature = "mpi")]
+    if let Some(world) = vqvae_wgpu::ranks::MpiRanks::init() {
+        use vqvae_wgpu::ranks::Ranks;
+        if world.size() > 1 {
+            let result = train_command(args, &world);
+            if let Err(e) = &result
+                && !matches!(e, Error::Stopped { .. })
+            {
+                eprintln!("error on rank {} of {}: {e}", world.rank(), world.size());
+                world.abort(1);
+            }
+            return result;
+        }
+        return train_command(args, &world);
+    }
+    train_command(args, &vqvae_wgpu::ranks::OneProcess)
+}
+
 fn main() -> ExitCode {
     // The Vulkan loader complains on stderr without XDG_RUNTIME_DIR; give it one.
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
@@ -104,7 +125,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(args) => train_command(*args),
+        Command::Train(args) => train(*args),
         Command::Reconstruct {
             checkpoint,
             data,

@@ -62,6 +62,7 @@ fn first_step(gpu: &Gpu, from: &Path, settings: Settings, out: &Path) {
         progress: false,
         stop,
         workers: 2,
+        ranks: &vqvae_wgpu::ranks::OneProcess,
     };
     match run.train() {
         Err(Error::Stopped { step: 1, .. }) => {}

@@ -6,11 +6,12 @@ use clap::Args;
 use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile, check_pair};
 use vqvae_wgpu::data::{Dataset, LoadOptions, default_workers};
 use vqvae_wgpu::error::{Error, Result};
-use vqvae_wgpu::gpu::Gpu;
+use vqvae_wgpu::gpu::{self, Gpu};
 use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::{Config, QuantizerKind};
 use vqvae_wgpu::plot::METRICS_PNG;
+use vqvae_wgpu::ranks::Ranks;
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
@@ -309,7 +310,7 @@ fn no_codebook_flags(a: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
+pub(crate) fn train_command(a: TrainArgs, ranks: &dyn Ranks) -> Result<()> {
     let workers = a.workers.unwrap_or_else(default_workers);
     if workers == 0 {
         return Err(Error::Usage("--workers 0: must be at least 1".into()));
@@ -477,14 +478,25 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
             settings.lr_at(settings.lr_horizon)
         );
     }
+    if ranks.size() > 1 {
+        several_ranks(&settings, ranks)?;
+    }
     let out = a.out.clone();
-    let mut gpu = open_gpu_with(&a.adapter)?;
+    let mut gpu = open_gpu_with(&rank_adapter(&a.adapter, ranks)?)?;
     let target = Target {
         config,
-        batch: settings.batch_size,
+        batch: settings.batch_size / ranks.size(),
         image: [data.height, data.width],
     };
     start_tuning(&mut gpu, resumed_tuning, &target, a.no_tune)?;
+    if ranks.size() > 1 {
+        // Every rank runs rank 0's kernels, so that every rank computes the same bits.
+        let json = serde_json::to_vec(&gpu.tuning()).expect("tuning serialises");
+        let tuning: Tuning =
+            serde_json::from_slice(&ranks.broadcast(json)).expect("rank 0's tuning reads");
+        check_tuning(&gpu, &tuning)?;
+        gpu.set_tuning(tuning);
+    }
     let stop = Stop::default();
     stop.listen()?;
     let summary = Run {
@@ -497,8 +509,12 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         progress: !a.quiet,
         stop,
         workers,
+        ranks,
     }
     .train()?;
+    if ranks.rank() > 0 {
+        return Ok(());
+    }
     println!("trained to step {}", summary.step);
     if let Some(m) = summary.last {
         println!(
@@ -534,6 +550,14 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         mib(state),
         mib(summary.gpu_bytes.saturating_sub(2 * p + state))
     );
+    if ranks.size() > 1 {
+        println!(
+            "{} ranks: the sums across them took {:.1} ms a step; each sent and received {:.2} MiB of gradients a step (gathered to rank 0, summed in rank order, broadcast back)",
+            ranks.size(),
+            summary.sum_seconds_per_step * 1e3,
+            mib(p)
+        );
+    }
     println!("checkpoint:      {}", out.join(MODEL_FILE).display());
     println!(
         "reconstructions: {}",
@@ -545,6 +569,62 @@ pub(crate) fn train_command(a: TrainArgs) -> Result<()> {
         println!("code usage:      {}", out.join(USAGE_FILE).display());
     }
     Ok(())
+}
+
+/// Errors on what several ranks cannot train yet: their statistics would need sums across
+/// ranks that this version does not make.
+fn several_ranks(s: &Settings, ranks: &dyn Ranks) -> Result<()> {
+    let n = ranks.size();
+    let refuse = |what: &str| {
+        Err(Error::Usage(format!(
+            "{what} on {n} ranks: not supported across ranks yet; use --codebook-update gradient --codebook-restart 0 --codebook-init uniform (the per-code statistics are not summed across ranks)"
+        )))
+    };
+    if s.codebook_update == CodebookUpdate::Ema {
+        return refuse("the EMA codebook (the default with Adam)");
+    }
+    if s.codebook_restart > 0 {
+        return refuse("dead-code restarts (the default with Adam)");
+    }
+    if s.codebook_init != CodebookInit::Uniform {
+        return refuse("--codebook-init data or kmeans");
+    }
+    Ok(())
+}
+
+/// The adapter a rank opens: the one `--adapter` names, or with several ranks and no name,
+/// the (local rank mod n)-th of the n hardware adapters `vqvae info` lists (the default
+/// adapter when there is none). More ranks than GPUs share them, with a warning.
+fn rank_adapter(adapter: &AdapterArgs, ranks: &dyn Ranks) -> Result<AdapterArgs> {
+    let mut chosen = AdapterArgs {
+        backend: adapter.backend.clone(),
+        adapter: adapter.adapter.clone(),
+    };
+    if ranks.size() == 1
+        || adapter.adapter.is_some()
+        || std::env::var_os("WGPU_ADAPTER_NAME").is_some()
+    {
+        return Ok(chosen);
+    }
+    let hardware: Vec<String> = gpu::adapters(&adapter.options()?)
+        .iter()
+        .map(|a| a.get_info())
+        .filter(|i| i.device_type != wgpu::DeviceType::Cpu)
+        .map(|i| i.name)
+        .collect();
+    if !hardware.is_empty() {
+        let local = ranks.local_rank();
+        let name = &hardware[local % hardware.len()];
+        if local >= hardware.len() {
+            eprintln!(
+                "warning: rank {} shares {name} with another rank of this machine: it has {} GPU(s) for more ranks",
+                ranks.rank(),
+                hardware.len()
+            );
+        }
+        chosen.adapter = Some(name.clone());
+    }
+    Ok(chosen)
 }
 
 /// Sets the tuning the run starts with: a resumed run's own (refused where this adapter

@@ -14,9 +14,9 @@ use super::Settings;
 /// The metrics log's name in a run folder.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
-/// Appends JSON lines to the metrics log.
+/// Appends JSON lines to the metrics log (or, on ranks other than the first, nowhere).
 pub(crate) struct Log {
-    file: std::fs::File,
+    file: Option<std::fs::File>,
     path: PathBuf,
 }
 
@@ -42,11 +42,25 @@ impl Log {
             .append(true)
             .open(&path)
             .map_err(io("writing", &path))?;
-        Ok(Log { file, path })
+        Ok(Log {
+            file: Some(file),
+            path,
+        })
+    }
+
+    /// A log that keeps nothing.
+    pub fn discard() -> Log {
+        Log {
+            file: None,
+            path: PathBuf::new(),
+        }
     }
 
     pub fn line(&mut self, value: &serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{value}").map_err(io("writing", &self.path))
+        match &mut self.file {
+            Some(file) => writeln!(file, "{value}").map_err(io("writing", &self.path)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -84,19 +98,23 @@ pub(super) struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    /// Opens the log in `out` (keeping a resumed run's lines up to `first_step`) and the
-    /// bar, for steps `first_step..` of the run `settings` describe, with a codebook of
-    /// `codes`.
+    /// Opens the log in `out` (keeping a resumed run's lines up to `first_step`; with
+    /// `write` false, a log that keeps nothing) and the bar, for steps `first_step..` of
+    /// the run `settings` describe, with a codebook of `codes`.
     pub fn new(
         out: &'a Path,
-        resumed: bool,
+        (resumed, write): (bool, bool),
         first_step: u64,
         settings: &'a Settings,
         codes: usize,
         show: bool,
     ) -> Result<Progress<'a>> {
+        let log = match write {
+            true => Log::open(out.join(METRICS_FILE), resumed.then_some(first_step))?,
+            false => Log::discard(),
+        };
         Ok(Progress {
-            log: Log::open(out.join(METRICS_FILE), resumed.then_some(first_step))?,
+            log,
             bar: progress_bar(show, first_step, settings.steps),
             out,
             last: None,

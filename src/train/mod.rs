@@ -24,7 +24,8 @@ pub use crate::network::CodebookUpdate;
 use crate::network::Vqvae;
 use crate::params::Params;
 use crate::plot::{self, METRICS_PNG};
-use crate::stop::Stop;
+use crate::ranks::Ranks;
+use crate::stop::{Signal, Stop};
 
 pub(crate) use batches::Order;
 use batches::{Validation, validate};
@@ -67,6 +68,10 @@ pub struct Run<'a> {
     /// Threads that decode batches ahead of the GPU (at least 1; the results do not
     /// depend on it).
     pub workers: usize,
+    /// The processes training this model together ([`crate::ranks::OneProcess`] alone):
+    /// each takes its slice of every batch, their gradients are summed before each
+    /// update, and rank 0 alone writes files.
+    pub ranks: &'a dyn Ranks,
 }
 
 impl Run<'_> {
@@ -83,10 +88,22 @@ impl Run<'_> {
             progress,
             stop,
             workers,
+            ranks,
         } = self;
         if s.batch_size == 0 {
             return Err(Error::Usage("--batch-size 0: must be at least 1".into()));
         }
+        let lead = ranks.rank() == 0;
+        if !s.batch_size.is_multiple_of(ranks.size()) {
+            return Err(Error::Usage(format!(
+                "--batch-size {} does not split evenly over {} ranks: give a multiple of {}",
+                s.batch_size,
+                ranks.size(),
+                ranks.size()
+            )));
+        }
+        // This rank's slice of every batch.
+        let local_batch = s.batch_size / ranks.size();
         if data.channels != config.channels {
             return Err(Error::Usage(format!(
                 "the data has {} channels but the model {}",
@@ -103,13 +120,14 @@ impl Run<'_> {
             gpu,
             &params,
             &config,
-            s.batch_size,
+            local_batch,
             size,
             Some(s.codebook_update),
         )
-        .map_err(|e| batch_error(e, s.batch_size))?;
+        .map_err(|e| batch_error(e, local_batch))?;
+        // Rank 0 alone validates.
         let val_net = match val {
-            0 => None,
+            v if v == 0 || !lead => None,
             v => Some(Vqvae::new(
                 gpu,
                 &params,
@@ -119,7 +137,7 @@ impl Run<'_> {
                 None,
             )?),
         };
-        let mut train = TrainStep::new(gpu, &params, net, (data, train_len, workers), &s)?;
+        let mut train = TrainStep::new(gpu, &params, net, (data, train_len, workers), &s, ranks)?;
         let first_step = begin(gpu, &start, &params, &mut train, data, &s)?;
         let gpu_bytes = gpu.allocated_bytes() - bytes_before;
         let saver = Saver {
@@ -129,15 +147,16 @@ impl Run<'_> {
             settings: &s,
             out: &out,
             image: size,
+            write: lead,
         };
         let resumed = matches!(start, Start::Resume { .. });
         let mut shown = Progress::new(
             &out,
-            resumed,
+            (resumed, lead),
             first_step,
             &s,
             config.symbols() as usize,
-            progress,
+            progress && lead,
         )?;
         let val_indices: Vec<usize> = (train_len..data.len).collect();
         let mut last_val: Option<Validation> = None;
@@ -164,7 +183,7 @@ impl Run<'_> {
                 return Err(last_good(e, &mut train, &saver, first_step, &out));
             }
             shown.show(n);
-            let stopped = stop.stopped(n, &out).filter(|_| !is_last);
+            let stopped = agreed_stop(&stop, ranks, n, &out).filter(|_| !is_last);
             let validating =
                 stopped.is_none() && val_net.is_some() && (is_last || every(n, s.val_every));
             let saving = is_last || every(n, s.checkpoint_every) || stopped.is_some();
@@ -192,7 +211,9 @@ impl Run<'_> {
                 if let Some(v) = &last_val {
                     images::save_code_usage(&usage_png, &v.counts)?;
                 }
-                plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
+                if lead {
+                    plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
+                }
             }
             shown.aside += pause.elapsed();
             if let Some(e) = stopped {
@@ -205,7 +226,9 @@ impl Run<'_> {
         let steps_run = s.steps.saturating_sub(first_step);
         if steps_run == 0 {
             saver.save(first_step.max(s.steps), &train)?;
-            plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
+            if lead {
+                plot::training_curves(&out.join(METRICS_FILE), &out.join(METRICS_PNG))?;
+            }
             if let Some(vn) = &val_net {
                 let v = validate(gpu, vn, data, &val_indices, workers)?;
                 images::save_code_usage(&usage_png, &v.counts)?;
@@ -217,13 +240,15 @@ impl Run<'_> {
         } else {
             (0..train_len.min(8)).collect()
         };
-        save_reconstructions(
-            gpu,
-            val_net.as_ref().unwrap_or(&train.net),
-            data,
-            &pictured,
-            &out.join("reconstructions.png"),
-        )?;
+        if lead {
+            save_reconstructions(
+                gpu,
+                val_net.as_ref().unwrap_or(&train.net),
+                data,
+                &pictured,
+                &out.join("reconstructions.png"),
+            )?;
+        }
         Ok(Summary {
             step: s.steps.max(first_step),
             last: shown.last,
@@ -238,6 +263,7 @@ impl Run<'_> {
                 .update
                 .moments()
                 .map_or(0, |(m, v)| m.bytes() + v.bytes()),
+            sum_seconds_per_step: train.sum_seconds / steps_run.max(1) as f64,
         })
     }
 }
@@ -297,6 +323,23 @@ fn begin(
             restore(gpu, state, params, train)
         }
     }
+}
+
+/// The stop asked for after `step` steps: on every rank alike when any rank was asked
+/// (mpirun forwards a signal to them all, but not at the same instant), SIGTERM first.
+fn agreed_stop(stop: &Stop, ranks: &dyn Ranks, step: u64, out: &Path) -> Option<Error> {
+    if ranks.size() == 1 {
+        return stop.stopped(step, out);
+    }
+    let asked = stop.requested();
+    let signal = [Signal::Terminate, Signal::Interrupt]
+        .into_iter()
+        .find(|&signal| ranks.any(asked == Some(signal)))?;
+    Some(Error::Stopped {
+        signal,
+        step,
+        out: out.to_path_buf(),
+    })
 }
 
 /// A loss that stopped being finite: the guard stopped every update from that step on,

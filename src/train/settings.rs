@@ -178,4 +178,6 @@ pub struct Summary {
     pub param_bytes: u64,
     /// Bytes of optimizer state (Adam's moments).
     pub optimizer_bytes: u64,
+    /// Seconds a step spent summing gradients and metrics across ranks (0 alone).
+    pub sum_seconds_per_step: f64,
 }

@@ -53,11 +53,16 @@ pub(super) struct Saver<'a> {
     pub settings: &'a Settings,
     pub out: &'a Path,
     pub image: [usize; 2],
+    /// Whether this process writes (rank 0 of several; the others save nothing).
+    pub write: bool,
 }
 
 impl Saver<'_> {
-    /// Saves the state of `train` after `step` steps.
+    /// Saves the state of `train` after `step` steps (on the writing rank).
     pub fn save(&self, step: u64, train: &TrainStep) -> Result<()> {
+        if !self.write {
+            return Ok(());
+        }
         let named = |flat: &crate::tensor::Tensor, prefix: &str| {
             self.params.download_named(self.gpu, flat, prefix)
         };

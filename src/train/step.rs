@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use crate::data::{Dataset, Prefetch};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::guard::{guarded, mark_non_finite};
 use crate::kernels::optim::{Adam, AdamConfig, Sgd};
@@ -16,6 +16,8 @@ use crate::launch::Launch;
 use crate::metrics::{MetricsRing, StepMetrics};
 use crate::network::Vqvae;
 use crate::params::Params;
+use crate::ranks::Ranks;
+use crate::reference::quantize::perplexity;
 use crate::tensor::{DType, Tensor};
 
 use super::batches::{Order, batch_values, flips};
@@ -78,6 +80,16 @@ struct Gated {
 pub(super) struct TrainStep<'a> {
     gpu: &'a Gpu,
     data: &'a Dataset,
+    /// The ranks training together; each takes its slice of every batch.
+    ranks: &'a dyn Ranks,
+    /// The flat gradients, summed across ranks after the backward pass.
+    grads: Tensor,
+    /// The flat parameters, and whether every step compares them across ranks
+    /// (`VQVAE_CHECK_RANKS` set: a test's check that the ranks never drift apart).
+    values: Tensor,
+    check_ranks: bool,
+    /// Seconds spent on the sums across ranks so far.
+    pub sum_seconds: f64,
     /// Batches decoded ahead, from the step they were started at.
     batches: Option<Prefetch<Vec<f32>>>,
     workers: usize,
@@ -103,15 +115,16 @@ pub(super) struct TrainStep<'a> {
 }
 
 impl<'a> TrainStep<'a> {
-    /// Binds the graph, optimizer and restarts for `s.batch_size` images of `size`,
-    /// drawing batches from the first `train_len` images of `data`, decoded ahead on
-    /// `workers` threads.
+    /// Binds the graph, optimizer and restarts for this rank's slice of `s.batch_size`
+    /// images of `size` (`net` is built for the slice), drawing batches from the first
+    /// `train_len` images of `data`, decoded ahead on `workers` threads.
     pub fn new(
         gpu: &'a Gpu,
         params: &Params,
         net: Vqvae,
         (data, train_len, workers): (&'a Dataset, usize, usize),
         s: &Settings,
+        ranks: &'a dyn Ranks,
     ) -> Result<TrainStep<'a>> {
         let update = Update::new(gpu, params, s)?;
         let stages = &net.stages;
@@ -185,6 +198,11 @@ impl<'a> TrainStep<'a> {
         Ok(TrainStep {
             gpu,
             data,
+            ranks,
+            grads: params.flat_grads().clone(),
+            values: params.flat_values().clone(),
+            check_ranks: ranks.size() > 1 && std::env::var_os("VQVAE_CHECK_RANKS").is_some(),
+            sum_seconds: 0.0,
             batches: None,
             workers,
             settings: s.clone(),
@@ -212,13 +230,16 @@ impl<'a> TrainStep<'a> {
         if self.batches.as_ref().is_none_or(|b| b.position() != step) {
             let (reader, size) = (self.data.reader.clone(), self.settings.batch_size);
             let (seed, hflip) = (self.order.seed, self.settings.hflip);
+            // This rank's slice of each batch: images r*b .. (r+1)*b of its B.
+            let b = size / self.ranks.size();
+            let mine = self.ranks.rank() * b..(self.ranks.rank() + 1) * b;
             let job = move |order: &mut Order, k: u64| {
                 let flipped = if hflip {
-                    flips(seed, k, size)
+                    flips(seed, k, size)[mine.clone()].to_vec()
                 } else {
                     Vec::new()
                 };
-                batch_values(&reader, &order.batch(k, size), size, &flipped)
+                batch_values(&reader, &order.batch(k, size)[mine.clone()], b, &flipped)
             };
             self.batches = Some(Prefetch::new(
                 self.workers,
@@ -253,16 +274,33 @@ impl<'a> TrainStep<'a> {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("train step"),
             });
+        // Quantize dropout keeps the first `active` residual stages; a dropped stage's
+        // codebook does not move either.
+        let active = self.settings.active_stages(step, net.stages.len());
+        let [encode, backward] = net.with_stages(active).expect("a training graph");
+        let g = &self.gated;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            // Quantize dropout keeps the first `active` residual stages; a dropped stage's
-            // codebook does not move either.
-            let active = self.settings.active_stages(step, net.stages.len());
-            let [encode, backward] = net.with_stages(active).expect("a training graph");
-            let g = &self.gated;
-            for l in [encode, net.decode(), backward, &g.mark, &g.update] {
+            for l in [encode, net.decode(), backward, &g.mark] {
                 l.record(&mut pass);
             }
+        }
+        if self.ranks.size() > 1 {
+            // The ranks' gradients meet on the host: one submit more per step.
+            gpu.submit(encoder, "a training step's backward pass")?;
+            let started = std::time::Instant::now();
+            self.sum_gradients(step)?;
+            self.sum_metrics()?;
+            self.sum_seconds += started.elapsed().as_secs_f64();
+            encoder = gpu
+                .device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("train step update"),
+                });
+        }
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            g.update.record(&mut pass);
             for e in g.ema.iter().take(active) {
                 e.record(&mut pass);
             }
@@ -293,7 +331,62 @@ impl<'a> TrainStep<'a> {
             gpu.wait(self.in_flight.pop_front(), "training")?;
         }
         rows.extend(self.ring.poll(gpu)?);
+        if self.check_ranks {
+            self.same_parameters(step)?;
+        }
         Ok(rows)
+    }
+
+    /// Errors unless this rank's parameters after step `step` are rank 0's, bit for bit.
+    fn same_parameters(&self, step: u64) -> Result<()> {
+        let fingerprint = crate::prior::codebook_fingerprint(&self.values.to_f32(self.gpu)?);
+        let first = self.ranks.broadcast(fingerprint.clone().into_bytes());
+        if first != fingerprint.as_bytes() {
+            return Err(Error::Usage(format!(
+                "rank {}'s parameters after step {} differ from rank 0's",
+                self.ranks.rank(),
+                step + 1
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces this rank's gradients (of its slice's mean loss) by the mean over the
+    /// ranks' slices, summed in rank order: the global batch's mean gradient, the same bits
+    /// on every rank. A sum that is not finite ends the run on every rank before the update.
+    fn sum_gradients(&self, step: u64) -> Result<()> {
+        let mut g = self.grads.to_f32(self.gpu)?;
+        self.ranks.sum(&mut g);
+        let share = 1.0 / self.ranks.size() as f32;
+        g.iter_mut().for_each(|v| *v *= share);
+        if let Some(&value) = g.iter().find(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                step: step + 1,
+                value,
+                kept: "The ranks' summed gradient was not finite and no rank updated; the last checkpoint is the run's latest.".into(),
+            });
+        }
+        self.grads.write(self.gpu, bytemuck::cast_slice(&g))
+    }
+
+    /// Replaces this rank's loss terms and code usage, which the metrics log reads, by
+    /// the global batch's: the terms' mean over the ranks, the usage of their summed code
+    /// counts.
+    fn sum_metrics(&self) -> Result<()> {
+        let (gpu, net) = (self.gpu, &self.net);
+        let terms = net.terms.as_ref().expect("training graph");
+        let mut t = terms.to_f32(gpu)?;
+        self.ranks.sum(&mut t);
+        let share = 1.0 / self.ranks.size() as f32;
+        t.iter_mut().for_each(|v| *v *= share);
+        terms.write(gpu, bytemuck::cast_slice(&t))?;
+        let counts = net.counts.as_ref().expect("training graph");
+        // Counts below 2^24 add exactly in f32.
+        let mut c: Vec<f32> = counts.to_u32(gpu)?.iter().map(|&c| c as f32).collect();
+        self.ranks.sum(&mut c);
+        let (perplexity, used) = perplexity(&c.iter().map(|&c| c as u32).collect::<Vec<_>>());
+        let usage = net.usage.as_ref().expect("training graph");
+        usage.write(gpu, bytemuck::cast_slice(&[perplexity as f32, used as f32]))
     }
 
     /// Waits for every recorded step's metrics.
