@@ -11,8 +11,8 @@ use std::process::Command;
 
 use common::{model_bits, temp_dir, vqvae_ok};
 
-/// A tiny model, batch 8 (4 images a rank), a gradient codebook without restarts: flag
-/// and value pairs.
+/// A tiny model, batch 8 (4 images a rank), otherwise the defaults (with Adam: the EMA
+/// codebook and restarts every 25 steps): flag and value pairs.
 const TINY: &[&str] = &[
     "--hidden",
     "8",
@@ -26,10 +26,6 @@ const TINY: &[&str] = &[
     "4",
     "--batch-size",
     "8",
-    "--codebook-update",
-    "gradient",
-    "--codebook-restart",
-    "0",
 ];
 
 /// `mpirun -np 2 vqvae ARGS` (as root and with more ranks than cores, as CI runs it;
@@ -104,9 +100,12 @@ fn losses(dir: &Path) -> Vec<f64> {
 #[test]
 fn two_ranks_train_what_one_process_does() {
     let dir = temp_dir("mpi-equal");
+    // SGD (a gradient codebook), Adam with a gradient codebook, Adam with the default
+    // EMA codebook; 20 steps, before the first restart.
     for (name, flags) in [
         ("sgd", &["--optimizer", "sgd", "--lr", "0.05"][..]),
-        ("adam", &[][..]),
+        ("adam", &["--codebook-update", "gradient"][..]),
+        ("ema", &[][..]),
     ] {
         let (one, two, again) = (
             dir.join(format!("{name}1")),
@@ -136,6 +135,35 @@ fn two_ranks_train_what_one_process_does() {
             .fold(0.0, f64::max);
         assert!(worst <= 1e-3, "{name}: loss curves {worst:e} apart");
     }
+}
+
+#[test]
+fn restarts_move_the_same_codes_to_the_same_vectors_on_every_rank() {
+    let dir = temp_dir("mpi-restarts");
+    // Restarts at steps 25 and 50: the ranks agree on the dead codes (their counts are
+    // summed) and take rank 0's new vectors; every step's parameters are compared.
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for out in [&a, &b] {
+        let (code, text) = mpirun(&strs(&train(out, &["--steps", "60"])));
+        assert_eq!(code, Some(0), "{text}");
+    }
+    assert!(
+        model_bits(&a) == model_bits(&b),
+        "two 2-rank runs with restarts differ"
+    );
+    // Up to the first restart the run is the one-process run's.
+    let one = dir.join("one");
+    vqvae_ok(&strs(&train(&one, &["--steps", "60"])));
+    let (x, y) = (losses(&one), losses(&a));
+    let worst = x[..25]
+        .iter()
+        .zip(&y[..25])
+        .map(|(p, q)| (p - q).abs() / p.abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 1e-3,
+        "loss curves {worst:e} apart before the first restart"
+    );
 }
 
 #[test]
@@ -170,19 +198,24 @@ fn what_ranks_cannot_do_ends_every_rank_with_an_error() {
     let dir = temp_dir("mpi-errors");
     let out = dir.join("x");
     let o = out.display().to_string();
-    // A batch that does not split, and the EMA codebook (the default with Adam).
+    // A batch that does not split, and a codebook drawn from the first batches.
     let (code, text) = mpirun(&strs(&train(&out, &["--batch-size", "7", "--steps", "2"])));
     assert_ne!(code, Some(0));
     assert!(
         text.contains("--batch-size 7 does not split evenly over 2 ranks"),
         "{text}"
     );
-    let (code, text) = mpirun(&["train", "--out", &o, "--steps", "2"]);
+    let (code, text) = mpirun(&[
+        "train",
+        "--out",
+        &o,
+        "--steps",
+        "2",
+        "--codebook-init",
+        "kmeans",
+    ]);
     assert_ne!(code, Some(0));
-    assert!(
-        text.contains("the EMA codebook") && text.contains("on 2 ranks"),
-        "{text}"
-    );
+    assert!(text.contains("--codebook-init kmeans on 2 ranks"), "{text}");
     // One rank asks for an adapter that is not there: every rank ends, none hangs.
     let bin = env!("CARGO_BIN_EXE_vqvae");
     let mut args: Vec<String> = ["--allow-run-as-root", "--oversubscribe", "-np", "1", bin]

@@ -571,23 +571,15 @@ pub(crate) fn train_command(a: TrainArgs, ranks: &dyn Ranks) -> Result<()> {
     Ok(())
 }
 
-/// Errors on what several ranks cannot train yet: their statistics would need sums across
-/// ranks that this version does not make.
+/// Errors on what several ranks cannot train yet: a codebook drawn from the first
+/// batches, of which each rank holds only its slice.
 fn several_ranks(s: &Settings, ranks: &dyn Ranks) -> Result<()> {
-    let n = ranks.size();
-    let refuse = |what: &str| {
-        Err(Error::Usage(format!(
-            "{what} on {n} ranks: not supported across ranks yet; use --codebook-update gradient --codebook-restart 0 --codebook-init uniform (the per-code statistics are not summed across ranks)"
-        )))
-    };
-    if s.codebook_update == CodebookUpdate::Ema {
-        return refuse("the EMA codebook (the default with Adam)");
-    }
-    if s.codebook_restart > 0 {
-        return refuse("dead-code restarts (the default with Adam)");
-    }
     if s.codebook_init != CodebookInit::Uniform {
-        return refuse("--codebook-init data or kmeans");
+        let init = format!("{:?}", s.codebook_init).to_lowercase();
+        return Err(Error::Usage(format!(
+            "--codebook-init {init} on {} ranks: not supported across ranks yet (each rank holds only its slice of the first batches); give --codebook-init uniform",
+            ranks.size()
+        )));
     }
     Ok(())
 }

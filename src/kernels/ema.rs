@@ -64,6 +64,37 @@ pub fn ema_update_counted(
     decay: f32,
     eps: f32,
 ) -> Result<Launch> {
+    let parts = ema_update_parts(
+        gpu, z, indices, counts, codebook, cluster, ema_w, decay, eps,
+    )?;
+    Ok(parts.statistics.then(parts.apply))
+}
+
+/// [`ema_update_counted`] in its two halves, for data-parallel training: between them
+/// several processes can replace `partial` and `counts` by their sums over all the
+/// processes' batches, and every process then applies the same update.
+pub struct EmaParts {
+    /// The batch's per-code sums of the assigned vectors into `partial`.
+    pub statistics: Launch,
+    /// The decayed statistics and the codebook, from `partial` and the counts.
+    pub apply: Launch,
+    /// `[chunks, K, D]`: the per-code sums, chunk by chunk (the update adds the chunks).
+    pub partial: Tensor,
+}
+
+/// The halves of [`ema_update_counted`] ([`EmaParts`]).
+#[allow(clippy::too_many_arguments)]
+pub fn ema_update_parts(
+    gpu: &Gpu,
+    z: &Tensor,
+    indices: &Tensor,
+    counts: &Tensor,
+    codebook: &Tensor,
+    cluster: &Tensor,
+    ema_w: &Tensor,
+    decay: f32,
+    eps: f32,
+) -> Result<EmaParts> {
     let op = "ema_update";
     let rows = Rows::of(op, z)?;
     let (k, d) = (quantize::codebook_shape(op, codebook, rows.dim)?, rows.dim);
@@ -110,6 +141,7 @@ pub fn ema_update_counted(
     })?;
     let total = Tensor::zeros(gpu, &[1], DType::F32)?;
     let sums = CodeSums::new(gpu, op, z, indices, codebook, false)?;
+    let partial = sums.partial.clone();
     let params = Params {
         codes: k as u32,
         dim: d as u32,
@@ -151,8 +183,11 @@ pub fn ema_update_counted(
         &resources,
         (k * d).div_ceil(wg) as u64,
     )?;
-    Ok(Launch::from(sums.dispatch)
-        .then(sizes.into())
-        .then(reduce::sum(gpu, cluster, &total)?)
-        .then(update.into()))
+    Ok(EmaParts {
+        statistics: sums.dispatch.into(),
+        apply: Launch::from(sizes)
+            .then(reduce::sum(gpu, cluster, &total)?)
+            .then(update.into()),
+        partial,
+    })
 }

@@ -5,7 +5,7 @@
 use crate::checkpoint::Tensors;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::ema::ema_update_counted;
+use crate::kernels::ema::ema_update_parts;
 use crate::launch::Launch;
 use crate::network::Stage;
 use crate::params::Params;
@@ -26,6 +26,11 @@ pub(crate) struct EmaCodebook {
     pub cluster: Tensor,
     /// Decayed sum of the encoder outputs assigned to each code `[K, D]`.
     pub sums: Tensor,
+    /// The batch's per-code sums `[chunks, K, D]`, which ranks training together sum
+    /// before the update.
+    pub partial: Tensor,
+    statistics: Launch,
+    apply: Launch,
     launch: Launch,
 }
 
@@ -43,7 +48,7 @@ impl EmaCodebook {
         let codebook = params.value(&stage.codebook);
         let cluster = Tensor::zeros(gpu, &[codebook.shape()[0]], DType::F32)?;
         let sums = Tensor::zeros(gpu, codebook.shape(), DType::F32)?;
-        let launch = ema_update_counted(
+        let parts = ema_update_parts(
             gpu,
             &stage.input,
             &stage.codes,
@@ -59,13 +64,27 @@ impl EmaCodebook {
             prefix,
             cluster,
             sums,
-            launch,
+            partial: parts.partial,
+            launch: parts.statistics.clone().then(parts.apply.clone()),
+            statistics: parts.statistics,
+            apply: parts.apply,
         })
     }
 
     /// The update: record after the step's backward pass and optimizer.
     pub fn launch(&self) -> &Launch {
         &self.launch
+    }
+
+    /// The update's first half, the batch's statistics into `partial` (see
+    /// [`crate::kernels::ema::EmaParts`]).
+    pub fn statistics(&self) -> &Launch {
+        &self.statistics
+    }
+
+    /// The update's second half, from `partial` and `counts`.
+    pub fn apply(&self) -> &Launch {
+        &self.apply
     }
 
     /// Starts the statistics from the codebook as it is now, every count 1.

@@ -70,8 +70,10 @@ impl Update {
 struct Gated {
     mark: Launch,
     update: Launch,
-    /// One per codebook, as the three below.
+    /// One per codebook, as the three below; and the EMA update's halves, for ranks
+    /// that sum its statistics between them.
     ema: Vec<Launch>,
+    ema_apply: Vec<Launch>,
     accumulate: Vec<Launch>,
     restart: Vec<Launch>,
 }
@@ -186,6 +188,7 @@ impl<'a> TrainStep<'a> {
                 .iter()
                 .map(|e| gate(e.launch()))
                 .collect::<Result<_>>()?,
+            ema_apply: ema.iter().map(|e| gate(e.apply())).collect::<Result<_>>()?,
             accumulate: restarts
                 .iter()
                 .map(|r| gate(r.accumulate()))
@@ -279,18 +282,27 @@ impl<'a> TrainStep<'a> {
         let active = self.settings.active_stages(step, net.stages.len());
         let [encode, backward] = net.with_stages(active).expect("a training graph");
         let g = &self.gated;
+        let several = self.ranks.size() > 1;
+        let restarting = (step + 1).is_multiple_of(self.settings.codebook_restart.max(1));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             for l in [encode, net.decode(), backward, &g.mark] {
                 l.record(&mut pass);
             }
+            if several {
+                for e in self.ema.iter().take(active) {
+                    e.statistics().record(&mut pass);
+                }
+            }
         }
-        if self.ranks.size() > 1 {
-            // The ranks' gradients meet on the host: one submit more per step.
+        if several {
+            // The ranks' gradients and statistics meet on the host: one submit more.
             gpu.submit(encoder, "a training step's backward pass")?;
             let started = std::time::Instant::now();
             self.sum_gradients(step)?;
+            // The metrics read the codes' counts before their sums replace them.
             self.sum_metrics()?;
+            self.sum_statistics(active)?;
             self.sum_seconds += started.elapsed().as_secs_f64();
             encoder = gpu
                 .device()
@@ -301,10 +313,10 @@ impl<'a> TrainStep<'a> {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             g.update.record(&mut pass);
-            for e in g.ema.iter().take(active) {
+            let ema = if several { &g.ema_apply } else { &g.ema };
+            for e in ema.iter().take(active) {
                 e.record(&mut pass);
             }
-            let restarting = (step + 1).is_multiple_of(self.settings.codebook_restart.max(1));
             for ((r, accumulate), restart) in
                 self.restarts.iter().zip(&g.accumulate).zip(&g.restart)
             {
@@ -331,6 +343,9 @@ impl<'a> TrainStep<'a> {
             gpu.wait(self.in_flight.pop_front(), "training")?;
         }
         rows.extend(self.ring.poll(gpu)?);
+        if several && restarting && !self.restarts.is_empty() {
+            self.share_restarts()?;
+        }
         if self.check_ranks {
             self.same_parameters(step)?;
         }
@@ -387,6 +402,49 @@ impl<'a> TrainStep<'a> {
         let (perplexity, used) = perplexity(&c.iter().map(|&c| c as u32).collect::<Vec<_>>());
         let usage = net.usage.as_ref().expect("training graph");
         usage.write(gpu, bytemuck::cast_slice(&[perplexity as f32, used as f32]))
+    }
+
+    /// Replaces each codebook's code counts (which the EMA and the restarts read) and each
+    /// active EMA codebook's per-code sums by their sums over the ranks, added in rank
+    /// order, so that every rank updates and restarts alike.
+    fn sum_statistics(&self, active: usize) -> Result<()> {
+        for stage in &self.net.stages {
+            // Counts below 2^24 add exactly in f32.
+            let mut counts: Vec<f32> = stage
+                .counts
+                .to_u32(self.gpu)?
+                .iter()
+                .map(|&c| c as f32)
+                .collect();
+            self.ranks.sum(&mut counts);
+            let counts: Vec<u32> = counts.iter().map(|&c| c as u32).collect();
+            stage
+                .counts
+                .write(self.gpu, bytemuck::cast_slice(&counts))?;
+        }
+        for e in self.ema.iter().take(active) {
+            let mut partial = e.partial.to_f32(self.gpu)?;
+            self.ranks.sum(&mut partial);
+            e.partial.write(self.gpu, bytemuck::cast_slice(&partial))?;
+        }
+        Ok(())
+    }
+
+    /// After a restart, rank 0's parameters, optimizer moments and EMA statistics on every
+    /// rank: each rank moved the same dead codes, but onto rows of its own slice.
+    fn share_restarts(&self) -> Result<()> {
+        let mut shared = vec![&self.values];
+        if let Some((m, v)) = self.update.moments() {
+            shared.extend([m, v]);
+        }
+        for e in &self.ema {
+            shared.extend([&e.cluster, &e.sums]);
+        }
+        for t in shared {
+            let bytes = bytemuck::cast_slice(&t.to_f32(self.gpu)?).to_vec();
+            t.write(self.gpu, &self.ranks.broadcast(bytes))?;
+        }
+        Ok(())
     }
 
     /// Waits for every recorded step's metrics.
