@@ -478,9 +478,6 @@ pub(crate) fn train_command(a: TrainArgs, ranks: &dyn Ranks) -> Result<()> {
             settings.lr_at(settings.lr_horizon)
         );
     }
-    if ranks.size() > 1 {
-        several_ranks(&settings, ranks)?;
-    }
     let out = a.out.clone();
     let mut gpu = open_gpu_with(&rank_adapter(&a.adapter, ranks)?)?;
     let target = Target {
@@ -567,19 +564,6 @@ pub(crate) fn train_command(a: TrainArgs, ranks: &dyn Ranks) -> Result<()> {
     println!("curves:          {}", out.join(METRICS_PNG).display());
     if summary.val_codes_used.is_some() {
         println!("code usage:      {}", out.join(USAGE_FILE).display());
-    }
-    Ok(())
-}
-
-/// Errors on what several ranks cannot train yet: a codebook drawn from the first
-/// batches, of which each rank holds only its slice.
-fn several_ranks(s: &Settings, ranks: &dyn Ranks) -> Result<()> {
-    if s.codebook_init != CodebookInit::Uniform {
-        let init = format!("{:?}", s.codebook_init).to_lowercase();
-        return Err(Error::Usage(format!(
-            "--codebook-init {init} on {} ranks: not supported across ranks yet (each rank holds only its slice of the first batches); give --codebook-init uniform",
-            ranks.size()
-        )));
     }
     Ok(())
 }

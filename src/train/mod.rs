@@ -285,9 +285,13 @@ fn begin(
                 &params.join(&fresh_values(params, s.seed), "initialisation")?,
             )?;
             match s.codebook_init {
+                // With several ranks every rank initialises from the same images (the
+                // first slice of the first batch, or the first batches of a slice's
+                // size), so every rank starts from the same codebook.
                 CodebookInit::Data => {
                     let first = train.order.batch(0, s.batch_size);
-                    init_codebook_from_data(gpu, &train.net, params, &first, data, s.seed)?;
+                    let first = &first[..train.net.batch];
+                    init_codebook_from_data(gpu, &train.net, params, first, data, s.seed)?;
                 }
                 CodebookInit::Kmeans => {
                     let batches = s.kmeans_batches.unwrap_or(kmeans_batches(&train.net));
