@@ -9,24 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{model_bits, temp_dir, vqvae_ok};
-
-/// A tiny model, batch 8 (4 images a rank), otherwise the defaults (with Adam: the EMA
-/// codebook and restarts every 25 steps): flag and value pairs.
-const TINY: &[&str] = &[
-    "--hidden",
-    "8",
-    "--res-hidden",
-    "4",
-    "--res-layers",
-    "1",
-    "--codes",
-    "16",
-    "--code-dim",
-    "4",
-    "--batch-size",
-    "8",
-];
+use common::{TINY_MODEL, model_bits, temp_dir, vqvae_ok};
 
 /// `mpirun -np 2 vqvae ARGS` (as root and with more ranks than cores, as CI runs it;
 /// `train` with `--no-tune`, as `common::vqvae` gives it), every rank comparing its
@@ -52,14 +35,23 @@ fn mpirun(args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
-/// `train` of the tiny model into `out`, quietly, `extra` overriding its flags.
+/// `train` of the tiny model into `out` at batch 8 (4 images a rank), quietly, otherwise
+/// with the defaults (with Adam: the EMA codebook and restarts every 25 steps), `extra`
+/// overriding its flags.
 fn train(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["train", "--out"]
         .into_iter()
         .map(String::from)
         .collect::<Vec<_>>();
     args.push(out.display().to_string());
-    for pair in TINY.chunks(2).filter(|pair| !extra.contains(&pair[0])) {
+    let batch: &[&str] = &["--batch-size", "8"];
+    let model = TINY_MODEL
+        .chunks(2)
+        .filter(|pair| pair[0] != "--batch-size");
+    for pair in model
+        .chain([batch])
+        .filter(|pair| !extra.contains(&pair[0]))
+    {
         args.extend(pair.iter().map(|s| s.to_string()));
     }
     args.push("--quiet".into());
