@@ -107,7 +107,10 @@ fn train(args: TrainArgs) -> Result<(), Error> {
             if let Err(e) = &result
                 && !matches!(e, Error::Stopped { .. })
             {
-                eprintln!("error on rank {} of {}: {e}", world.rank(), world.size());
+                // One write, and a moment for mpirun to pass it on before the abort.
+                let line = format!("error on rank {} of {}: {e}\n", world.rank(), world.size());
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                std::thread::sleep(std::time::Duration::from_millis(300));
                 world.abort(1);
             }
             return result;
