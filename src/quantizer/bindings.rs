@@ -82,6 +82,24 @@ pub(super) struct Slot<'a, 'b> {
     pub output: bool,
 }
 
+/// A [`Slot`]: binding `name`, which must hold `needed` bytes (`holds` says of what), and
+/// whether the kernels write it.
+pub(super) fn slot<'a, 'b>(
+    name: &'static str,
+    binding: Option<&'a wgpu::BufferBinding<'b>>,
+    needed: u64,
+    holds: String,
+    output: bool,
+) -> Slot<'a, 'b> {
+    Slot {
+        name,
+        binding,
+        needed,
+        holds,
+        output,
+    }
+}
+
 /// Errors unless every binding starts at an aligned offset and holds what it is for,
 /// and no output shares a buffer with another binding (wgpu tracks a writable storage
 /// binding per buffer, not per range).

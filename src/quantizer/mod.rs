@@ -15,7 +15,7 @@ mod top_k;
 
 pub use bindings::CACHED_BINDINGS;
 use bindings::{
-    BindingKey, Cache, Slot, check, check_config, key_of, plane, record_in_new_pass, view,
+    BindingKey, Cache, check, check_config, key_of, plane, record_in_new_pass, slot, view,
 };
 pub use residual::{ResidualBindings, ResidualConfig, ResidualQuantizer};
 pub use top_k::TopKBindings;
@@ -222,13 +222,6 @@ impl Quantizer {
             ));
         }
         let vectors = (n * dim * 4) as u64;
-        let slot = |name, binding, needed, holds, output| Slot {
-            name,
-            binding,
-            needed,
-            holds,
-            output,
-        };
         check(
             &self.gpu,
             op,

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::Layout;
 use super::bindings::{
-    BindingKey, Cache, Slot, check, check_config, input_shape, key_of, record_in_new_pass, view,
+    BindingKey, Cache, check, check_config, input_shape, key_of, record_in_new_pass, slot, view,
 };
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -168,13 +168,6 @@ impl ResidualQuantizer {
             format!("one shared codebook of {codes} codes of dimension {dim}")
         } else {
             format!("{stages} codebooks of {codes} codes of dimension {dim}")
-        };
-        let slot = |name, binding, needed, holds, output| Slot {
-            name,
-            binding,
-            needed,
-            holds,
-            output,
         };
         let rows_of = |what: &str| format!("{n} vectors of dimension {dim}{what}");
         check(

@@ -3,7 +3,7 @@
 //! code's fast path.
 
 use super::Quantizer;
-use super::bindings::{BindingKey, Slot, check, input_shape, key_of, record_in_new_pass, view};
+use super::bindings::{BindingKey, check, input_shape, key_of, record_in_new_pass, slot, view};
 use crate::error::{Error, Result};
 use crate::kernels::{quantize, topk};
 use crate::launch::Launch;
@@ -96,13 +96,6 @@ impl Quantizer {
         }
         let vectors = (n * dim * 4) as u64;
         let listed = (n * k * 4) as u64;
-        let slot = |name, binding, needed, holds, output| Slot {
-            name,
-            binding,
-            needed,
-            holds,
-            output,
-        };
         check(
             &self.gpu,
             op,
