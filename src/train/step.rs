@@ -371,9 +371,7 @@ impl<'a> TrainStep<'a> {
     /// on every rank. A sum that is not finite ends the run on every rank before the update.
     fn sum_gradients(&self, step: u64) -> Result<()> {
         let mut g = self.grads.to_f32(self.gpu)?;
-        self.ranks.sum(&mut g);
-        let share = 1.0 / self.ranks.size() as f32;
-        g.iter_mut().for_each(|v| *v *= share);
+        self.mean_over_ranks(&mut g);
         if let Some(&value) = g.iter().find(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
                 step: step + 1,
@@ -391,15 +389,10 @@ impl<'a> TrainStep<'a> {
         let (gpu, net) = (self.gpu, &self.net);
         let terms = net.terms.as_ref().expect("training graph");
         let mut t = terms.to_f32(gpu)?;
-        self.ranks.sum(&mut t);
-        let share = 1.0 / self.ranks.size() as f32;
-        t.iter_mut().for_each(|v| *v *= share);
+        self.mean_over_ranks(&mut t);
         terms.write(gpu, bytemuck::cast_slice(&t))?;
-        let counts = net.counts.as_ref().expect("training graph");
-        // Counts below 2^24 add exactly in f32.
-        let mut c: Vec<f32> = counts.to_u32(gpu)?.iter().map(|&c| c as f32).collect();
-        self.ranks.sum(&mut c);
-        let (perplexity, used) = perplexity(&c.iter().map(|&c| c as u32).collect::<Vec<_>>());
+        let counts = self.summed_counts(net.counts.as_ref().expect("training graph"))?;
+        let (perplexity, used) = perplexity(&counts);
         let usage = net.usage.as_ref().expect("training graph");
         usage.write(gpu, bytemuck::cast_slice(&[perplexity as f32, used as f32]))
     }
@@ -409,15 +402,7 @@ impl<'a> TrainStep<'a> {
     /// order, so that every rank updates and restarts alike.
     fn sum_statistics(&self, active: usize) -> Result<()> {
         for stage in &self.net.stages {
-            // Counts below 2^24 add exactly in f32.
-            let mut counts: Vec<f32> = stage
-                .counts
-                .to_u32(self.gpu)?
-                .iter()
-                .map(|&c| c as f32)
-                .collect();
-            self.ranks.sum(&mut counts);
-            let counts: Vec<u32> = counts.iter().map(|&c| c as u32).collect();
+            let counts = self.summed_counts(&stage.counts)?;
             stage
                 .counts
                 .write(self.gpu, bytemuck::cast_slice(&counts))?;
@@ -428,6 +413,21 @@ impl<'a> TrainStep<'a> {
             e.partial.write(self.gpu, bytemuck::cast_slice(&partial))?;
         }
         Ok(())
+    }
+
+    /// Replaces `values` by their mean over the ranks: the sum in rank order, then 1/N.
+    fn mean_over_ranks(&self, values: &mut [f32]) {
+        self.ranks.sum(values);
+        let share = 1.0 / self.ranks.size() as f32;
+        values.iter_mut().for_each(|v| *v *= share);
+    }
+
+    /// The sum over the ranks of the code counts `counts` holds (u32).
+    fn summed_counts(&self, counts: &Tensor) -> Result<Vec<u32>> {
+        // Counts below 2^24 add exactly in f32.
+        let mut c: Vec<f32> = counts.to_u32(self.gpu)?.iter().map(|&c| c as f32).collect();
+        self.ranks.sum(&mut c);
+        Ok(c.iter().map(|&c| c as u32).collect())
     }
 
     /// After a restart, rank 0's parameters, optimizer moments and EMA statistics on every
