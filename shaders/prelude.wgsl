@@ -7,7 +7,7 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 // PCG hash (Jarzynski and Olano, 2020): restarts and sampling draw their random numbers
-// from it; reference::quantize::pcg is its CPU twin.
+// from it; rng::pcg is its CPU twin.
 fn pcg(x: u32) -> u32 {
     let s = x * 747796405u + 2891336453u;
     let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;

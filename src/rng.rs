@@ -58,3 +58,12 @@ impl Rng {
         p
     }
 }
+
+/// The PCG hash (Jarzynski and Olano, 2020) of `shaders/prelude.wgsl`, which picks restart
+/// rows and the prior's sampling draws: the host's twin, for work that must draw as the
+/// kernels do.
+pub fn pcg(x: u32) -> u32 {
+    let s = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
+    (w >> 22) ^ w
+}

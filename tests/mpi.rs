@@ -81,23 +81,56 @@ fn relative_difference(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn losses(dir: &Path) -> Vec<f64> {
-    std::fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
-        .collect()
+/// The largest relative difference between two runs' logged losses, which must have a
+/// line for every step alike.
+fn loss_curves_apart(a: &Path, b: &Path) -> f64 {
+    let losses = |dir: &Path| -> Vec<f64> {
+        std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
+            .collect()
+    };
+    let (x, y) = (losses(a), losses(b));
+    assert_eq!(x.len(), y.len(), "one line a step");
+    x.iter()
+        .zip(&y)
+        .map(|(p, q)| (p - q).abs() / p.abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
 fn two_ranks_train_what_one_process_does() {
     let dir = temp_dir("mpi-equal");
     // SGD (a gradient codebook), Adam with a gradient codebook, Adam with the default
-    // EMA codebook; 20 steps, before the first restart.
+    // EMA codebook, and SGD from a codebook drawn from the global batch's encoder outputs
+    // or clustered from its first batches'; 20 steps, before the first restart.
     for (name, flags) in [
         ("sgd", &["--optimizer", "sgd", "--lr", "0.05"][..]),
         ("adam", &["--codebook-update", "gradient"][..]),
         ("ema", &[][..]),
+        (
+            "data",
+            &[
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.05",
+                "--codebook-init",
+                "data",
+            ][..],
+        ),
+        (
+            "kmeans",
+            &[
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.05",
+                "--codebook-init",
+                "kmeans",
+            ][..],
+        ),
     ] {
         let (one, two, again) = (
             dir.join(format!("{name}1")),
@@ -118,44 +151,47 @@ fn two_ranks_train_what_one_process_does() {
             "{name}: two 2-rank runs differ"
         );
         // Rank 0 alone logs, the global batch's loss.
-        let (a, b) = (losses(&one), losses(&two));
-        assert_eq!(a.len(), b.len(), "{name}: one line a step");
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs() / x.abs())
-            .fold(0.0, f64::max);
+        let worst = loss_curves_apart(&one, &two);
         assert!(worst <= 1e-3, "{name}: loss curves {worst:e} apart");
     }
 }
 
 #[test]
-fn restarts_move_the_same_codes_to_the_same_vectors_on_every_rank() {
+fn restarts_over_the_global_batch_match_one_process() {
     let dir = temp_dir("mpi-restarts");
     // Restarts at steps 25 and 50: the ranks agree on the dead codes (their counts are
-    // summed) and take rank 0's new vectors; every step's parameters are compared.
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    for out in [&a, &b] {
-        let (code, text) = mpirun(&strs(&train(out, &["--steps", "60"])));
-        assert_eq!(code, Some(0), "{text}");
+    // summed) and move them onto the global batch's rows that one process would take;
+    // every step's parameters are compared across the ranks.
+    for (name, flags) in [
+        ("gradient", &["--codebook-update", "gradient"][..]),
+        ("ema", &[][..]),
+    ] {
+        let mut steps = vec!["--steps", "60"];
+        steps.extend_from_slice(flags);
+        let (one, two, again) = (
+            dir.join(format!("{name}1")),
+            dir.join(format!("{name}2")),
+            dir.join(format!("{name}2b")),
+        );
+        vqvae_ok(&strs(&train(&one, &steps)));
+        for out in [&two, &again] {
+            let (code, text) = mpirun(&strs(&train(out, &steps)));
+            assert_eq!(code, Some(0), "{text}");
+        }
+        assert!(
+            model_bits(&two) == model_bits(&again),
+            "{name}: two 2-rank runs with restarts differ"
+        );
+        let worst = loss_curves_apart(&one, &two);
+        assert!(worst <= 1e-3, "{name}: loss curves {worst:e} apart");
+        // The EMA codebook's restarted codes sit on one batch's outputs, close enough for
+        // a vector to change code on summation order alone (at step 27 here): the loss
+        // curve stays close, the tensors part by more than summation order.
+        if name == "gradient" {
+            let worst = relative_difference(&one, &two);
+            assert!(worst <= 1e-4, "{name}: 2 ranks against 1: {worst:e}");
+        }
     }
-    assert!(
-        model_bits(&a) == model_bits(&b),
-        "two 2-rank runs with restarts differ"
-    );
-    // Up to the first restart the run is the one-process run's.
-    let one = dir.join("one");
-    vqvae_ok(&strs(&train(&one, &["--steps", "60"])));
-    let (x, y) = (losses(&one), losses(&a));
-    let worst = x[..25]
-        .iter()
-        .zip(&y[..25])
-        .map(|(p, q)| (p - q).abs() / p.abs())
-        .fold(0.0, f64::max);
-    assert!(
-        worst <= 1e-3,
-        "loss curves {worst:e} apart before the first restart"
-    );
 }
 
 #[test]

@@ -411,11 +411,13 @@ fn code_usage_matches_reference() {
 }
 
 /// Restarts codes 11 x 5 under `reset` after two steps of usage in which codes 0, 3 and
-/// 7 are never chosen; returns the codebook after, the reference's codebook and which
-/// codes restarted, and the window after.
+/// 7 are never chosen, by the kernel or `on_host` (the dead codes, their rows and the
+/// moves of `Restart`'s host half); returns the codebook after, the reference's codebook
+/// and which codes restarted, and the window after.
 fn restart_after_two_steps(
     gpu: &Gpu,
     reset: Reset<'_>,
+    on_host: bool,
 ) -> (Vec<f32>, Vec<f64>, Vec<bool>, Vec<u32>) {
     let (b, d, h, w, k) = (2, 5, 3, 3, 11);
     let n = b * h * w;
@@ -440,8 +442,15 @@ fn restart_after_two_steps(
         counts.write(gpu, bytemuck::cast_slice(c)).unwrap();
         gpu.run(&[r.accumulate()]).unwrap();
     }
-    r.set_step(gpu, 40);
-    gpu.run(&[r.launch()]).unwrap();
+    if on_host {
+        let dead = r.dead_codes(gpu).unwrap();
+        let rows: Vec<usize> = dead.iter().map(|&k| r.source_row(40, k, n)).collect();
+        let vectors = r.read_rows(gpu, &rows).unwrap();
+        r.restart_onto(gpu, &dead, &vectors).unwrap();
+    } else {
+        r.set_step(gpu, 40);
+        gpu.run(&[r.launch()]).unwrap();
+    }
     let total: Vec<u32> = (0..k).map(|i| steps[0][i] + steps[1][i]).collect();
     let (want, restarted) = r::restart(&rows, &total, &widen(&ze), &widen(&cb), seed as u32, 40);
     assert_eq!(restarted.iter().filter(|r| **r).count(), 3);
@@ -457,56 +466,53 @@ fn restart_after_two_steps(
 fn dead_codes_restart_on_hashed_rows() {
     let gpu = gpu();
     let (k, d) = (11, 5);
-    let (m, v) = (
-        upload(gpu, &[k, d], &vec![0.5; k * d]),
-        upload(gpu, &[k, d], &vec![0.25; k * d]),
-    );
-    let (got, want, restarted, window) = restart_after_two_steps(gpu, Reset::Moments(&m, &v));
-    assert_close("restarted codebook", &got, &want, 0.0, 0.0);
-    let moments: Vec<f64> = restarted
-        .iter()
-        .flat_map(|&r| vec![if r { 0.0 } else { 0.5 }; d])
-        .collect();
-    assert_close(
-        "cleared first moments",
-        &m.to_f32(gpu).unwrap(),
-        &moments,
-        0.0,
-        0.0,
-    );
-    assert_eq!(window, vec![0; k], "a restart starts a new window");
+    for on_host in [false, true] {
+        let (m, v) = (
+            upload(gpu, &[k, d], &vec![0.5; k * d]),
+            upload(gpu, &[k, d], &vec![0.25; k * d]),
+        );
+        let (got, want, restarted, window) =
+            restart_after_two_steps(gpu, Reset::Moments(&m, &v), on_host);
+        assert_close("restarted codebook", &got, &want, 0.0, 0.0);
+        for (name, t, kept) in [("first", &m, 0.5), ("second", &v, 0.25)] {
+            let moments: Vec<f64> = restarted
+                .iter()
+                .flat_map(|&r| vec![if r { 0.0 } else { kept }; d])
+                .collect();
+            let got = t.to_f32(gpu).unwrap();
+            assert_close(&format!("cleared {name} moments"), &got, &moments, 0.0, 0.0);
+        }
+        assert_eq!(window, vec![0; k], "a restart starts a new window");
+    }
 }
 
 #[test]
 fn a_restarted_code_takes_fresh_ema_statistics() {
     let gpu = gpu();
     let (k, d) = (11, 5);
-    let (cluster, sums) = (
-        upload(gpu, &[k], &vec![0.7; k]),
-        upload(gpu, &[k, d], &vec![0.3; k * d]),
-    );
-    let reset = Reset::Ema {
-        cluster: &cluster,
-        sums: &sums,
-    };
-    let (got, want, restarted, _) = restart_after_two_steps(gpu, reset);
-    assert_close("restarted codebook", &got, &want, 0.0, 0.0);
-    // Count 1 and sum = the new vector: the next update keeps the code where it was put.
-    let sizes: Vec<f64> = restarted
-        .iter()
-        .map(|&r| if r { 1.0 } else { 0.7 })
-        .collect();
-    assert_close(
-        "cluster sizes",
-        &cluster.to_f32(gpu).unwrap(),
-        &sizes,
-        0.0,
-        1e-7,
-    );
-    let want_sums: Vec<f64> = (0..k * d)
-        .map(|i| if restarted[i / d] { want[i] } else { 0.3 })
-        .collect();
-    assert_close("sums", &sums.to_f32(gpu).unwrap(), &want_sums, 0.0, 1e-7);
+    for on_host in [false, true] {
+        let (cluster, sums) = (
+            upload(gpu, &[k], &vec![0.7; k]),
+            upload(gpu, &[k, d], &vec![0.3; k * d]),
+        );
+        let reset = Reset::Ema {
+            cluster: &cluster,
+            sums: &sums,
+        };
+        let (got, want, restarted, _) = restart_after_two_steps(gpu, reset, on_host);
+        assert_close("restarted codebook", &got, &want, 0.0, 0.0);
+        // Count 1 and sum = the new vector: the next update keeps the code where it was put.
+        let sizes: Vec<f64> = restarted
+            .iter()
+            .map(|&r| if r { 1.0 } else { 0.7 })
+            .collect();
+        let got = cluster.to_f32(gpu).unwrap();
+        assert_close("cluster sizes", &got, &sizes, 0.0, 1e-7);
+        let want_sums: Vec<f64> = (0..k * d)
+            .map(|i| if restarted[i / d] { want[i] } else { 0.3 })
+            .collect();
+        assert_close("sums", &sums.to_f32(gpu).unwrap(), &want_sums, 0.0, 1e-7);
+    }
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! Launchers for `shaders/restart.wgsl`: restarting codes that no vector chose.
+//! Launchers for `shaders/restart.wgsl`: restarting codes that no vector chose; and the
+//! same restart on the host, for callers whose encoder outputs span several devices.
 
 use crate::error::{Result, ensure};
 use crate::gpu::Gpu;
 use crate::kernels::quantize::{self, Rows};
 use crate::launch::{Bind, Launch};
+use crate::rng::pcg;
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
@@ -44,6 +46,14 @@ pub struct Restart {
     restart: Launch,
     uniform: wgpu::Buffer,
     params: Params,
+    /// What the host's restart reads and writes: the codebook, the window, `z_e` and its
+    /// layout, and the reset state (`RESET` of the shader, and its `m`, `v`).
+    codebook: Tensor,
+    window: Tensor,
+    z_e: Tensor,
+    rows: Rows,
+    mode: u32,
+    state: Option<(Tensor, Tensor)>,
 }
 
 impl Restart {
@@ -132,6 +142,12 @@ impl Restart {
             restart: dispatch("restart")?,
             uniform,
             params,
+            codebook: codebook.clone(),
+            window: window.clone(),
+            z_e: z_e.clone(),
+            rows,
+            mode,
+            state: state.map(|(m, v)| (m.clone(), v.clone())),
         })
     }
 
@@ -155,4 +171,87 @@ impl Restart {
     pub fn launch(&self) -> &Launch {
         &self.restart
     }
+
+    /// The layout of `z_e`, whose rows the codes move onto.
+    pub fn rows(&self) -> Rows {
+        self.rows
+    }
+
+    /// The codes unused over the window so far (read back): those a restart now moves.
+    pub fn dead_codes(&self, gpu: &Gpu) -> Result<Vec<usize>> {
+        let window = self.window.to_u32(gpu)?;
+        Ok((0..window.len()).filter(|&k| window[k] == 0).collect())
+    }
+
+    /// The row, out of `n`, that the restart at `step` moves code `k` onto: the kernel's
+    /// choice when `n` is the rows of `z_e`; with `n` the rows of several devices' `z_e`
+    /// together, the same choice over all of them.
+    pub fn source_row(&self, step: u64, k: usize, n: usize) -> usize {
+        (pcg(pcg(self.params.seed ^ pcg(step as u32)) ^ k as u32) % n as u32) as usize
+    }
+
+    /// Rows `rows` of `z_e`, read back: `[rows.len(), D]`.
+    pub fn read_rows(&self, gpu: &Gpu, rows: &[usize]) -> Result<Vec<f32>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let z = self.z_e.to_f32(gpu)?;
+        let Rows { dim, plane, .. } = self.rows;
+        Ok(rows
+            .iter()
+            .flat_map(|&r| {
+                let base = (r / plane) * dim * plane + r % plane;
+                (0..dim).map(move |d| base + d * plane)
+            })
+            .map(|i| z[i])
+            .collect())
+    }
+
+    /// The restart on the host: moves `codes` onto `vectors` (`[codes.len(), D]`), resets
+    /// what the kernel resets with them, and starts a new window.
+    pub fn restart_onto(&self, gpu: &Gpu, codes: &[usize], vectors: &[f32]) -> Result<()> {
+        let dim = self.rows.dim;
+        ensure(vectors.len() == codes.len() * dim, "restart", || {
+            format!(
+                "{} values for {} codes of dimension {dim}",
+                vectors.len(),
+                codes.len()
+            )
+        })?;
+        let codes_in = self.window.len();
+        if !codes.is_empty() {
+            let vector = |j: usize| vectors[j * dim..(j + 1) * dim].to_vec();
+            set_rows(gpu, &self.codebook, codes_in, codes, vector)?;
+            match (&self.state, self.mode) {
+                (Some((m, v)), 1) => {
+                    set_rows(gpu, m, codes_in, codes, |_| vec![0.0; dim])?;
+                    set_rows(gpu, v, codes_in, codes, |_| vec![0.0; dim])?;
+                }
+                (Some((cluster, sums)), 2) => {
+                    set_rows(gpu, cluster, codes_in, codes, |_| vec![1.0])?;
+                    set_rows(gpu, sums, codes_in, codes, vector)?;
+                }
+                _ => {}
+            }
+        }
+        self.window
+            .write(gpu, bytemuck::cast_slice(&vec![0u32; codes_in]))
+    }
+}
+
+/// Sets rows `codes` of `t` (`[K, ...]`, f32, K = `codes_in`) to `row(j)` for the j-th
+/// of them.
+fn set_rows(
+    gpu: &Gpu,
+    t: &Tensor,
+    codes_in: usize,
+    codes: &[usize],
+    row: impl Fn(usize) -> Vec<f32>,
+) -> Result<()> {
+    let mut all = t.to_f32(gpu)?;
+    let width = all.len() / codes_in;
+    for (j, &k) in codes.iter().enumerate() {
+        all[k * width..(k + 1) * width].copy_from_slice(&row(j));
+    }
+    t.write(gpu, bytemuck::cast_slice(&all))
 }

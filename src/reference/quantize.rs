@@ -1,6 +1,7 @@
 //! Nearest-code quantisation, its backward pass and code usage.
 
 use crate::kernels::quantize::Rows;
+pub use crate::rng::pcg;
 
 /// Flat index of element `d` of row `r`.
 pub fn at(rows: &Rows, r: usize, d: usize) -> usize {
@@ -160,13 +161,6 @@ pub fn perplexity(counts: &[u32]) -> (f64, usize) {
         })
         .sum();
     (entropy.exp(), counts.iter().filter(|&&c| c > 0).count())
-}
-
-/// The PCG hash (Jarzynski and Olano, 2020) that picks restart rows.
-pub fn pcg(x: u32) -> u32 {
-    let s = x.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
-    let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
-    (w >> 22) ^ w
 }
 
 /// Dead-code restart: codes with zero `window` usage take row

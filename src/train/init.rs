@@ -24,26 +24,47 @@ pub(crate) fn fresh_values(params: &Params, seed: u64) -> HashMap<String, Vec<f3
         .collect()
 }
 
-/// Replaces each codebook by K of its inputs in the first batch (encoder outputs, or
-/// what the stages before it left, which are initialised first), chosen by the seed;
-/// with fewer inputs than codes, they repeat with a little noise.
+/// The images of the run's first `batches` batches of `batch_size`, in slices of the
+/// graph's batch: with several ranks every rank encodes every slice, so that each
+/// initialises its codebook from the global batch as one process does.
+pub(super) fn slices(
+    order: &mut Order,
+    batches: usize,
+    batch_size: usize,
+    net: &Vqvae,
+) -> Vec<Vec<usize>> {
+    (0..batches as u64)
+        .flat_map(|b| {
+            let batch = order.batch(b, batch_size);
+            batch
+                .chunks(net.batch)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Replaces each codebook by K of its inputs in the images of `slices` (encoder
+/// outputs, or what the stages before it left, which are initialised first), chosen by
+/// the seed; with fewer inputs than codes, they repeat with a little noise.
 pub(super) fn init_codebook_from_data(
     gpu: &Gpu,
     net: &Vqvae,
     params: &Params,
-    first: &[usize],
+    slices: &[Vec<usize>],
     data: &Dataset,
     seed: u64,
 ) -> Result<()> {
-    upload_batch(gpu, &net.x, data, first)?;
     for (s, stage) in net.stages.iter().enumerate() {
-        gpu.run(&[net.encode()])?;
-        let codebook = codebook_from(
-            &stage.input,
-            net.config.codes,
-            seed.wrapping_add(s as u64),
-            gpu,
-        )?;
+        let mut z = Vec::new();
+        for slice in slices {
+            upload_batch(gpu, &net.x, data, slice)?;
+            gpu.run(&[net.encode()])?;
+            z.extend(stage.input.to_f32(gpu)?);
+        }
+        let mut shape = stage.input.shape().to_vec();
+        shape[0] *= slices.len();
+        let codebook = codebook_from(&z, &shape, net.config.codes, seed.wrapping_add(s as u64));
         params
             .value(&stage.codebook)
             .write(gpu, bytemuck::cast_slice(&codebook))?;
@@ -51,19 +72,12 @@ pub(super) fn init_codebook_from_data(
     Ok(())
 }
 
-/// K rows of `input` (`[batch, D, h, w]`) drawn by `seed`, repeated with noise past its
+/// K rows of `z` (`[batch, D, h, w]`) drawn by `seed`, repeated with noise past its
 /// rows.
-fn codebook_from(input: &Tensor, k: usize, seed: u64, gpu: &Gpu) -> Result<Vec<f32>> {
-    let z = input.to_f32(gpu)?;
-    let [b, d, h, w] = [
-        input.shape()[0],
-        input.shape()[1],
-        input.shape()[2],
-        input.shape()[3],
-    ];
+fn codebook_from(z: &[f32], shape: &[usize], k: usize, seed: u64) -> Vec<f32> {
+    let [b, d, h, w] = [shape[0], shape[1], shape[2], shape[3]];
     let plane = h * w;
     let rows = b * plane;
-    let z = &z;
     let row = |r: usize| (0..d).map(move |c| z[(r / plane) * d * plane + c * plane + r % plane]);
     let mut rng = Rng::for_purpose(seed, 0xc0de);
     let order = rng.permutation(rows);
@@ -82,36 +96,33 @@ fn codebook_from(input: &Tensor, k: usize, seed: u64, gpu: &Gpu) -> Result<Vec<f
             });
         }
     }
-    Ok(codebook)
+    codebook
 }
 
-/// How many batches give k-means about 20 encoder outputs per code.
-pub(super) fn kmeans_batches(net: &Vqvae) -> usize {
-    let per_batch = net.symbols.len();
+/// How many batches of `batch_size` give k-means about 20 encoder outputs per code.
+pub(super) fn kmeans_batches(net: &Vqvae, batch_size: usize) -> usize {
+    let per_batch = net.symbols.len() / net.batch * batch_size;
     (20 * net.config.codes).div_ceil(per_batch).max(1)
 }
 
 /// Replaces each codebook by k-means (k-means++ seeding from `seed`, then `iters` Lloyd
-/// iterations) of its inputs in the run's first `batches` batches: the encoder outputs,
-/// or what the stages before it (clustered first) left.
-#[allow(clippy::too_many_arguments)]
+/// iterations) of its inputs in the images of `slices`: the encoder outputs, or what the
+/// stages before it (clustered first) left.
 pub(super) fn init_codebook_kmeans(
     gpu: &Gpu,
-    net: &Vqvae,
-    params: &Params,
-    order: &mut Order,
+    (net, params): (&Vqvae, &Params),
+    slices: &[Vec<usize>],
     data: &Dataset,
-    batches: usize,
     iters: usize,
     seed: u64,
 ) -> Result<()> {
     let shape = net.z_e.shape();
     let mut all = shape.to_vec();
-    all[0] *= batches;
+    all[0] *= slices.len();
     let outputs = Tensor::zeros(gpu, &all, DType::F32)?;
     for (s, stage) in net.stages.iter().enumerate() {
-        for b in 0..batches {
-            upload_batch(gpu, &net.x, data, &order.batch(b as u64, net.batch))?;
+        for (b, slice) in slices.iter().enumerate() {
+            upload_batch(gpu, &net.x, data, slice)?;
             let mut encoder =
                 gpu.device()
                     .create_command_encoder(&wgpu::CommandEncoderDescriptor {

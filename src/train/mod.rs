@@ -33,7 +33,7 @@ pub use batches::{for_each_batch, run_batches, save_reconstructions, upload_batc
 pub(crate) use ema::EmaCodebook;
 pub use ema::{CLUSTER_SIZE, EMBED_SUM};
 pub(crate) use init::fresh_values;
-use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches};
+use init::{init_codebook_from_data, init_codebook_kmeans, kmeans_batches, slices};
 pub use log::METRICS_FILE;
 use log::Progress;
 pub(crate) use log::{Log, progress_bar};
@@ -139,6 +139,9 @@ impl Run<'_> {
         };
         let mut train = TrainStep::new(gpu, &params, net, (data, train_len, workers), &s, ranks)?;
         let first_step = begin(gpu, &start, &params, &mut train, data, &s)?;
+        if ranks.size() > 1 {
+            train.share_state()?;
+        }
         let gpu_bytes = gpu.allocated_bytes() - bytes_before;
         let saver = Saver {
             gpu,
@@ -284,28 +287,20 @@ fn begin(
                 gpu,
                 &params.join(&fresh_values(params, s.seed), "initialisation")?,
             )?;
+            // Every rank encodes the global batches, slice by slice, as one process does.
+            let (net, order) = (&train.net, &mut train.order);
             match s.codebook_init {
-                // With several ranks every rank initialises from the same images (the
-                // first slice of the first batch, or the first batches of a slice's
-                // size), so every rank starts from the same codebook.
                 CodebookInit::Data => {
-                    let first = train.order.batch(0, s.batch_size);
-                    let first = &first[..train.net.batch];
-                    init_codebook_from_data(gpu, &train.net, params, first, data, s.seed)?;
+                    let first = slices(order, 1, s.batch_size, net);
+                    init_codebook_from_data(gpu, net, params, &first, data, s.seed)?;
                 }
                 CodebookInit::Kmeans => {
-                    let batches = s.kmeans_batches.unwrap_or(kmeans_batches(&train.net));
-                    let (net, order) = (&train.net, &mut train.order);
-                    init_codebook_kmeans(
-                        gpu,
-                        net,
-                        params,
-                        order,
-                        data,
-                        batches,
-                        s.kmeans_iters,
-                        s.seed,
-                    )?;
+                    let batches = s
+                        .kmeans_batches
+                        .unwrap_or(kmeans_batches(net, s.batch_size));
+                    let images = slices(order, batches, s.batch_size, net);
+                    let (iters, seed) = (s.kmeans_iters, s.seed);
+                    init_codebook_kmeans(gpu, (net, params), &images, data, iters, seed)?;
                 }
                 CodebookInit::Uniform => {}
             }

@@ -4,10 +4,12 @@
 //! restarts and metrics into one command buffer and submits it, with at most two steps
 //! in flight.
 
+mod ranks;
+
 use std::collections::VecDeque;
 
 use crate::data::{Dataset, Prefetch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::guard::{guarded, mark_non_finite};
 use crate::kernels::optim::{Adam, AdamConfig, Sgd};
@@ -17,7 +19,6 @@ use crate::metrics::{MetricsRing, StepMetrics};
 use crate::network::Vqvae;
 use crate::params::Params;
 use crate::ranks::Ranks;
-use crate::reference::quantize::perplexity;
 use crate::tensor::{DType, Tensor};
 
 use super::batches::{Order, batch_values, flips};
@@ -321,7 +322,8 @@ impl<'a> TrainStep<'a> {
                 self.restarts.iter().zip(&g.accumulate).zip(&g.restart)
             {
                 accumulate.record(&mut pass);
-                if restarting {
+                // Ranks restart on the host, over the global batch.
+                if restarting && !several {
                     r.set_step(gpu, step + 1);
                     restart.record(&mut pass);
                 }
@@ -343,108 +345,13 @@ impl<'a> TrainStep<'a> {
             gpu.wait(self.in_flight.pop_front(), "training")?;
         }
         rows.extend(self.ring.poll(gpu)?);
-        if several && restarting && !self.restarts.is_empty() {
-            self.share_restarts()?;
+        if several && restarting {
+            self.restart_across_ranks(step)?;
         }
         if self.check_ranks {
             self.same_parameters(step)?;
         }
         Ok(rows)
-    }
-
-    /// Errors unless this rank's parameters after step `step` are rank 0's, bit for bit.
-    fn same_parameters(&self, step: u64) -> Result<()> {
-        let fingerprint = crate::prior::codebook_fingerprint(&self.values.to_f32(self.gpu)?);
-        let first = self.ranks.broadcast(fingerprint.clone().into_bytes());
-        if first != fingerprint.as_bytes() {
-            return Err(Error::Usage(format!(
-                "rank {}'s parameters after step {} differ from rank 0's",
-                self.ranks.rank(),
-                step + 1
-            )));
-        }
-        Ok(())
-    }
-
-    /// Replaces this rank's gradients (of its slice's mean loss) by the mean over the
-    /// ranks' slices, summed in rank order: the global batch's mean gradient, the same bits
-    /// on every rank. A sum that is not finite ends the run on every rank before the update.
-    fn sum_gradients(&self, step: u64) -> Result<()> {
-        let mut g = self.grads.to_f32(self.gpu)?;
-        self.mean_over_ranks(&mut g);
-        if let Some(&value) = g.iter().find(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                step: step + 1,
-                value,
-                kept: "The ranks' summed gradient was not finite and no rank updated; the last checkpoint is the run's latest.".into(),
-            });
-        }
-        self.grads.write(self.gpu, bytemuck::cast_slice(&g))
-    }
-
-    /// Replaces this rank's loss terms and code usage, which the metrics log reads, by
-    /// the global batch's: the terms' mean over the ranks, the usage of their summed code
-    /// counts.
-    fn sum_metrics(&self) -> Result<()> {
-        let (gpu, net) = (self.gpu, &self.net);
-        let terms = net.terms.as_ref().expect("training graph");
-        let mut t = terms.to_f32(gpu)?;
-        self.mean_over_ranks(&mut t);
-        terms.write(gpu, bytemuck::cast_slice(&t))?;
-        let counts = self.summed_counts(net.counts.as_ref().expect("training graph"))?;
-        let (perplexity, used) = perplexity(&counts);
-        let usage = net.usage.as_ref().expect("training graph");
-        usage.write(gpu, bytemuck::cast_slice(&[perplexity as f32, used as f32]))
-    }
-
-    /// Replaces each codebook's code counts (which the EMA and the restarts read) and each
-    /// active EMA codebook's per-code sums by their sums over the ranks, added in rank
-    /// order, so that every rank updates and restarts alike.
-    fn sum_statistics(&self, active: usize) -> Result<()> {
-        for stage in &self.net.stages {
-            let counts = self.summed_counts(&stage.counts)?;
-            stage
-                .counts
-                .write(self.gpu, bytemuck::cast_slice(&counts))?;
-        }
-        for e in self.ema.iter().take(active) {
-            let mut partial = e.partial.to_f32(self.gpu)?;
-            self.ranks.sum(&mut partial);
-            e.partial.write(self.gpu, bytemuck::cast_slice(&partial))?;
-        }
-        Ok(())
-    }
-
-    /// Replaces `values` by their mean over the ranks: the sum in rank order, then 1/N.
-    fn mean_over_ranks(&self, values: &mut [f32]) {
-        self.ranks.sum(values);
-        let share = 1.0 / self.ranks.size() as f32;
-        values.iter_mut().for_each(|v| *v *= share);
-    }
-
-    /// The sum over the ranks of the code counts `counts` holds (u32).
-    fn summed_counts(&self, counts: &Tensor) -> Result<Vec<u32>> {
-        // Counts below 2^24 add exactly in f32.
-        let mut c: Vec<f32> = counts.to_u32(self.gpu)?.iter().map(|&c| c as f32).collect();
-        self.ranks.sum(&mut c);
-        Ok(c.iter().map(|&c| c as u32).collect())
-    }
-
-    /// After a restart, rank 0's parameters, optimizer moments and EMA statistics on every
-    /// rank: each rank moved the same dead codes, but onto rows of its own slice.
-    fn share_restarts(&self) -> Result<()> {
-        let mut shared = vec![&self.values];
-        if let Some((m, v)) = self.update.moments() {
-            shared.extend([m, v]);
-        }
-        for e in &self.ema {
-            shared.extend([&e.cluster, &e.sums]);
-        }
-        for t in shared {
-            let bytes = bytemuck::cast_slice(&t.to_f32(self.gpu)?).to_vec();
-            t.write(self.gpu, &self.ranks.broadcast(bytes))?;
-        }
-        Ok(())
     }
 
     /// Waits for every recorded step's metrics.
