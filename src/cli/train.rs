@@ -11,7 +11,7 @@ use vqvae_wgpu::kernels::check_tuning;
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::{Config, QuantizerKind};
 use vqvae_wgpu::plot::METRICS_PNG;
-use vqvae_wgpu::ranks::Ranks;
+use vqvae_wgpu::ranks::{Ranks, differs};
 use vqvae_wgpu::stop::Stop;
 use vqvae_wgpu::train::{
     CodebookInit, CodebookUpdate, DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, DEFAULT_KMEANS_ITERS,
@@ -493,6 +493,11 @@ pub(crate) fn train_command(a: TrainArgs, ranks: &dyn Ranks) -> Result<()> {
             serde_json::from_slice(&ranks.broadcast(json)).expect("rank 0's tuning reads");
         check_tuning(&gpu, &tuning)?;
         gpu.set_tuning(tuning);
+        if differs(ranks, &gpu::describe(gpu.info())) && ranks.rank() == 0 {
+            eprintln!(
+                "note: the ranks run on different adapters, whose kernels may round differently: rank 0's parameters, optimizer moments and EMA statistics go to every rank after every step"
+            );
+        }
     }
     let stop = Stop::default();
     stop.listen()?;

@@ -48,6 +48,13 @@ impl Ranks for OneProcess {
     }
 }
 
+/// Whether `text` (say, this rank's adapter) is not rank 0's on some rank: the same
+/// answer on every rank.
+pub fn differs(ranks: &dyn Ranks, text: &str) -> bool {
+    let first = ranks.broadcast(text.as_bytes().to_vec());
+    ranks.any(first != text.as_bytes())
+}
+
 /// Adds `parts` (one slice per rank, each as long as `out`) into `out` in rank order.
 pub fn sum_in_order(parts: &[f32], out: &mut [f32]) {
     out.fill(0.0);

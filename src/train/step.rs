@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use crate::data::{Dataset, Prefetch};
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, describe};
 use crate::kernels::guard::{guarded, mark_non_finite};
 use crate::kernels::optim::{Adam, AdamConfig, Sgd};
 use crate::kernels::restart::{Reset, Restart};
@@ -18,7 +18,7 @@ use crate::launch::Launch;
 use crate::metrics::{MetricsRing, StepMetrics};
 use crate::network::Vqvae;
 use crate::params::Params;
-use crate::ranks::Ranks;
+use crate::ranks::{Ranks, differs};
 use crate::tensor::{DType, Tensor};
 
 use super::batches::{Order, batch_values, flips};
@@ -91,6 +91,9 @@ pub(super) struct TrainStep<'a> {
     /// (`VQVAE_CHECK_RANKS` set: a test's check that the ranks never drift apart).
     values: Tensor,
     check_ranks: bool,
+    /// Whether rank 0's state goes to every rank after every step: ranks on different
+    /// adapters, whose kernels may round differently.
+    resync: bool,
     /// Seconds spent on the sums across ranks so far.
     pub sum_seconds: f64,
     /// Batches decoded ahead, from the step they were started at.
@@ -206,6 +209,7 @@ impl<'a> TrainStep<'a> {
             grads: params.flat_grads().clone(),
             values: params.flat_values().clone(),
             check_ranks: ranks.size() > 1 && std::env::var_os("VQVAE_CHECK_RANKS").is_some(),
+            resync: ranks.size() > 1 && differs(ranks, &describe(gpu.info())),
             sum_seconds: 0.0,
             batches: None,
             workers,
@@ -347,6 +351,9 @@ impl<'a> TrainStep<'a> {
         rows.extend(self.ring.poll(gpu)?);
         if several && restarting {
             self.restart_across_ranks(step)?;
+        }
+        if self.resync {
+            self.share_state()?;
         }
         if self.check_ranks {
             self.same_parameters(step)?;

@@ -116,9 +116,9 @@ impl TrainStep<'_> {
         Ok(())
     }
 
-    /// Rank 0's parameters, optimizer moments and EMA statistics on every rank: the start
-    /// of a run, which every rank computed alike (its k-means too) but perhaps on a
-    /// different adapter (every rank also starts from the same file or seed).
+    /// Rank 0's parameters, optimizer moments and EMA statistics on every rank: at the
+    /// start of a run, which every rank computed alike (its k-means too) but perhaps on a
+    /// different adapter, and after every step where the ranks' adapters differ.
     pub(in crate::train) fn share_state(&self) -> Result<()> {
         let mut shared = vec![&self.values];
         if let Some((m, v)) = self.update.moments() {
