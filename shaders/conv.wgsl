@@ -17,13 +17,13 @@
 // - Direct: each thread owns a TM x TN register tile of C (both overridable) and gathers
 //   its operands itself. `main_reg` reads them straight from memory (CPU drivers, where
 //   barriers are dear); `main_shared` stages BK-deep slices in workgroup memory (GPUs).
-// - Packed (CPU drivers, products of at least 64 rows and columns): `pack_a` and `pack_b`
-//   gather a slice of A and B once (ReLUs applied, zeros outside the problem) into
-//   row-major scratch matrices of whole vec4 rows padded to the tile, and `gemm_reg`,
-//   whose body src/kernels/unrolled.rs writes out per tile shape and appends to this
-//   file, reads both as vec4 with no bounds checks and stores through `store` below. On lavapipe a
-//   load costs the same per lane whether scalar or vec4, and only straight-line code
-//   keeps a large tile in registers.
+// - Packed (CPU drivers, products of at least `packed_from` rows and columns): `pack_a`
+//   and `pack_b` gather a slice of A and B once (ReLUs applied, zeros outside the
+//   problem) into row-major scratch matrices of whole vec4 rows padded to the tile, and
+//   `gemm_reg`, whose body src/kernels/unrolled.rs writes out per tile shape and appends
+//   to this file, reads both as vec4 with no bounds checks and stores through `store`
+//   below. On lavapipe a load costs the same per lane whether scalar or vec4, and only
+//   straight-line code keeps a large tile in registers.
 //   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
 //   B packed: [kp][np], the same depth, columns n0 .. n0 + nc of the job's.
 

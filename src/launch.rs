@@ -12,9 +12,9 @@ use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
 /// The default of [`Tuning::packed_from`]: on lavapipe, thinner products (3 output
-/// channels, or the weight gradient of a 3-channel layer) reuse each packed element too
-/// few times to repay the packing.
-pub const PACKED_MIN_SIDE: u32 = 64;
+/// channels, say) reuse each packed element too few times to repay the packing; from 32
+/// rows and columns on they repay it (BENCHMARKS.md, 2026-12-01 night).
+pub const PACKED_MIN_SIDE: u32 = 32;
 
 fn packed_min_side() -> u32 {
     PACKED_MIN_SIDE

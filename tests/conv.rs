@@ -11,8 +11,8 @@ use vqvae_wgpu::reference::{add, relu, relu_backward};
 
 /// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
 /// are not multiples of any tile, every kernel the model uses. The last two are wide
-/// enough for the packed GEMM (`Tuning::packed_from`, 64 by default, rows and columns) in every mode of the
-/// convolution or of the transposed convolution.
+/// enough for the packed GEMM (`Tuning::packed_from`, 32 by default, rows and columns)
+/// in every mode of the convolution or of the transposed convolution.
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 const SHAPES: &[Case] = &[

@@ -609,7 +609,11 @@ fn packed(
         Mode::InputGrad => s.cin,
     };
     let tile_m = tile_m.min(m as u32);
-    let wg = workgroup(tuning.conv_workgroup, tile_m, m);
+    let mut wg = workgroup(tuning.conv_workgroup, tile_m, m);
+    // Narrowed along n too where the product has few columns (a weight gradient of a thin
+    // layer), so that no workgroup spends most of its threads on padding.
+    let widest = jobs(mode, s).iter().map(|j| j.n).max().unwrap_or(1);
+    wg[0] = wg[0].min(widest.div_ceil(tile_n as usize).next_power_of_two() as u32);
     let cols4 = tile_n / 4;
     gpu.check_workgroup(op, wg, gemm_shared_bytes(&tuning, wg, [tile_m, cols4]))?;
     let (bm, bn) = ((tile_m * wg[1]) as usize, (tile_n * wg[0]) as usize);
