@@ -128,11 +128,12 @@ impl Gpu {
     }
 
     /// Opens a device on `adapter` with the adapter's own limits and the optional
-    /// features this crate can use (timestamp queries).
+    /// features this crate can use (timestamp queries, subgroup operations).
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let info = adapter.get_info();
-        let wanted =
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+            | wgpu::Features::SUBGROUP;
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("vqvae-wgpu"),
             required_features: adapter.features() & wanted,
@@ -207,6 +208,15 @@ impl Gpu {
     /// DX12; GL where the driver has it).
     pub fn indirect_dispatch(&self) -> bool {
         self.indirect
+    }
+
+    /// The size of every subgroup, where the device has subgroup operations and its
+    /// subgroups have one size (8 on lavapipe, 32 on NVIDIA and Apple GPUs).
+    pub fn subgroup_size(&self) -> Option<u32> {
+        let info = &self.info;
+        (self.device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size)
     }
 
     /// The wgpu device.

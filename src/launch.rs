@@ -57,6 +57,13 @@ pub struct Tuning {
     /// Workgroups a dispatch should reach to keep the device busy; long reductions are
     /// split (deterministically) until they do.
     pub parallel_groups: u32,
+    /// The packed GEMM (`gemm_tile`, in registers) shares A's rows across a subgroup:
+    /// each thread loads its share and the subgroup broadcasts them, rather than every
+    /// thread loading every row. Used where the device's subgroups have one size that
+    /// divides the tile's rows and the workgroup's width (else ignored); the same bits
+    /// either way.
+    #[serde(default)]
+    pub gemm_subgroup: bool,
     /// Floats one packed operand (of a packed convolution, or the quantiser's packed
     /// vectors) may hold before the product is cut into slices: bounds the scratch
     /// buffer, and keeps every binding far below the device's limit.
@@ -71,6 +78,7 @@ impl Tuning {
         conv_tile: [4, 12],
         gemm_tile: Some([16, 12]),
         gemm_shared: false,
+        gemm_subgroup: true,
         packed_from: PACKED_MIN_SIDE,
         quantize_workgroup: 64,
         quantize_rows: 8,
@@ -87,6 +95,7 @@ impl Tuning {
         conv_tile: [4, 4],
         gemm_tile: Some([8, 4]),
         gemm_shared: true,
+        gemm_subgroup: false,
         packed_from: PACKED_MIN_SIDE,
         quantize_workgroup: 128,
         quantize_rows: 4,

@@ -9,39 +9,61 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vqvae_wgpu::kernels::unrolled;
 use vqvae_wgpu::shaders;
 
-/// Tiles the generated kernels are checked at: the register defaults and odd ones.
-const GEMM_TILES: [(u32, u32); 2] = [(16, 3), (3, 2)];
+/// Tiles the generated kernels are checked at: the register defaults and odd ones, the
+/// GEMM's also with A's rows shared across subgroups of 8 and 16.
+const GEMM_TILES: [(u32, u32, Option<u32>); 4] = [
+    (16, 3, None),
+    (3, 2, None),
+    (16, 3, Some(8)),
+    (16, 2, Some(16)),
+];
 const SEARCH_TILES: [(u32, u32); 2] = [(16, 8), (3, 5)];
 
-/// The generated modules: name, the file they extend, their text, their entry point.
-fn generated() -> Vec<(String, &'static shaders::Shader, String, &'static str)> {
-    let gemms = GEMM_TILES.iter().map(|&(rows, cols4)| {
-        let name = unrolled::gemm_module_name(rows, cols4);
-        (
-            name,
-            &shaders::CONV,
-            unrolled::gemm_source(rows, cols4),
-            "gemm_reg",
-        )
+/// A module to translate: its name, its text, the entry point to translate (`None`:
+/// all), and whether it uses subgroup operations (which GL never gets, and HLSL has
+/// from shader model 6.0).
+struct Module {
+    name: String,
+    source: String,
+    only: Option<&'static str>,
+    subgroups: bool,
+}
+
+/// The generated modules, each with the file it extends.
+fn generated() -> Vec<(Module, &'static shaders::Shader)> {
+    let gemms = GEMM_TILES.iter().map(|&(rows, cols4, subgroup)| {
+        let module = Module {
+            name: unrolled::gemm_module_name(rows, cols4, subgroup),
+            source: unrolled::gemm_source(rows, cols4, subgroup),
+            only: Some("gemm_reg"),
+            subgroups: subgroup.is_some(),
+        };
+        (module, &shaders::CONV)
     });
     let searches = SEARCH_TILES.iter().map(|&(rows, codes)| {
-        let name = unrolled::nearest_module_name(rows, codes);
-        let text = unrolled::nearest_source(rows, codes);
-        (name, &shaders::QUANTIZE, text, "nearest_packed")
+        let module = Module {
+            name: unrolled::nearest_module_name(rows, codes),
+            source: unrolled::nearest_source(rows, codes),
+            only: Some("nearest_packed"),
+            subgroups: false,
+        };
+        (module, &shaders::QUANTIZE)
     });
     gemms.chain(searches).collect()
 }
 
 /// What to translate: every file (all its entry points), and the generated modules
 /// (their own entry point; the rest is the file they extend, translated already).
-fn modules() -> Vec<(String, String, Option<&'static str>)> {
-    let files = shaders::ALL
-        .iter()
-        .map(|s| (s.name.to_string(), s.source.to_string(), None));
-    let generated = generated()
-        .into_iter()
-        .map(|(name, _, text, entry)| (name, text, Some(entry)));
-    files.chain(generated).collect()
+fn modules() -> Vec<Module> {
+    let files = shaders::ALL.iter().map(|s| Module {
+        name: s.name.to_string(),
+        source: s.source.to_string(),
+        only: None,
+        subgroups: false,
+    });
+    files
+        .chain(generated().into_iter().map(|(module, _)| module))
+        .collect()
 }
 
 fn pick(large: bool, small_value: f64, large_value: f64) -> f64 {
@@ -91,7 +113,13 @@ fn configurations(module: &naga::Module) -> Vec<Constants> {
 #[test]
 fn every_shader_translates_to_every_backend() {
     let mut translated = 0;
-    for (name, source, only) in modules() {
+    for Module {
+        name,
+        source,
+        only,
+        subgroups,
+    } in modules()
+    {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(&source, &name)));
         let info = Validator::new(ValidationFlags::all(), Capabilities::all())
@@ -131,11 +159,23 @@ fn every_shader_translates_to_every_backend() {
                 let hlsl_pipeline = hlsl::PipelineOptions {
                     entry_point: Some((ep.stage, ep.name.clone())),
                 };
+                let hlsl_options = hlsl::Options {
+                    shader_model: if subgroups {
+                        hlsl::ShaderModel::V6_0
+                    } else {
+                        hlsl::Options::default().shader_model
+                    },
+                    ..Default::default()
+                };
                 let mut out = String::new();
-                hlsl::Writer::new(&mut out, &hlsl::Options::default(), &hlsl_pipeline)
+                hlsl::Writer::new(&mut out, &hlsl_options, &hlsl_pipeline)
                     .write(m, i, None)
                     .unwrap_or_else(|e| panic!("{what}: HLSL: {e}"));
 
+                if subgroups {
+                    translated += 1;
+                    continue;
+                }
                 let glsl_options = glsl::Options {
                     version: glsl::Version::Embedded {
                         version: 310,
@@ -187,10 +227,10 @@ fn every_loop_is_a_counted_for() {
         })
         .collect();
     texts.push(("shaders/prelude.wgsl".into(), shaders::PRELUDE.into()));
-    for (name, file, text, _) in generated() {
-        let own = text.strip_prefix(file.source);
+    for (module, file) in generated() {
+        let own = module.source.strip_prefix(file.source);
         let own = own.expect("a generated module starts with the file it extends");
-        texts.push((name, own.to_string()));
+        texts.push((module.name, own.to_string()));
     }
     for (name, source) in &texts {
         for (n, line) in source.lines().enumerate() {

@@ -680,9 +680,18 @@ fn packed(
         constants.extend([("GS_TM", f64::from(tile_m)), ("GS_TN4", f64::from(cols4))]);
         gpu.kernel(&shaders::CONV, "gemm_shared", &constants, &BINDINGS)?
     } else {
+        // A subgroup shares A's rows where it fits whole in one row of the workgroup, and
+        // the workgroup, made one-dimensional, fits the device.
+        let one_dimension = wg[0] * wg[1] <= gpu.limits().max_compute_workgroup_size_x;
+        let subgroup = gpu.subgroup_size().filter(|&size| {
+            tuning.gemm_subgroup
+                && one_dimension
+                && tile_m.is_multiple_of(size)
+                && wg[0].is_multiple_of(size)
+        });
         gpu.kernel_of(
-            &unrolled::gemm_module_name(tile_m, cols4),
-            || unrolled::gemm_source(tile_m, cols4),
+            &unrolled::gemm_module_name(tile_m, cols4, subgroup),
+            || unrolled::gemm_source(tile_m, cols4, subgroup),
             "gemm_reg",
             &gemm_constants,
             &BINDINGS,

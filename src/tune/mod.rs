@@ -152,6 +152,9 @@ fn knobs() -> Vec<Knob> {
         knob("gemm_shared", false, &[false, true], |t, v| {
             t.gemm_shared = v
         }),
+        knob("gemm_subgroup", false, &[false, true], |t, v| {
+            t.gemm_subgroup = v
+        }),
         knob("packed_from", false, &[16, 32, 64, 128], |t, v| {
             t.packed_from = v
         }),
