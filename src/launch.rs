@@ -64,6 +64,11 @@ pub struct Tuning {
     /// either way.
     #[serde(default)]
     pub gemm_subgroup: bool,
+    /// The packed nearest-code search (`quantize_tile`) shares the codes each step reads
+    /// across a subgroup, as `gemm_subgroup` shares A's rows: where the device's
+    /// subgroups have one size that divides the tile's codes and the workgroup.
+    #[serde(default)]
+    pub quantize_subgroup: bool,
     /// Floats one packed operand (of a packed convolution, or the quantiser's packed
     /// vectors) may hold before the product is cut into slices: bounds the scratch
     /// buffer, and keeps every binding far below the device's limit.
@@ -83,6 +88,7 @@ impl Tuning {
         quantize_workgroup: 64,
         quantize_rows: 8,
         quantize_tile: Some([16, 8]),
+        quantize_subgroup: true,
         parallel_groups: 16,
         pack_floats: 1 << 23,
     };
@@ -100,6 +106,7 @@ impl Tuning {
         quantize_workgroup: 128,
         quantize_rows: 4,
         quantize_tile: None,
+        quantize_subgroup: false,
         parallel_groups: 1024,
         pack_floats: 1 << 23,
     };

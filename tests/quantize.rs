@@ -81,6 +81,30 @@ fn quantize_matches_reference() {
 }
 
 #[test]
+fn the_packed_search_gives_the_same_bits_with_codes_shared_across_subgroups() {
+    // lavapipe's subgroups have 8 threads, which divide the default tile's 8 codes.
+    let mut gpu = open_default();
+    let mut runs = Vec::new();
+    for shared in [true, false] {
+        gpu.set_tuning(vqvae_wgpu::Tuning {
+            quantize_subgroup: shared,
+            ..vqvae_wgpu::Tuning::REGISTER
+        });
+        for (i, &(zs, codes)) in CASES.iter().enumerate() {
+            let mut rng = Rng::new(i as u64);
+            let n: usize = zs.iter().product();
+            let dim = zs[1];
+            let (z, cb) = (rng.vec(n), rng.vec(codes * dim));
+            let (idx, dist, _) = run_quantize(&gpu, zs, &z, &cb, codes);
+            let bits: Vec<u32> = dist.iter().map(|v| v.to_bits()).collect();
+            runs.push((idx, bits));
+        }
+    }
+    let (with, without) = runs.split_at(CASES.len());
+    assert!(with == without, "sharing the codes changed the search");
+}
+
+#[test]
 fn quantize_ties_go_to_the_lowest_index() {
     for gpu in gpus() {
         // Codes 0..6 hold three distinct vectors, each twice; every row is nearest to a

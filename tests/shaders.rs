@@ -10,14 +10,15 @@ use vqvae_wgpu::kernels::unrolled;
 use vqvae_wgpu::shaders;
 
 /// Tiles the generated kernels are checked at: the register defaults and odd ones, the
-/// GEMM's also with A's rows shared across subgroups of 8 and 16.
+/// GEMM's also with A's rows shared across subgroups of 8 and 16, the search's with its
+/// codes shared across subgroups of 8.
 const GEMM_TILES: [(u32, u32, Option<u32>); 4] = [
     (16, 3, None),
     (3, 2, None),
     (16, 3, Some(8)),
     (16, 2, Some(16)),
 ];
-const SEARCH_TILES: [(u32, u32); 2] = [(16, 8), (3, 5)];
+const SEARCH_TILES: [(u32, u32, Option<u32>); 3] = [(16, 8, None), (3, 5, None), (16, 8, Some(8))];
 
 /// A module to translate: its name, its text, the entry point to translate (`None`:
 /// all), and whether it uses subgroup operations (which GL never gets, and HLSL has
@@ -40,12 +41,12 @@ fn generated() -> Vec<(Module, &'static shaders::Shader)> {
         };
         (module, &shaders::CONV)
     });
-    let searches = SEARCH_TILES.iter().map(|&(rows, codes)| {
+    let searches = SEARCH_TILES.iter().map(|&(rows, codes, subgroup)| {
         let module = Module {
-            name: unrolled::nearest_module_name(rows, codes),
-            source: unrolled::nearest_source(rows, codes),
+            name: unrolled::nearest_module_name(rows, codes, subgroup),
+            source: unrolled::nearest_source(rows, codes, subgroup),
             only: Some("nearest_packed"),
-            subgroups: false,
+            subgroups: subgroup.is_some(),
         };
         (module, &shaders::QUANTIZE)
     });

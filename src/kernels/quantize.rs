@@ -289,9 +289,14 @@ fn packed(
         &constants[..1],
         &PACK_BINDINGS,
     )?;
+    // A subgroup shares the codes each step reads where its threads are whole (the rows
+    // are padded to whole workgroups, so none returns early alone).
+    let subgroup = gpu.subgroup_size().filter(|&size| {
+        gpu.tuning().quantize_subgroup && tc.is_multiple_of(size) && wg.is_multiple_of(size)
+    });
     let search = gpu.kernel_of(
-        &unrolled::nearest_module_name(tr, tc),
-        || unrolled::nearest_source(tr, tc),
+        &unrolled::nearest_module_name(tr, tc, subgroup),
+        || unrolled::nearest_source(tr, tc, subgroup),
         "nearest_packed",
         &constants,
         &PACKED_BINDINGS,

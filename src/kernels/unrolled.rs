@@ -161,22 +161,33 @@ fn gemm_k_loop(s: &mut Source, rows: u32, cols4: u32, a_loads: &[String]) {
 pub const MAX_SEARCH_TILE: [u32; 2] = [16, 16];
 
 /// The name of the module holding `quantize.wgsl` and `nearest_packed` for `rows` rows x
-/// `codes` codes per thread.
-pub fn nearest_module_name(rows: u32, codes: u32) -> String {
-    format!("quantize+nearest_packed_{rows}x{codes}")
+/// `codes` codes per thread, the codes shared across subgroups of `subgroup` threads.
+pub fn nearest_module_name(rows: u32, codes: u32, subgroup: Option<u32>) -> String {
+    match subgroup {
+        Some(size) => format!("quantize+nearest_packed_{rows}x{codes}_subgroup{size}"),
+        None => format!("quantize+nearest_packed_{rows}x{codes}"),
+    }
 }
 
 /// `quantize.wgsl` followed by `nearest_packed`: each thread of a `WG` workgroup owns
 /// rows `t + i WG` (i < `rows`) of its workgroup's slice and walks the codebook `codes`
 /// codes at a time, both operands read as vec4 along the dimension. Each score sums the
 /// dimensions in order, as `nearest_reg` does, so both find the same codes.
-pub fn nearest_source(rows: u32, codes: u32) -> String {
+///
+/// Every thread reads the same codes. With `subgroup` S (which must divide `codes` and
+/// `WG`, on a device whose subgroups all have S threads), thread l of a subgroup loads
+/// codes l, l + S, ... of each step and `subgroupBroadcast` hands them to the others.
+pub fn nearest_source(rows: u32, codes: u32, subgroup: Option<u32>) -> String {
     let mut s = Source(QUANTIZE.source.to_string());
     s.line(format!(
         "\n// Written out by src/kernels/unrolled.rs for {rows} rows x {codes} codes."
     ));
     s.line("@compute @workgroup_size(WG)".into());
-    s.line("fn nearest_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+    let lane = match subgroup {
+        Some(_) => ", @builtin(subgroup_invocation_id) lane: u32",
+        None => "",
+    };
+    s.line(format!("fn nearest_packed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>{lane}) {{"));
     s.line(format!(
         "    let first = group_index(wid, nwg) * WG * {rows}u + lid.x;"
     ));
@@ -191,9 +202,17 @@ pub fn nearest_source(rows: u32, codes: u32) -> String {
     s.line(format!(
         "    for (var c0 = 0u; c0 < p.codes; c0 += {codes}u) {{"
     ));
-    for j in 0..codes {
+    // The codes this thread loads at each step: all of them, or its share of its
+    // subgroup's.
+    let own: Vec<String> = match subgroup {
+        Some(size) => (0..codes / size)
+            .map(|q| format!("{q}u * {size}u + lane"))
+            .collect(),
+        None => (0..codes).map(|j| format!("{j}u")).collect(),
+    };
+    for (q, offset) in own.iter().enumerate() {
         s.line(format!(
-            "        let e{j} = min(c0 + {j}u, p.codes - 1u) * dq;"
+            "        let e{q} = min(c0 + {offset}, p.codes - 1u) * dq;"
         ));
     }
     for i in 0..rows {
@@ -205,8 +224,15 @@ pub fn nearest_source(rows: u32, codes: u32) -> String {
     for i in 0..rows {
         s.line(format!("            let a{i} = z_pk[z{i} + d4];"));
     }
+    for q in 0..own.len() {
+        s.line(format!("            let own{q} = cb_pk[e{q} + d4];"));
+    }
     for j in 0..codes {
-        s.line(format!("            let b{j} = cb_pk[e{j} + d4];"));
+        let code = match subgroup {
+            Some(size) => format!("subgroupBroadcast(own{}, {}u)", j / size, j % size),
+            None => format!("own{j}"),
+        };
+        s.line(format!("            let b{j} = {code};"));
     }
     for i in 0..rows {
         for j in 0..codes {

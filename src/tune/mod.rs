@@ -176,6 +176,9 @@ fn knobs() -> Vec<Knob> {
             &[None, Some([8, 8]), Some([16, 8]), Some([16, 16])],
             |t, v| t.quantize_tile = v,
         ),
+        knob("quantize_subgroup", true, &[false, true], |t, v| {
+            t.quantize_subgroup = v
+        }),
         knob("quantize_workgroup", true, &[32, 64, 128, 256], |t, v| {
             t.quantize_workgroup = v
         }),
