@@ -11,19 +11,23 @@ use std::process::Command;
 
 use common::{TINY_MODEL, model_bits, temp_dir, vqvae_ok};
 
-/// `mpirun -np 2 vqvae ARGS` (as root and with more ranks than cores, as CI runs it;
-/// `train` with `--no-tune`, as `common::vqvae` gives it), every rank comparing its
-/// parameters with rank 0's after every step.
-fn mpirun(args: &[&str]) -> (Option<i32>, String) {
+/// `mpirun` of one rank per program, rank r running `vqvae PROGRAMS[r]` (as root and
+/// with more ranks than cores, as CI runs it), every rank comparing its parameters with
+/// rank 0's after every step: the exit code, stdout and stderr.
+fn ranks(programs: &[&[String]]) -> (Option<i32>, String) {
+    let bin = env!("CARGO_BIN_EXE_vqvae");
+    let mut args: Vec<String> = ["--allow-run-as-root", "--oversubscribe"]
+        .map(String::from)
+        .to_vec();
+    for (r, program) in programs.iter().enumerate() {
+        if r > 0 {
+            args.push(":".into());
+        }
+        args.extend(["-np", "1", bin].map(String::from));
+        args.extend_from_slice(program);
+    }
     let out = Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
-        .arg(env!("CARGO_BIN_EXE_vqvae"))
-        .args(args)
-        .args(if args.first() == Some(&"train") {
-            &["--no-tune"][..]
-        } else {
-            &[]
-        })
+        .args(&args)
         .env("VQVAE_CHECK_RANKS", "1")
         .output()
         .expect("mpirun (Open MPI) on the PATH");
@@ -33,6 +37,15 @@ fn mpirun(args: &[&str]) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code(), text)
+}
+
+/// `mpirun -np 2 vqvae ARGS` (`train` with `--no-tune`, as `common::vqvae` gives it).
+fn mpirun(args: &[&str]) -> (Option<i32>, String) {
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    if args.first().map(String::as_str) == Some("train") {
+        args.push("--no-tune".into());
+    }
+    ranks(&[&args, &args])
 }
 
 /// `train` of the tiny model into `out` at batch 8 (4 images a rank), quietly, otherwise
@@ -233,39 +246,18 @@ fn what_ranks_cannot_do_ends_every_rank_with_an_error() {
         "{text}"
     );
     // One rank asks for an adapter that is not there: every rank ends, none hangs.
-    let (code, text) = two_programs(
+    let (code, text) = ranks(&[
         &train(&out, &["--steps", "50", "--no-tune"]),
         &train(
             &out,
             &["--steps", "50", "--no-tune", "--adapter", "no such adapter"],
         ),
-    );
+    ]);
     assert_ne!(code, Some(0), "{text}");
     assert!(
         text.contains("error on rank 1 of 2") && text.contains("no such adapter"),
         "{text}"
     );
-}
-
-/// `mpirun` of rank 0 running `vqvae FIRST` and rank 1 `vqvae SECOND`, every rank
-/// comparing its parameters with rank 0's after every step: the exit code and stderr.
-fn two_programs(first: &[String], second: &[String]) -> (Option<i32>, String) {
-    let bin = env!("CARGO_BIN_EXE_vqvae");
-    let mut args: Vec<String> = ["--allow-run-as-root", "--oversubscribe", "-np", "1", bin]
-        .map(String::from)
-        .to_vec();
-    args.extend_from_slice(first);
-    args.extend([":", "-np", "1", bin].map(String::from));
-    args.extend_from_slice(second);
-    let run = Command::new("mpirun")
-        .args(&args)
-        .env("VQVAE_CHECK_RANKS", "1")
-        .output()
-        .expect("mpirun");
-    (
-        run.status.code(),
-        String::from_utf8_lossy(&run.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -279,7 +271,7 @@ fn ranks_on_different_adapters_train_on_rank_0s_state() {
     let steps = ["--steps", "20", "--no-tune"];
     let mut on_gl = steps.to_vec();
     on_gl.extend(["--backend", "gl"]);
-    let (code, text) = two_programs(&train(&two, &steps), &train(&two, &on_gl));
+    let (code, text) = ranks(&[&train(&two, &steps), &train(&two, &on_gl)]);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("the ranks run on different adapters"),
