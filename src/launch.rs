@@ -134,6 +134,8 @@ pub(crate) enum Bind {
 pub(crate) struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// The entry point, which names the kernel in a profile.
+    pub entry: &'static str,
 }
 
 type KernelKey = (String, &'static str, Vec<(&'static str, u64)>);
@@ -216,7 +218,11 @@ impl Gpu {
                         },
                         cache: None,
                     });
-            Kernel { pipeline, layout }
+            Kernel {
+                pipeline,
+                layout,
+                entry,
+            }
         })?;
         kernels.insert(key, kernel.clone());
         Ok(kernel)
@@ -304,6 +310,8 @@ impl Gpu {
             })
         })?;
         Ok(Dispatch {
+            op,
+            entry: kernel.entry,
             pipeline: kernel.pipeline.clone(),
             bind_group,
             groups: self.grid(op, groups)?,
@@ -395,6 +403,9 @@ fn layout_entry(binding: u32, bind: Bind) -> wgpu::BindGroupLayoutEntry {
 /// One kernel dispatch with its bind group: replay it as often as you like.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
+    /// The operation it belongs to and its kernel's entry point: its name in a profile.
+    op: &'static str,
+    entry: &'static str,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
@@ -404,6 +415,16 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
+    /// `op/entry`: the operation this dispatch belongs to and its kernel.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.op, self.entry)
+    }
+
+    /// Its workgroup counts (the most it runs, where the GPU decides them).
+    pub fn grid(&self) -> [u32; 3] {
+        self.groups
+    }
+
     /// Records this dispatch into `pass`.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         pass.set_pipeline(&self.pipeline);
@@ -447,6 +468,11 @@ impl Launch {
         self
     }
 
+    /// The dispatches, in order.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+
     /// How many dispatches this launch records.
     pub fn len(&self) -> usize {
         self.dispatches.len()
@@ -459,7 +485,7 @@ impl Launch {
 
     /// Every dispatch's workgroup counts, in order.
     pub(crate) fn grids(&self) -> Vec<[u32; 3]> {
-        self.dispatches.iter().map(|d| d.groups).collect()
+        self.dispatches.iter().map(Dispatch::grid).collect()
     }
 
     /// The same dispatches, dispatch `i` reading its counts from `args` at byte

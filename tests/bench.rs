@@ -238,3 +238,50 @@ fn wall_clock_timing_is_recorded_as_such_and_only_filters() {
     let t = entry.time_ms.unwrap();
     assert!(t.min > 0.0 && t.min <= t.median && t.median <= t.max);
 }
+
+#[test]
+fn a_profile_splits_a_benchmark_among_its_kernels() {
+    let gpu = common::open_default();
+    let options = vqvae_wgpu::bench::Options {
+        runs: 3,
+        only: Some("train step, quick-start model".into()),
+        quick: true,
+        ..Default::default()
+    };
+    let mut profiles = Vec::new();
+    vqvae_wgpu::bench::profile(&gpu, &options, |p| profiles.push(p.clone())).unwrap();
+    assert_eq!(profiles.len(), 1);
+    let p = &profiles[0];
+    assert!(
+        p.rows.windows(2).all(|w| w[0].ms >= w[1].ms),
+        "{}",
+        p.table()
+    );
+    assert!(p.rows.iter().all(|r| r.calls > 0 && r.ms >= 0.0));
+    // A training step runs convolutions forward and back, the quantiser and Adam.
+    for kernel in ["conv2d/", "conv2d_weight_grad/", "quantize/", "adam/adam"] {
+        assert!(
+            p.rows.iter().any(|r| r.kernel.starts_with(kernel)),
+            "{kernel} missing from:\n{}",
+            p.table()
+        );
+    }
+    // The dispatches timed one by one add up to about the step timed whole.
+    let whole = vqvae_wgpu::bench::run(&gpu, &options, |_| {})
+        .unwrap()
+        .results[0]
+        .time_ms
+        .unwrap()
+        .median;
+    let ratio = p.total_ms() / whole;
+    assert!(
+        (0.5..3.0).contains(&ratio),
+        "{} ms against {whole} ms",
+        p.total_ms()
+    );
+
+    let (code, text) = vqvae(&["bench", "--profile", "--runs", "1", "--only", "loss"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ms in 4 dispatches"), "{text}");
+    assert!(text.contains("vqvae_loss/mse"), "{text}");
+}

@@ -6,11 +6,13 @@
 //! then timed over several runs of one submission each. Times are per repetition.
 
 mod data;
+mod profile;
 mod report;
 mod suite;
 mod table;
 mod timer;
 
+pub use profile::{PROFILE_ROWS, Profile, ProfileRow, run as profile};
 pub use report::{Entry, Environment, Report, SCHEMA, Stats};
 pub use suite::Group;
 pub use table::{compare, group_break, header, row};
@@ -63,24 +65,8 @@ pub fn run(gpu: &Gpu, options: &Options, mut progress: impl FnMut(&Entry)) -> Re
     }
     let timer = Timer::new(gpu, options.wall_clock)?;
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let only = options.only.as_ref().map(|s| s.to_lowercase());
-    let chosen: Vec<_> = suite::cases()
-        .into_iter()
-        .filter(|c| !options.quick || c.quick)
-        .filter(|c| {
-            only.as_ref().is_none_or(|o| {
-                c.name.to_lowercase().contains(o) || c.shape.to_lowercase().contains(o)
-            })
-        })
-        .collect();
-    if chosen.is_empty() {
-        return Err(Error::Usage(format!(
-            "--only '{}' matches no benchmark",
-            options.only.as_deref().unwrap_or_default()
-        )));
-    }
     let mut results = Vec::new();
-    for case in chosen {
+    for case in suite::chosen(options)? {
         let mut entry = Entry {
             group: case.group,
             name: case.name.clone(),

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use super::Options;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::conv::{self, ConvShape, Relu};
 use crate::kernels::fsq::Fsq;
@@ -79,8 +80,30 @@ const R: usize = 32;
 const K: usize = 512;
 const D: usize = 64;
 
+/// The cases `options` choose (`quick`, `only`), in the order they run; an error where
+/// `only` matches none.
+pub(crate) fn chosen(options: &Options) -> Result<Vec<Case>> {
+    let only = options.only.as_ref().map(|s| s.to_lowercase());
+    let chosen: Vec<_> = cases()
+        .into_iter()
+        .filter(|c| !options.quick || c.quick)
+        .filter(|c| {
+            only.as_ref().is_none_or(|o| {
+                c.name.to_lowercase().contains(o) || c.shape.to_lowercase().contains(o)
+            })
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::Usage(format!(
+            "--only '{}' matches no benchmark",
+            options.only.as_deref().unwrap_or_default()
+        )));
+    }
+    Ok(chosen)
+}
+
 /// The whole suite, in the order it runs.
-pub(crate) fn cases() -> Vec<Case> {
+fn cases() -> Vec<Case> {
     let mut all = kernels();
     all.extend(quantizer_sweep());
     all.extend(models());

@@ -116,3 +116,66 @@ impl Timer {
         Ok((end - start) as f64 * q.period_ns * 1e-9 / reps as f64)
     }
 }
+
+/// The most dispatches profiled in one submission: two timestamps each, within
+/// wgpu's 4096 queries per set.
+const PROFILE_CHUNK: usize = 2048;
+
+/// Seconds each dispatch of `launch` takes on the GPU, in order: each runs in a compute
+/// pass of its own between two timestamps, so the passes' boundaries cost a little.
+pub(crate) fn profile(gpu: &Gpu, launch: &Launch) -> Result<Vec<f64>> {
+    if !gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
+        return Err(Error::Usage(
+            "--profile needs GPU timestamp queries, which this adapter does not offer".into(),
+        ));
+    }
+    let period_s = f64::from(gpu.queue().get_timestamp_period()) * 1e-9;
+    let mut seconds = Vec::with_capacity(launch.len());
+    for chunk in launch.dispatches().chunks(PROFILE_CHUNK) {
+        let count = 2 * chunk.len() as u32;
+        let (set, resolved) = gpu.scoped("creating profile timestamps", || {
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let resolved = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("profile timestamps"),
+                size: 8 * u64::from(count),
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolved)
+        })?;
+        let mut encoder = gpu
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("profile"),
+            });
+        for (i, d) in chunk.iter().enumerate() {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("profile"),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                }),
+            });
+            d.record(&mut pass);
+        }
+        encoder.resolve_query_set(&set, 0..count, &resolved, 0);
+        gpu.submit(encoder, "profile")?;
+        let bytes = gpu.read_bytes(&resolved, 0, 8 * u64::from(count))?;
+        let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        seconds.extend(
+            stamps
+                .chunks_exact(2)
+                .map(|t| t[1].saturating_sub(t[0]) as f64 * period_s),
+        );
+    }
+    Ok(seconds)
+}

@@ -18,7 +18,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
     /// Print saved JSON results side by side with ratios to the first; runs nothing.
-    #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with_all = ["quick", "json", "runs", "wall_clock", "only"])]
+    #[arg(long, value_name = "FILE", num_args = 2.., conflicts_with_all = ["quick", "json", "runs", "wall_clock", "only", "profile"])]
     pub(crate) compare: Vec<PathBuf>,
     /// Timed runs per benchmark [default: 5; 3 with --quick].
     #[arg(long)]
@@ -29,6 +29,10 @@ pub(crate) struct BenchArgs {
     /// Only the benchmarks whose name or shape contains this.
     #[arg(long)]
     pub(crate) only: Option<String>,
+    /// Split each GPU benchmark's time among its kernels (one timed pass per dispatch)
+    /// instead of timing it whole.
+    #[arg(long, conflicts_with_all = ["json", "wall_clock"])]
+    pub(crate) profile: bool,
     #[command(flatten)]
     pub(crate) adapter: AdapterArgs,
 }
@@ -45,24 +49,24 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
     }
     let gpu = Gpu::open_with(&a.adapter.options()?)?;
     println!("adapter: {}", gpu::describe(gpu.info()));
+    let options = bench::Options {
+        quick: a.quick,
+        runs: a.runs.unwrap_or(if a.quick { 3 } else { 5 }),
+        wall_clock: a.wall_clock,
+        only: a.only.clone(),
+    };
+    if a.profile {
+        return bench::profile(&gpu, &options, |p| println!("\n{}", p.table()));
+    }
     println!("{}", bench::header());
     let mut previous: Option<bench::Entry> = None;
-    let report = bench::run(
-        &gpu,
-        &bench::Options {
-            quick: a.quick,
-            runs: a.runs.unwrap_or(if a.quick { 3 } else { 5 }),
-            wall_clock: a.wall_clock,
-            only: a.only.clone(),
-        },
-        |entry| {
-            if let Some(heading) = bench::group_break(previous.as_ref(), entry) {
-                println!("{heading}");
-            }
-            println!("{}", bench::row(entry));
-            previous = Some(entry.clone());
-        },
-    )?;
+    let report = bench::run(&gpu, &options, |entry| {
+        if let Some(heading) = bench::group_break(previous.as_ref(), entry) {
+            println!("{heading}");
+        }
+        println!("{}", bench::row(entry));
+        previous = Some(entry.clone());
+    })?;
     println!("\ntiming: {}", report.environment.summary());
     if let Some(path) = &a.json {
         report.write(path)?;
