@@ -26,6 +26,8 @@
 //   straight-line code keeps a large tile in registers.
 //   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
 //   B packed: [kp][np], the same depth, columns n0 .. n0 + nc of the job's.
+//   MODE 2 stacks `chunks` such pairs, one per depth chunk (k0 + c kc, to at most kend),
+//   so one dispatch of each kernel packs and multiplies them all.
 
 override MODE: u32 = 0u;
 override WG_X: u32 = 8u;
@@ -57,10 +59,11 @@ struct Params {
     m: u32, n: u32, k: u32, tiles_n: u32,
     tiles_m: u32, k_chunk: u32, _pad0: u32, _pad1: u32,
     // The packed path's sub-GEMM: job z, columns n0 .. n0 + nc, depth k0 .. k0 + kc
-    // (padded to kp), B row length np, A rows mp, and MODE 2's depth chunk `split`.
+    // (padded to kp), B row length np, A rows mp; MODE 2's first depth chunk `split`,
+    // the chunks stacked, and where the last ends.
     z: u32, n0: u32, nc: u32, k0: u32,
     kc: u32, kp: u32, np: u32, mp: u32,
-    split: u32, _pad2: u32, _pad3: u32, _pad4: u32,
+    split: u32, chunks: u32, kend: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -435,23 +438,49 @@ fn main_shared(
 const PACK_WG: u32 = 64u;
 const PACK_K: u32 = 16u;
 
+// Depth chunk c of a packed product: its first depth and how many it holds.
+fn chunk(c: u32) -> vec2<u32> {
+    let k0 = p.k0 + c * p.kc;
+    return vec2<u32>(k0, min(p.kc, p.kend - k0));
+}
+
+// Workgroup g of a packed product: its chunk, its tile within the chunk, and where the
+// chunk's packed A and B begin (in vec4s).
+struct PackedTile {
+    chunk: u32,
+    tile: u32,
+    a0: u32,
+    b0: u32,
+}
+
+fn packed_tile(g: u32) -> PackedTile {
+    var t: PackedTile;
+    let tiles = p.tiles_m * p.tiles_n;
+    t.chunk = g / tiles;
+    t.tile = g % tiles;
+    t.a0 = t.chunk * p.mp * (p.kp / 4u);
+    t.b0 = t.chunk * p.kp * (p.np / 4u);
+    return t;
+}
+
 @compute @workgroup_size(PACK_WG)
 fn pack_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
     let e = group_index(wid, nwg) * PACK_WG + li;
     let q = p.kp / 4u;
-    if (e >= p.mp * q) {
+    if (e >= p.chunks * p.mp * q) {
         return;
     }
+    let at = chunk(e / (p.mp * q));
     let j = job_of(p.z);
     let d = k_dims(j);
-    let m = e / q;
+    let m = (e / q) % p.mp;
     let k = 4u * (e % q);
     let row = row_of(m);
-    var kc = k_coord(p.k0 + min(k, p.kc), d);
+    var kc = k_coord(at.x + min(k, at.y), d);
     var v = vec4<f32>();
     for (var i = 0u; i < 4u; i++) {
-        if (m < p.m && k + i < p.kc) {
+        if (m < p.m && k + i < at.y) {
             v[i] = load_a(row, k_off(kc, j));
         }
         kc = k_next(kc, d);
@@ -464,27 +493,30 @@ fn pack_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) li: u32) {
     let e = group_index(wid, nwg) * PACK_WG + li;
     let q = p.np / 4u;
-    if (e >= (p.kp / PACK_K) * q) {
+    let per_chunk = (p.kp / PACK_K) * q;
+    if (e >= p.chunks * per_chunk) {
         return;
     }
+    let ch = e / per_chunk;
+    let at = chunk(ch);
     let j = job_of(p.z);
     let d = k_dims(j);
-    let k = PACK_K * (e / q);
+    let k = PACK_K * ((e % per_chunk) / q);
     let c = 4u * (e % q);
     var cols: array<Col, 4>;
     for (var i = 0u; i < 4u; i++) {
         cols[i] = col_of(p.n0 + c + i, j);
     }
-    var kc = k_coord(p.k0 + min(k, p.kc), d);
+    var kc = k_coord(at.x + min(k, at.y), d);
     for (var r = 0u; r < PACK_K; r++) {
         let o = k_off(kc, j);
         var v = vec4<f32>();
         for (var i = 0u; i < 4u; i++) {
-            if (k + r < p.kc && c + i < p.nc) {
+            if (k + r < at.y && c + i < p.nc) {
                 v[i] = load_b(cols[i], o);
             }
         }
-        packed[(k + r) * q + e % q] = v;
+        packed[(ch * p.kp + k + r) * q + e % q] = v;
         kc = k_next(kc, d);
     }
 }
@@ -508,7 +540,7 @@ var<workgroup> gs_b: array<vec4<f32>, 2u * GBK * GS_TN4 * WG_X>;
 
 // Stages depths k0 .. k0 + GBK of the workgroup's rows of A and columns of B in buffer
 // `buf`.
-fn gs_stage(buf: u32, k0: u32, row0: u32, col0: u32, tid: u32) {
+fn gs_stage(buf: u32, k0: u32, row0: u32, col0: u32, tid: u32, t: PackedTile) {
     let threads = WG_X * WG_Y;
     let bm = GS_TM * WG_Y;
     let bn4 = GS_TN4 * WG_X;
@@ -517,7 +549,7 @@ fn gs_stage(buf: u32, k0: u32, row0: u32, col0: u32, tid: u32) {
     for (var e = tid; e < bm * (GBK / 4u); e += threads) {
         let r = e / (GBK / 4u);
         let q = e % (GBK / 4u);
-        let v = a_pk[(row0 + r) * kq + k0 / 4u + q];
+        let v = a_pk[t.a0 + (row0 + r) * kq + k0 / 4u + q];
         let base = buf * GBK * bm + 4u * q * bm + r;
         gs_a[base] = v.x;
         gs_a[base + bm] = v.y;
@@ -527,7 +559,7 @@ fn gs_stage(buf: u32, k0: u32, row0: u32, col0: u32, tid: u32) {
     for (var e = tid; e < GBK * bn4; e += threads) {
         let kk = e / bn4;
         let c = e % bn4;
-        gs_b[buf * GBK * bn4 + e] = b_pk[(k0 + kk) * nq + col0 + c];
+        gs_b[buf * GBK * bn4 + e] = b_pk[t.b0 + (k0 + kk) * nq + col0 + c];
     }
 }
 
@@ -540,20 +572,21 @@ fn gemm_shared(
     // Every thread of a workgroup takes part in the staging and its barriers; those
     // past the end compute nothing and store nothing.
     let g = group_index(wid, nwg);
-    let live = g < p.tiles_m * p.tiles_n;
+    let live = g < p.chunks * p.tiles_m * p.tiles_n;
+    let t = packed_tile(select(0u, g, live));
     let bm = GS_TM * WG_Y;
     let bn4 = GS_TN4 * WG_X;
-    let row0 = select(0u, (g / p.tiles_n) * bm, live);
-    let col0 = select(0u, (g % p.tiles_n) * bn4, live);
+    let row0 = (t.tile / p.tiles_n) * bm;
+    let col0 = (t.tile % p.tiles_n) * bn4;
     let tid = lid.y * WG_X + lid.x;
     var acc: array<array<vec4<f32>, MAX_GS_TN4>, MAX_GS_TM>;
     let steps = p.kp / GBK;
-    gs_stage(0u, 0u, row0, col0, tid);
+    gs_stage(0u, 0u, row0, col0, tid, t);
     workgroupBarrier();
     for (var s = 0u; s < steps; s++) {
         let buf = s % 2u;
         if (s + 1u < steps) {
-            gs_stage(1u - buf, (s + 1u) * GBK, row0, col0, tid);
+            gs_stage(1u - buf, (s + 1u) * GBK, row0, col0, tid, t);
         }
         for (var kk = 0u; kk < GBK; kk++) {
             let a_at = buf * GBK * bm + kk * bm + lid.y;
@@ -577,7 +610,7 @@ fn gemm_shared(
             if (n < p.nc) {
                 let oc = out_col(p.n0 + n, job);
                 for (var i = 0u; i < GS_TM; i++) {
-                    store(row0 + lid.y + i * WG_Y, p.n0 + n, oc, job, p.split, acc[i][j][c]);
+                    store(row0 + lid.y + i * WG_Y, p.n0 + n, oc, job, p.split + t.chunk, acc[i][j][c]);
                 }
             }
         }

@@ -424,3 +424,55 @@ fn packed_gemms_in_registers_and_in_workgroup_memory_give_the_same_bits() {
         }
     }
 }
+
+#[test]
+fn weight_gradient_depth_chunks_give_the_same_bits_together_or_apart() {
+    let mut gpu = open_default();
+    // 3599 depths in 4 chunks of 900 (the last 899); the packed product's tile covers all
+    // 33 x 45 outputs, 64 rows x 48 columns of A and B with each chunk 912 deep.
+    let s = shape(&(1, 5, 33, 59, 61, 3, 1, 1));
+    let chunk_floats = 912 * 64;
+    let mut rng = Rng::new(5);
+    let x = rng.vec(s.x_shape().iter().product());
+    let dy = rng.vec(s.y_shape().iter().product());
+    let want = r::conv2d_weight_grad(&s, &widen(&x), &widen(&dy));
+    let mut runs = Vec::new();
+    // All chunks in one dispatch of each kernel; three and one; two and two; one by one.
+    for (cap, dispatches) in [
+        (vqvae_wgpu::Tuning::REGISTER.pack_floats, 1),
+        (3 * chunk_floats, 2),
+        (2 * chunk_floats, 2),
+        (chunk_floats + 100, 4),
+    ] {
+        gpu.set_tuning(vqvae_wgpu::Tuning {
+            pack_floats: cap,
+            ..vqvae_wgpu::Tuning::REGISTER
+        });
+        let (xt, dyt) = (
+            upload(&gpu, &s.x_shape(), &x),
+            upload(&gpu, &s.y_shape(), &dy),
+        );
+        let dw = zeros(&gpu, &s.w_shape());
+        let launch = conv::conv2d_weight_grad(&gpu, &s, &xt, &dyt, &dw, false).unwrap();
+        gpu.run(&[&launch]).unwrap();
+        let got = dw.to_f32(&gpu).unwrap();
+        assert_close(
+            &format!("weight gradient, cap {cap}"),
+            &got,
+            &want,
+            1e-4,
+            1e-4,
+        );
+        runs.push((dispatches, launch.len(), got));
+    }
+    let (_, first_len, first) = &runs[0];
+    for (dispatches, len, got) in &runs[1..] {
+        // Each dispatch of chunks packs A, packs B and multiplies.
+        assert_eq!(len - first_len, 3 * (dispatches - 1));
+        let differ = first
+            .iter()
+            .zip(got)
+            .filter(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(differ.count(), 0, "{dispatches} dispatches");
+    }
+}

@@ -260,7 +260,9 @@ struct Params {
     np: u32,
     mp: u32,
     split: u32,
-    _pad2: [u32; 3],
+    chunks: u32,
+    kend: u32,
+    _pad2: u32,
 }
 
 /// `conv.wgsl`'s bindings: parameters; weight, X side, Y side (the packed GEMM reads its
@@ -552,6 +554,21 @@ fn jobs(mode: Mode, s: &ConvShape) -> Vec<Job> {
     }
 }
 
+/// One sub-GEMM of a packed product: depths `k0 ..` of job `z` (whose GEMM has `n`
+/// columns) in `chunks` chunks `kc` deep, the last ending at `kend`, over columns
+/// `n0 .. n0 + nc`; chunk c's partial sums go to split `split + c`.
+struct Sub {
+    z: usize,
+    n: usize,
+    k0: usize,
+    kc: usize,
+    kend: usize,
+    chunks: usize,
+    n0: usize,
+    nc: usize,
+    split: usize,
+}
+
 /// The largest tile, rows x vec4 columns, of `conv.wgsl`'s `gemm_shared`.
 const MAX_SHARED_GEMM_TILE: [u32; 2] = [8, 2];
 /// Depth of the slices `gemm_shared` stages (`GBK`).
@@ -621,7 +638,6 @@ fn packed(
     let depth = |kc: usize| kc.next_multiple_of(PACK_K).max(PACK_K);
     let cap = tuning.pack_floats as usize;
 
-    // (job, k0, kc, n0, nc, split) of every sub-GEMM.
     let mut subs = Vec::new();
     let mut splits = 1;
     for job in jobs(mode, s) {
@@ -629,28 +645,54 @@ fn packed(
             let np = job.n.div_ceil(bn) * bn;
             let want = (tuning.parallel_groups as usize).div_ceil((mp / bm) * (np / bn));
             let fit = (cap / mp.max(np)).max(PACK_K);
-            // Chunks stay deep: each costs three dispatches and a pass over its slices.
+            // Chunks stay deep: each costs a pass over its output tile.
             splits = want
                 .clamp(1, job.k.div_ceil(1024).max(1))
                 .max(job.k.div_ceil(fit));
             let kc = job.k.div_ceil(splits);
             splits = job.k.div_ceil(kc);
-            for split in 0..splits {
-                let k0 = split * kc;
-                subs.push((job.z, job.n, k0, kc.min(job.k - k0), 0, job.n, split));
+            // As many chunks as fit run in one dispatch of each kernel.
+            let together = (cap / (depth(kc) * mp.max(np))).max(1);
+            for first in (0..splits).step_by(together) {
+                let chunks = together.min(splits - first);
+                let k0 = first * kc;
+                subs.push(Sub {
+                    z: job.z,
+                    n: job.n,
+                    k0,
+                    kc,
+                    kend: (k0 + chunks * kc).min(job.k),
+                    chunks,
+                    n0: 0,
+                    nc: job.n,
+                    split: first,
+                });
             }
         } else {
             let cols = (cap / depth(job.k) / bn).max(1) * bn;
             for n0 in (0..job.n).step_by(cols) {
-                subs.push((job.z, job.n, 0, job.k, n0, cols.min(job.n - n0), 0));
+                subs.push(Sub {
+                    z: job.z,
+                    n: job.n,
+                    k0: 0,
+                    kc: job.k,
+                    kend: job.k,
+                    chunks: 1,
+                    n0,
+                    nc: cols.min(job.n - n0),
+                    split: 0,
+                });
             }
         }
     }
     // Packed A at the start of the scratch buffer, packed B after it.
-    let floats = |kc: usize, nc: usize| (mp * depth(kc), depth(kc) * nc.div_ceil(bn) * bn);
+    let floats = |sub: &Sub| {
+        let kp = sub.chunks * depth(sub.kc);
+        (mp * kp, kp * sub.nc.div_ceil(bn) * bn)
+    };
     let (a_max, b_max) = subs
         .iter()
-        .map(|&(_, _, _, kc, _, nc, _)| floats(kc, nc))
+        .map(floats)
         .fold((0, 0), |(a, b), (x, y)| (a.max(x), b.max(y)));
     let align = u64::from(gpu.limits().min_storage_buffer_offset_alignment);
     let b_offset = (a_max as u64 * 4).next_multiple_of(align);
@@ -712,21 +754,24 @@ fn packed(
     };
     let mut launch = Launch::default();
     let mut a_holds = None;
-    for (z, n, k0, kc, n0, nc, split) in subs {
-        let (a_floats, b_floats) = floats(kc, nc);
-        let np = b_floats / depth(kc);
+    for sub in subs {
+        let (a_floats, b_floats) = floats(&sub);
+        let np = sub.nc.div_ceil(bn) * bn;
+        let tiles = (mp / bm) * (np / bn);
         let uniform = gpu.uniform(&Params {
-            n: fits(n)?,
+            n: fits(sub.n)?,
             tiles_n: fits(np / bn)?,
             tiles_m: fits(mp / bm)?,
-            z: fits(z)?,
-            n0: fits(n0)?,
-            nc: fits(nc)?,
-            k0: fits(k0)?,
-            kc: fits(kc)?,
-            kp: fits(depth(kc))?,
+            z: fits(sub.z)?,
+            n0: fits(sub.n0)?,
+            nc: fits(sub.nc)?,
+            k0: fits(sub.k0)?,
+            kc: fits(sub.kc)?,
+            kp: fits(depth(sub.kc))?,
             np: fits(np)?,
-            split: fits(split)?,
+            split: fits(sub.split)?,
+            chunks: fits(sub.chunks)?,
+            kend: fits(sub.kend)?,
             ..base
         });
         let a = Tensor::from_buffer(gpu, scratch.clone(), 0, &[a_floats], DType::F32)?;
@@ -745,9 +790,9 @@ fn packed(
             gpu.dispatch(op, kernel, &resources, (vec4s as u64).div_ceil(PACK_WG))
         };
         // Forward and input gradient keep a job's packed A for all its column slices.
-        if mode == Mode::WeightGrad || a_holds != Some(z) {
+        if mode == Mode::WeightGrad || a_holds != Some(sub.z) {
             launch = launch.then(pack(&pack_a, &a, a_floats / 4)?.into());
-            a_holds = Some(z);
+            a_holds = Some(sub.z);
         }
         launch = launch.then(pack(&pack_b, &b, b_floats / 4 / PACK_K)?.into());
         let resources = [
@@ -760,7 +805,7 @@ fn packed(
             gpu.optional(ops.epilogue.gate, 6),
             gpu.optional(ops.epilogue.add, 7),
         ];
-        let groups = ((mp / bm) * (np / bn)) as u64;
+        let groups = (tiles * sub.chunks) as u64;
         launch = launch.then(gpu.dispatch(op, &product, &resources, groups)?.into());
     }
     if splits > 1 {

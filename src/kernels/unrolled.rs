@@ -63,12 +63,13 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
         }
     }
     s.line("    let g = group_index(wid, nwg);".into());
-    s.line("    if (g >= p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
+    s.line("    if (g >= p.chunks * p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
+    s.line("    let t = packed_tile(g);".into());
     s.line(format!(
-        "    let row = (g / p.tiles_n) * {rows}u * WG_Y + lid.y;"
+        "    let row = (t.tile / p.tiles_n) * {rows}u * WG_Y + lid.y;"
     ));
     s.line(format!(
-        "    let col = (g % p.tiles_n) * {cols4}u * WG_X + lid.x;"
+        "    let col = (t.tile % p.tiles_n) * {cols4}u * WG_X + lid.x;"
     ));
     s.line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
     for i in 0..rows {
@@ -84,7 +85,7 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
             let shared: Vec<String> = (0..rows / size)
                 .map(|q| {
                     format!(
-                        "        let own{q} = a_pk[(row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
+                        "        let own{q} = a_pk[t.a0 + (row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
                     )
                 })
                 .chain((0..rows).map(|i| {
@@ -112,7 +113,7 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
             s.line(format!("        let oc = out_col(p.n0 + n{j}{c}, job);"));
             for i in 0..rows {
                 s.line(format!(
-                    "        store(row + {i}u * WG_Y, p.n0 + n{j}{c}, oc, job, p.split, c{i}_{j}.{lane});"
+                    "        store(row + {i}u * WG_Y, p.n0 + n{j}{c}, oc, job, p.split + t.chunk, c{i}_{j}.{lane});"
                 ));
             }
             s.line("    }".into());
@@ -125,7 +126,7 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
 /// Each thread's own loads of its rows of A at depth `k4`.
 fn plain_a_loads(rows: u32) -> Vec<String> {
     (0..rows)
-        .map(|i| format!("        let a{i} = a_pk[(row + {i}u * WG_Y) * kq + k4];"))
+        .map(|i| format!("        let a{i} = a_pk[t.a0 + (row + {i}u * WG_Y) * kq + k4];"))
         .collect()
 }
 
@@ -137,7 +138,9 @@ fn gemm_k_loop(s: &mut Source, rows: u32, cols4: u32, a_loads: &[String]) {
         s.line(load.clone());
     }
     for (kk, lane) in LANES.iter().enumerate() {
-        s.line(format!("        let r{kk} = (4u * k4 + {kk}u) * nq + col;"));
+        s.line(format!(
+            "        let r{kk} = t.b0 + (4u * k4 + {kk}u) * nq + col;"
+        ));
         for j in 0..cols4 {
             s.line(format!(
                 "        let b{kk}_{j} = b_pk[r{kk} + {j}u * WG_X];"
