@@ -45,6 +45,10 @@ done
 step "benchmark suite (vqvae bench)"
 "$bin" bench --json "$out/bench.json" 2>&1 | tail -n 80 || status=1
 
+step "where a training step's time goes (vqvae bench --profile)"
+"$bin" bench --profile --runs 3 --only "train step, paper-size model" \
+    2>&1 | tee "$out/profile.txt" || status=1
+
 # The training check: the same seed and settings as benchmarks/train-check-lavapipe.jsonl.
 # Kernel tiles and summation order differ between adapters, so the losses agree to a
 # tolerance, not bit for bit.
