@@ -645,9 +645,10 @@ fn packed(
             let np = job.n.div_ceil(bn) * bn;
             let want = (tuning.parallel_groups as usize).div_ceil((mp / bm) * (np / bn));
             let fit = (cap / mp.max(np)).max(PACK_K);
-            // Chunks stay deep: each costs a pass over its output tile.
+            // Chunks stay deep, as the direct kernel's do: each costs a pass over its
+            // output tile.
             splits = want
-                .clamp(1, job.k.div_ceil(1024).max(1))
+                .clamp(1, job.k.div_ceil(256).max(1))
                 .max(job.k.div_ceil(fit));
             let kc = job.k.div_ceil(splits);
             splits = job.k.div_ceil(kc);
