@@ -190,6 +190,8 @@ fn adapter_choices_that_match_nothing_list_what_there_is() {
 fn bad_options_and_files_are_named() {
     assert!(fails(&["--runs", "0"]).contains("--runs 0"));
     assert!(fails(&["--only", "no such benchmark"]).contains("'no such benchmark'"));
+    assert!(fails(&["--profile", "--runs", "0"]).contains("--runs 0"));
+    assert!(fails(&["--profile", "--only", "no such benchmark"]).contains("'no such benchmark'"));
     let dir = temp_dir("bench-bad");
     let missing = dir.join("missing.json");
     let garbage = dir.join("garbage.json");
