@@ -29,10 +29,12 @@ pub const MAX_TILE: [u32; 2] = [16, 4];
 /// The name of the module holding `conv.wgsl` and the `gemm_reg` entry point for a tile
 /// of `rows` x `4 * cols4`, its A rows shared across subgroups of `subgroup` threads.
 pub fn gemm_module_name(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
-    match subgroup {
-        Some(size) => format!("conv+gemm_reg_{rows}x{cols4}_subgroup{size}"),
-        None => format!("conv+gemm_reg_{rows}x{cols4}"),
-    }
+    format!("conv+gemm_reg_{rows}x{cols4}{}", subgroup_suffix(subgroup))
+}
+
+/// What a module name gains where its loads are shared across subgroups of `subgroup`.
+fn subgroup_suffix(subgroup: Option<u32>) -> String {
+    subgroup.map_or(String::new(), |size| format!("_subgroup{size}"))
 }
 
 /// `conv.wgsl` followed by `gemm_reg`: each thread of a `WG_X x WG_Y` workgroup
@@ -166,10 +168,10 @@ pub const MAX_SEARCH_TILE: [u32; 2] = [16, 16];
 /// The name of the module holding `quantize.wgsl` and `nearest_packed` for `rows` rows x
 /// `codes` codes per thread, the codes shared across subgroups of `subgroup` threads.
 pub fn nearest_module_name(rows: u32, codes: u32, subgroup: Option<u32>) -> String {
-    match subgroup {
-        Some(size) => format!("quantize+nearest_packed_{rows}x{codes}_subgroup{size}"),
-        None => format!("quantize+nearest_packed_{rows}x{codes}"),
-    }
+    format!(
+        "quantize+nearest_packed_{rows}x{codes}{}",
+        subgroup_suffix(subgroup)
+    )
 }
 
 /// `quantize.wgsl` followed by `nearest_packed`: each thread of a `WG` workgroup owns
