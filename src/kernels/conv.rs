@@ -407,6 +407,8 @@ fn direct(
             ),
         ));
     }
+    // No rows of the register tile past the GEMM's (3 output channels, say).
+    let tm = tm.min(m as u32);
     let [wg_x, wg_y] = workgroup(tuning.conv_workgroup, tm, m);
     gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes(&tuning, [wg_x, wg_y]))?;
     let (bm, bn) = ((tm * wg_y) as usize, (tn * wg_x) as usize);
