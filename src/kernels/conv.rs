@@ -413,17 +413,19 @@ fn direct(
     gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes(&tuning, [wg_x, wg_y]))?;
     let (bm, bn) = ((tm * wg_y) as usize, (tn * wg_x) as usize);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
-    let (splits, k_chunk) = if mode == Mode::WeightGrad {
-        // Split the long reduction until the grid fills the device, keeping chunks long.
+    // The grid's z: the weight gradient's chunks of its long reduction, split until the
+    // grid fills the device (chunks kept long), whose partial sums a second pass adds; or
+    // the input gradient's stride phases, each storing its own pixels.
+    let (zcount, splits, k_chunk) = if mode == Mode::WeightGrad {
         let want = (tuning.parallel_groups as usize).div_ceil(tiles);
         let splits = want.clamp(1, k.div_ceil(256).max(1));
-        (splits, k.div_ceil(splits))
+        (splits, splits, k.div_ceil(splits))
     } else {
-        (zcount, 0)
+        (zcount, 1, 0)
     };
     let fits = |v: usize| fits(op, v);
     let params = Params {
-        zcount: fits(splits)?,
+        zcount: fits(zcount)?,
         m: fits(m)?,
         n: fits(n)?,
         k: fits(k)?,
@@ -475,7 +477,7 @@ fn direct(
             gpu.optional(ops.epilogue.gate, 6),
             gpu.optional(ops.epilogue.add, 7),
         ],
-        (tiles * splits) as u64,
+        (tiles * zcount) as u64,
     )?;
     let launch = Launch::from(main);
     if splits > 1 {
