@@ -34,6 +34,9 @@ shaders! {
     /// Convolution as an implicit GEMM: forward, input gradient (= transposed
     /// convolution forward) and weight gradient, with register- and shared-memory tiles.
     CONV => "conv",
+    /// The transposed convolution with kernel 4, stride 2, padding 1 to a few output
+    /// channels, as four sub-pixel convolutions sharing their loads.
+    SUBPIXEL => "subpixel",
     /// Deterministic reductions: split-k sums, per-channel sums, tree sums.
     REDUCE => "reduce",
     /// Element-wise kernels: the sum of two tensors.

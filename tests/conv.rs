@@ -203,47 +203,16 @@ fn conv_transpose2d_matches_reference() {
             let wt = rng.vec(cin * cout * k * k);
             let b = rng.vec(cout);
             let dout = rng.vec(batch * cout * t.hout() * t.wout());
-            let (x_t, w_t, b_t, d_t) = (
+            let (x_t, w_t, d_t) = (
                 upload(gpu, &s.y_shape(), &x),
                 upload(gpu, &s.w_shape(), &wt),
-                upload(gpu, &[cout], &b),
                 upload(gpu, &s.x_shape(), &dout),
             );
-            let (x64, w64, b64, d64) = (widen(&x), widen(&wt), widen(&b), widen(&dout));
+            let (x64, w64, d64) = (widen(&x), widen(&wt), widen(&dout));
             let tag = format!("{t:?} {:?}", gpu.tuning());
-            let fused_out = Fused::new(gpu, &s.x_shape(), &mut rng);
             let fused_in = Fused::new(gpu, &s.y_shape(), &mut rng);
 
-            for (relu_in, relu_out) in [(false, false), (true, true)] {
-                let out = zeros(gpu, &s.x_shape());
-                gpu.run(&[&conv::conv_transpose2d(
-                    gpu,
-                    &s,
-                    &x_t,
-                    &w_t,
-                    &b_t,
-                    &out,
-                    conv::Relu {
-                        input: relu_in,
-                        output: relu_out,
-                    },
-                    fused_out.epilogue(relu_out),
-                )
-                .unwrap()])
-                    .unwrap();
-                let input = if relu_in { relu(&x64) } else { x64.clone() };
-                let mut want = r::conv_transpose2d(&t, &input, &w64, &b64);
-                if relu_out {
-                    want = fused_out.apply(true, relu(&want));
-                }
-                assert_close(
-                    &format!("conv_transpose2d {relu_in}/{relu_out} {tag}"),
-                    &out.to_f32(gpu).unwrap(),
-                    &want,
-                    1e-4,
-                    1e-4,
-                );
-            }
+            check_transposed_forward(gpu, &t, &s, (&x, &wt, &b), &FORWARD_RELUS, &mut rng);
 
             for fuse in [false, true] {
                 let dx = zeros(gpu, &s.y_shape());
@@ -277,6 +246,105 @@ fn conv_transpose2d_matches_reference() {
                     1e-4,
                 );
             }
+        }
+    }
+}
+
+/// ReLUs (input, output) of a transposed convolution's forward under test: on neither
+/// side, on the input alone, and on both with the output's fused epilogue.
+const FORWARD_RELUS: [(bool, bool); 3] = [(false, false), (true, false), (true, true)];
+
+/// `conv_transpose2d` of `x` by `wt` plus `b` against the reference with each of `relus`.
+/// Returns the names of the dispatches that computed it.
+fn check_transposed_forward(
+    gpu: &Gpu,
+    t: &r::TransposedShape,
+    s: &conv::ConvShape,
+    (x, wt, b): (&[f32], &[f32], &[f32]),
+    relus: &[(bool, bool)],
+    rng: &mut Rng,
+) -> Vec<String> {
+    let (x_t, w_t, b_t) = (
+        upload(gpu, &s.y_shape(), x),
+        upload(gpu, &s.w_shape(), wt),
+        upload(gpu, &[t.cout], b),
+    );
+    let (x64, w64, b64) = (widen(x), widen(wt), widen(b));
+    let tag = format!("{t:?} {:?}", gpu.tuning());
+    let fused_out = Fused::new(gpu, &s.x_shape(), rng);
+    let mut names = Vec::new();
+    for &(relu_in, relu_out) in relus {
+        let out = zeros(gpu, &s.x_shape());
+        let fused = conv::Relu {
+            input: relu_in,
+            output: relu_out,
+        };
+        let launch = conv::conv_transpose2d(
+            gpu,
+            s,
+            &x_t,
+            &w_t,
+            &b_t,
+            &out,
+            fused,
+            fused_out.epilogue(relu_out),
+        )
+        .unwrap();
+        names.extend(launch.dispatches().iter().map(|d| d.name()));
+        gpu.run(&[&launch]).unwrap();
+        let input = if relu_in { relu(&x64) } else { x64.clone() };
+        let mut want = r::conv_transpose2d(t, &input, &w64, &b64);
+        if relu_out {
+            want = fused_out.apply(true, relu(&want));
+        }
+        assert_close(
+            &format!("conv_transpose2d {relu_in}/{relu_out} {tag}"),
+            &out.to_f32(gpu).unwrap(),
+            &want,
+            1e-4,
+            1e-4,
+        );
+    }
+    names
+}
+
+/// The decoder's last upsampling (kernel 4, stride 2, padding 1) to at most
+/// `subpixel::MAX_OUTPUTS` channels has a kernel of its own: (batch, cin, cout, h, w) of
+/// the transposed convolution, batch 1, one pixel, widths less than, equal to and more
+/// than one or two of the kernel's 16 columns per thread, 1 to 4 output channels.
+#[test]
+fn subpixel_transposed_conv_matches_reference() {
+    let cases = [
+        (1, 1, 1, 1, 1),
+        (2, 5, 3, 5, 7),
+        (3, 9, 4, 3, 9),
+        (1, 4, 2, 2, 16),
+        (2, 3, 3, 3, 37),
+    ];
+    for gpu in gpus() {
+        for (i, &(batch, cin, cout, h, w)) in cases.iter().enumerate() {
+            let t = r::TransposedShape {
+                batch,
+                cin,
+                cout,
+                h,
+                w,
+                k: 4,
+                stride: 2,
+                pad: 1,
+            };
+            let s = conv::ConvShape::transposed(batch, cin, cout, [h, w], 4, 2, 1).unwrap();
+            let mut rng = Rng::new(300 + i as u64);
+            let x = rng.vec(batch * cin * h * w);
+            let wt = rng.vec(cin * cout * 16);
+            let b = rng.vec(cout);
+            // One ReLU combination a case (each kernel variant is a large shader to build).
+            let relus = [FORWARD_RELUS[i % FORWARD_RELUS.len()]];
+            let names = check_transposed_forward(gpu, &t, &s, (&x, &wt, &b), &relus, &mut rng);
+            assert!(
+                names.iter().all(|n| n == "conv_transpose2d/subpixel"),
+                "{t:?} ran {names:?}"
+            );
         }
     }
 }

@@ -19,6 +19,9 @@ const GEMM_TILES: [(u32, u32, Option<u32>); 4] = [
     (16, 2, Some(16)),
 ];
 const SEARCH_TILES: [(u32, u32, Option<u32>); 3] = [(16, 8, None), (3, 5, None), (16, 8, Some(8))];
+/// Output channels and columns per thread of the sub-pixel transposed convolution: the
+/// launcher's, and the fewest and most channels at an odd width.
+const SUBPIXEL_TILES: [(u32, u32); 3] = [(3, 16), (1, 3), (4, 3)];
 
 /// A module to translate: its name, its text, the entry point to translate (`None`:
 /// all), and whether it uses subgroup operations (which GL never gets, and HLSL has
@@ -50,13 +53,26 @@ fn generated() -> Vec<(Module, &'static shaders::Shader)> {
         };
         (module, &shaders::QUANTIZE)
     });
-    gemms.chain(searches).collect()
+    let subpixels = SUBPIXEL_TILES.iter().map(|&(outputs, cols)| {
+        let module = Module {
+            name: unrolled::subpixel_module_name(outputs, cols),
+            source: unrolled::subpixel_source(outputs, cols),
+            only: Some("subpixel"),
+            subgroups: false,
+        };
+        (module, &shaders::SUBPIXEL)
+    });
+    gemms.chain(searches).chain(subpixels).collect()
 }
 
 /// What to translate: every file (all its entry points), and the generated modules
-/// (their own entry point; the rest is the file they extend, translated already).
+/// (their own entry point; the rest is the file they extend, translated already, but for
+/// `subpixel.wgsl`, whose one entry point is all generated).
 fn modules() -> Vec<Module> {
-    let files = shaders::ALL.iter().map(|s| Module {
+    let files = shaders::ALL
+        .iter()
+        .filter(|s| s.name != shaders::SUBPIXEL.name);
+    let files = files.map(|s| Module {
         name: s.name.to_string(),
         source: s.source.to_string(),
         only: None,

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::{reduce, unrolled};
+use crate::kernels::{reduce, subpixel, unrolled};
 use crate::launch::{Bind, Dispatch, Launch, Tuning};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -958,6 +958,12 @@ pub fn conv_transpose2d(
         ..Fuse::default()
     };
     epilogue.check(op, &s.x_shape())?;
+    if subpixel::applies(s) {
+        return subpixel::conv_transpose2d(gpu, s, x, w, bias, out, relu, epilogue);
+    }
+    if subpixel::applies(s) {
+        return subpixel::conv_transpose2d(gpu, s, x, w, bias, out, relu, epilogue);
+    }
     gemm(
         gpu,
         op,

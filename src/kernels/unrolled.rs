@@ -1,5 +1,6 @@
 //! WGSL text for the kernels whose register tiles are written out per tile shape:
-//! `conv.wgsl`'s packed GEMM and `quantize.wgsl`'s packed nearest-code search.
+//! `conv.wgsl`'s packed GEMM, `subpixel.wgsl`'s transposed convolution and
+//! `quantize.wgsl`'s packed nearest-code search.
 //!
 //! On lavapipe, Mesa unrolls loops over a tile only while they are small: a 16 x 12 tile
 //! written as loops over override-sized arrays keeps its accumulators in per-lane
@@ -9,7 +10,7 @@
 
 use std::fmt::Write;
 
-use crate::shaders::{CONV, QUANTIZE};
+use crate::shaders::{CONV, QUANTIZE, SUBPIXEL};
 
 const LANES: [&str; 4] = ["x", "y", "z", "w"];
 
@@ -160,6 +161,89 @@ fn gemm_k_loop(s: &mut Source, rows: u32, cols4: u32, a_loads: &[String]) {
         }
     }
     s.line("    }".into());
+}
+
+/// The name of the module holding `subpixel.wgsl` and its `subpixel` entry point for
+/// `outputs` output channels and `cols` input columns per thread.
+pub fn subpixel_module_name(outputs: u32, cols: u32) -> String {
+    format!("subpixel_{outputs}x{cols}")
+}
+
+/// `subpixel.wgsl` followed by `subpixel`: thread (b, a, g) of the flattened grid holds
+/// the 4 `cols` sums of each of `outputs` channels over output rows 2a, 2a + 1 and columns
+/// 2c .. 2c + 2 `cols` - 1 (c = `cols` g). Each output sums input channels in order and,
+/// within one, its (up to) four taps by input row, then column.
+pub fn subpixel_source(outputs: u32, cols: u32) -> String {
+    let mut s = Source(SUBPIXEL.source.to_string());
+    s.line(format!(
+        "\n// Written out by src/kernels/unrolled.rs for {outputs} output channels x {cols} columns."
+    ));
+    s.line("@compute @workgroup_size(WG)".into());
+    s.line("fn subpixel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {".into());
+    s.line("    let i = group_index(wid, nwg) * WG + li;".into());
+    s.line("    if (i >= p.threads) {\n        return;\n    }".into());
+    s.line("    let a = (i / p.groups) % p.h;\n    let b = i / (p.groups * p.h);".into());
+    s.line(format!("    let c = (i % p.groups) * {cols}u;"));
+    // Input rows a - 1 + r (r < 3) and columns c - 1 + q (q < cols + 2).
+    let inputs = |f: &mut dyn FnMut(u32, u32)| {
+        for r in 0..3 {
+            for q in 0..cols + 2 {
+                f(r, q);
+            }
+        }
+    };
+    inputs(&mut |r, q| {
+        let (y, x) = (format!("i32(a) - 1 + {r}"), format!("i32(c) - 1 + {q}"));
+        s.line(format!("    let in{r}_{q} = inside({y}, {x});"));
+        s.line(format!("    let at{r}_{q} = offset({y}, {x});"));
+    });
+    // Output (2a + py, 2(c + t) + px) of channel o.
+    let mut sums = Vec::new();
+    for o in 0..outputs {
+        for (py, px) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            sums.extend((0..cols).map(|t| (o, py, px, t)));
+        }
+    }
+    for &(o, py, px, t) in &sums {
+        s.line(format!("    var s{o}_{py}{px}_{t} = 0.0;"));
+    }
+    s.line("    let plane = p.h * p.w;".into());
+    s.line("    for (var ci = 0u; ci < p.cin; ci++) {".into());
+    s.line("        let base = (b * p.cin + ci) * plane;".into());
+    inputs(&mut |r, q| {
+        s.line(format!(
+            "        let v{r}_{q} = load_in(base + at{r}_{q}, in{r}_{q});"
+        ));
+    });
+    for o in 0..outputs {
+        for ky in 0..4 {
+            s.line(format!(
+                "        let w{o}_{ky} = wt[(ci * {outputs}u + {o}u) * 4u + {ky}u];"
+            ));
+        }
+        for &(_, py, px, t) in sums.iter().filter(|sum| sum.0 == o) {
+            let mut fmas = String::from("       ");
+            for r in [py, py + 1] {
+                for q in [t + px, t + px + 1] {
+                    let (ky, kx) = (py + 3 - 2 * r, px + 3 + 2 * t - 2 * q);
+                    let _ = write!(
+                        fmas,
+                        " s{o}_{py}{px}_{t} = fma(v{r}_{q}, w{o}_{ky}.{}, s{o}_{py}{px}_{t});",
+                        LANES[kx as usize]
+                    );
+                }
+            }
+            s.line(fmas);
+        }
+    }
+    s.line("    }".into());
+    for &(o, py, px, t) in &sums {
+        s.line(format!(
+            "    store_out(b, {o}u, {outputs}u, 2u * a + {py}u, 2u * (c + {t}u) + {px}u, s{o}_{py}{px}_{t});"
+        ));
+    }
+    s.line("}".into());
+    s.0
 }
 
 /// The largest search tile, rows x codes per thread, that [`nearest_source`] writes out.
