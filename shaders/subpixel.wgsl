@@ -56,7 +56,8 @@ fn load_in(at: u32, inside: bool) -> f32 {
     return select(0.0, select(v, max(v, 0.0), RELU_IN), inside);
 }
 
-// Output (y, x) of channel o of image b (of OC channels), where x is inside the image.
+// Stores output (y, x) of channel o of image b (of `oc`) with bias, ReLU and epilogue;
+// nothing for a column past the image's.
 fn store_out(b: u32, o: u32, oc: u32, y: u32, x: u32, acc: f32) {
     if (x >= 2u * p.w) {
         return;

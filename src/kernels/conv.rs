@@ -958,10 +958,7 @@ pub fn conv_transpose2d(
         ..Fuse::default()
     };
     epilogue.check(op, &s.x_shape())?;
-    if subpixel::applies(s) {
-        return subpixel::conv_transpose2d(gpu, s, x, w, bias, out, relu, epilogue);
-    }
-    if subpixel::applies(s) {
+    if subpixel::applies(s, w) {
         return subpixel::conv_transpose2d(gpu, s, x, w, bias, out, relu, epilogue);
     }
     gemm(

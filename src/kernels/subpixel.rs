@@ -31,15 +31,17 @@ struct Params {
 }
 
 /// Whether the kernel computes the transposed convolution `s` (in
-/// [`ConvShape::transposed`]'s terms): kernel 4, stride 2, padding 1, an output twice the
-/// input's size, at most [`MAX_OUTPUTS`] output channels, and sizes that fit its indices.
-pub(crate) fn applies(s: &ConvShape) -> bool {
+/// [`ConvShape::transposed`]'s terms) of weight `w`: kernel 4, stride 2, padding 1, an
+/// output twice the input's size, at most [`MAX_OUTPUTS`] output channels, sizes that fit
+/// its indices, and a weight that starts on a vec4 (its rows are read as vec4s).
+pub(crate) fn applies(s: &ConvShape, w: &Tensor) -> bool {
     let small = |v: usize| i32::try_from(v).is_ok();
     (s.kh, s.kw, s.stride, s.pad) == (4, 4, 2, 1)
         && (s.hin, s.win) == (2 * s.hout(), 2 * s.wout())
         && s.cin <= MAX_OUTPUTS
-        && small(s.batch * s.cout * s.hin * s.win)
+        && small(s.batch * s.cout * s.hout() * s.wout())
         && small(s.batch * s.cin * s.hin * s.win)
+        && w.offset().is_multiple_of(16)
 }
 
 /// `out = conv_transpose2d(x, w) + bias` for a shape that [`applies`], the `relu` and the
