@@ -208,7 +208,7 @@ impl Epilogue<'_> {
     }
 
     /// `GATE_OUT` and `ADD_OUT`, as override values.
-    fn flags(&self) -> [f64; 2] {
+    pub(crate) fn flags(&self) -> [f64; 2] {
         [self.gate, self.add].map(|t| f64::from(u8::from(t.is_some())))
     }
 }

@@ -68,8 +68,8 @@ pub(crate) fn conv_transpose2d(
             ("WG", f64::from(WG)),
             ("RELU_IN", flag(relu.input)),
             ("RELU_OUT", flag(relu.output)),
-            ("GATE_OUT", flag(epilogue.gate.is_some())),
-            ("ADD_OUT", flag(epilogue.add.is_some())),
+            ("GATE_OUT", epilogue.flags()[0]),
+            ("ADD_OUT", epilogue.flags()[1]),
         ],
         &[
             Bind::Uniform,
@@ -102,6 +102,6 @@ pub(crate) fn conv_transpose2d(
         gpu.optional(epilogue.gate, 5),
         gpu.optional(epilogue.add, 6),
     ];
-    let groups = threads.div_ceil(WG as usize) as u64;
-    Ok(gpu.dispatch(op, &kernel, &resources, groups)?.into())
+    let workgroups = threads.div_ceil(WG as usize) as u64;
+    Ok(gpu.dispatch(op, &kernel, &resources, workgroups)?.into())
 }
