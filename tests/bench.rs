@@ -3,9 +3,13 @@
 
 mod common;
 
-use common::{temp_dir, vqvae};
+use common::{temp_dir, vqvae, vqvae_tuned};
 use serde_json::Value;
 use vqvae_wgpu::bench::{Report, Stats};
+use vqvae_wgpu::launch::Tuning;
+use vqvae_wgpu::model::Config;
+use vqvae_wgpu::tune::Target;
+use vqvae_wgpu::tune::cache::{Cache, Entry, Key};
 
 /// A figure that is absent (`null`) or a positive finite number.
 fn positive_or_null(entry: &Value, key: &str) -> Option<f64> {
@@ -243,7 +247,7 @@ fn wall_clock_timing_is_recorded_as_such_and_only_filters() {
 
 #[test]
 fn a_profile_splits_a_benchmark_among_its_kernels() {
-    let gpu = common::open_default();
+    let mut gpu = common::open_default();
     let options = vqvae_wgpu::bench::Options {
         runs: 2,
         only: Some("encode + decode, quick-start model".into()),
@@ -251,7 +255,7 @@ fn a_profile_splits_a_benchmark_among_its_kernels() {
         ..Default::default()
     };
     let mut profiles = Vec::new();
-    let profiled = vqvae_wgpu::bench::profile(&gpu, &options, |p| profiles.push(p.clone()));
+    let profiled = vqvae_wgpu::bench::profile(&mut gpu, &options, |p| profiles.push(p.clone()));
     if !gpu
         .device()
         .features()
@@ -279,7 +283,7 @@ fn a_profile_splits_a_benchmark_among_its_kernels() {
         );
     }
     // The dispatches timed one by one add up to about the batch timed whole.
-    let whole = vqvae_wgpu::bench::run(&gpu, &options, |_| {})
+    let whole = vqvae_wgpu::bench::run(&mut gpu, &options, |_| {})
         .unwrap()
         .results[0]
         .time_ms
@@ -296,4 +300,103 @@ fn a_profile_splits_a_benchmark_among_its_kernels() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("ms in 4 dispatches"), "{text}");
     assert!(text.contains("vqvae_loss/mse"), "{text}");
+}
+
+/// The reference model's training step: the tuning the kernel benchmarks run with.
+fn reference_target() -> Target {
+    Target {
+        config: Config::reference(3),
+        batch: 32,
+        image: [32, 32],
+    }
+}
+
+#[test]
+fn benchmarks_run_with_the_tuning_cached_for_their_model() {
+    let mut gpu = common::open_default();
+    let default = gpu.tuning();
+    // No packed GEMMs: a tuning that changes which kernels the convolution runs.
+    let direct = Tuning {
+        gemm_tile: None,
+        ..default
+    };
+    let only = "encoder.conv3 forward";
+    let options = |tunings| vqvae_wgpu::bench::Options {
+        runs: 1,
+        only: Some(only.into()),
+        tunings,
+        ..Default::default()
+    };
+    let targets = vqvae_wgpu::bench::tuning_targets(&options(Vec::new())).unwrap();
+    assert_eq!(targets, [reference_target()]);
+
+    let kernels = |gpu: &mut vqvae_wgpu::gpu::Gpu, tunings| {
+        let mut names = Vec::new();
+        vqvae_wgpu::bench::profile(gpu, &options(tunings), |p| {
+            names.extend(p.rows.iter().map(|r| r.kernel.clone()))
+        })
+        .map(|()| names)
+    };
+    if let (Ok(packed), Ok(direct_names)) = (
+        kernels(&mut gpu, Vec::new()),
+        kernels(&mut gpu, vec![(reference_target(), direct)]),
+    ) {
+        assert!(packed.iter().any(|k| k.contains("gemm")), "{packed:?}");
+        assert!(
+            !direct_names.iter().any(|k| k.contains("gemm")),
+            "{direct_names:?}"
+        );
+    }
+    assert_eq!(gpu.tuning(), default, "the profile restores the tuning");
+
+    let report = vqvae_wgpu::bench::run(
+        &mut gpu,
+        &options(vec![(reference_target(), direct)]),
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.results[0].tuning, Some(format!("{direct:?}")));
+    assert!(report.results[0].error.is_none(), "{:?}", report.results[0]);
+    assert_eq!(gpu.tuning(), default, "the suite restores the tuning");
+
+    // End to end: `vqvae bench` finds the tuning in the cache; `--no-tune` ignores it.
+    let dir = temp_dir("bench-tuned");
+    let cache = dir.join("tuning.json");
+    Cache::open(Some(cache.clone()), &mut |n| panic!("{n}"))
+        .put(Entry {
+            key: Key::of(&gpu, &reference_target()),
+            tuning: direct,
+            default_step_ms: 1.0,
+            step_ms: 1.0,
+            date: "now".into(),
+        })
+        .unwrap();
+    let json = dir.join("tuned.json");
+    let args = [
+        "bench",
+        "--only",
+        only,
+        "--runs",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (code, text) = vqvae_tuned(&args, &cache);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "tuning: cached for {}",
+            reference_target().describe()
+        )),
+        "{text}"
+    );
+    let entry = &Report::read(&json).unwrap().results[0];
+    assert_eq!(entry.tuning, Some(format!("{direct:?}")));
+    let (code, text) = vqvae_tuned(&[&args[..], &["--no-tune"]].concat(), &cache);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("tuning: the adapter's default (--no-tune)"),
+        "{text}"
+    );
+    assert_eq!(Report::read(&json).unwrap().results[0].tuning, None);
 }

@@ -20,8 +20,10 @@ pub use timer::Method;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::launch::Tuning;
+use crate::tune::Target;
 pub(crate) use suite::model_launch;
-use suite::{Builder, Job};
+use suite::{Builder, Case, Job};
 pub(crate) use timer::Timer;
 
 /// Work recorded into one timed run is repeated until the run takes about this long
@@ -42,6 +44,9 @@ pub struct Options {
     pub wall_clock: bool,
     /// Only benchmarks whose name or shape contains this (case-insensitive).
     pub only: Option<String>,
+    /// The kernel tunings to run each target's benchmarks with (see [`tuning_targets`]);
+    /// the rest run with the tuning `gpu` holds.
+    pub tunings: Vec<(Target, Tuning)>,
 }
 
 impl Default for Options {
@@ -51,15 +56,47 @@ impl Default for Options {
             runs: 5,
             wall_clock: false,
             only: None,
+            tunings: Vec::new(),
         }
     }
 }
 
-/// Runs the suite on `gpu`, calling `progress` with each entry as it is measured.
+impl Options {
+    /// The tuning of [`Options::tunings`] that `case` runs with, if any.
+    fn tuning_of(&self, case: &Case) -> Option<Tuning> {
+        let target = case.tuned_for?;
+        self.tunings
+            .iter()
+            .find(|(t, _)| *t == target)
+            .map(|&(_, tuning)| tuning)
+    }
+}
+
+/// The training steps (model, batch, image size) whose tunings the benchmarks `options`
+/// choose would run with, each once: the models' own cases, and the kernels at the
+/// reference model's shapes. Look each up in the tuning cache to fill
+/// [`Options::tunings`].
+pub fn tuning_targets(options: &Options) -> Result<Vec<Target>> {
+    suite::tuning_targets(options)
+}
+
+/// Runs `f` with `gpu` set to `tuning` (or left as it is), then restores its tuning.
+fn with_tuning<T>(gpu: &mut Gpu, tuning: Option<Tuning>, f: impl FnOnce(&Gpu) -> T) -> T {
+    let before = gpu.tuning();
+    if let Some(t) = tuning {
+        gpu.set_tuning(t);
+    }
+    let out = f(gpu);
+    gpu.set_tuning(before);
+    out
+}
+
+/// Runs the suite on `gpu`, calling `progress` with each entry as it is measured. Each
+/// benchmark runs with its tuning from [`Options::tunings`], else with `gpu`'s.
 ///
 /// A benchmark that fails (too large for the device, say) is recorded with its error
 /// and the suite goes on; a lost device ends the suite with what was measured so far.
-pub fn run(gpu: &Gpu, options: &Options, mut progress: impl FnMut(&Entry)) -> Result<Report> {
+pub fn run(gpu: &mut Gpu, options: &Options, mut progress: impl FnMut(&Entry)) -> Result<Report> {
     if options.runs == 0 {
         return Err(Error::Usage("--runs 0: must be at least 1".into()));
     }
@@ -67,6 +104,7 @@ pub fn run(gpu: &Gpu, options: &Options, mut progress: impl FnMut(&Entry)) -> Re
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let mut results = Vec::new();
     for case in suite::chosen(options)? {
+        let tuning = options.tuning_of(&case);
         let mut entry = Entry {
             group: case.group,
             name: case.name.clone(),
@@ -79,9 +117,13 @@ pub fn run(gpu: &Gpu, options: &Options, mut progress: impl FnMut(&Entry)) -> Re
             gbps: None,
             images_per_sec: None,
             memory_bytes: None,
+            tuning: tuning.map(|t| format!("{t:?}")),
             error: None,
         };
-        let lost = match measure(gpu, &timer, &case.build, options.runs, &mut entry) {
+        let measured = with_tuning(gpu, tuning, |gpu| {
+            measure(gpu, &timer, &case.build, options.runs, &mut entry)
+        });
+        let lost = match measured {
             Ok(()) => false,
             Err(e) => {
                 let lost = matches!(e, Error::DeviceLost { .. });

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use super::suite::{self, Job};
-use super::{Options, Stats, timer};
+use super::{Options, Stats, timer, with_tuning};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
@@ -70,20 +70,27 @@ impl Profile {
 }
 
 /// Profiles every GPU benchmark `options` choose, calling `progress` with each: one
-/// warm-up run, then `options.runs` runs whose median each dispatch reports.
-pub fn run(gpu: &Gpu, options: &Options, mut progress: impl FnMut(&Profile)) -> Result<()> {
+/// warm-up run, then `options.runs` runs whose median each dispatch reports. Each runs
+/// with its tuning from [`Options::tunings`], else with `gpu`'s.
+pub fn run(gpu: &mut Gpu, options: &Options, mut progress: impl FnMut(&Profile)) -> Result<()> {
     if options.runs == 0 {
         return Err(Error::Usage("--runs 0: must be at least 1".into()));
     }
     for case in suite::chosen(options)? {
-        let work = (case.build)(gpu)?;
-        let Job::Gpu(launch) = &work.job else {
+        let timed = with_tuning(gpu, options.tuning_of(&case), |gpu| -> Result<_> {
+            let work = (case.build)(gpu)?;
+            let Job::Gpu(launch) = work.job else {
+                return Ok(None);
+            };
+            timer::profile(gpu, &launch)?;
+            let runs = (0..options.runs)
+                .map(|_| timer::profile(gpu, &launch))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Some((launch, runs)))
+        });
+        let Some((launch, runs)) = timed? else {
             continue;
         };
-        timer::profile(gpu, launch)?;
-        let runs = (0..options.runs)
-            .map(|_| timer::profile(gpu, launch))
-            .collect::<Result<Vec<_>>>()?;
         let mut rows: Vec<ProfileRow> = Vec::new();
         let mut index = HashMap::new();
         for (i, d) in launch.dispatches().iter().enumerate() {

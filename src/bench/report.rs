@@ -55,7 +55,8 @@ pub struct Environment {
     pub timing: Method,
     /// Nanoseconds per GPU timestamp tick (with [`Method::GpuTimestamps`]).
     pub timestamp_period_ns: Option<f64>,
-    /// The kernel variants and tile shapes the run used.
+    /// The kernel variants and tile shapes the run used where a benchmark names no
+    /// tuning of its own ([`Entry::tuning`]).
     pub tuning: String,
     /// The device's limits, as wgpu names them.
     pub limits: serde_json::Value,
@@ -89,6 +90,10 @@ pub struct Entry {
     pub images_per_sec: Option<f64>,
     /// Bytes of GPU buffers the benchmark holds.
     pub memory_bytes: Option<u64>,
+    /// The tuning it ran with where the tuning cache held one for its model (as
+    /// [`crate::launch::Tuning`] prints); `None`: the environment's.
+    #[serde(default)]
+    pub tuning: Option<String>,
     /// Why the benchmark could not run, if it could not.
     pub error: Option<String>,
 }

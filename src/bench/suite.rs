@@ -20,6 +20,7 @@ use crate::prior::{PriorConfig, PriorNet, Sampler, band_rows};
 use crate::rng::Rng;
 use crate::tensor::{DType, Tensor, zeros_f32 as zeros};
 use crate::train::{DEFAULT_EMA_DECAY, DEFAULT_EMA_EPS, EmaCodebook, fresh_values};
+use crate::tune::Target;
 
 /// Which part of the suite a benchmark belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +48,10 @@ pub(crate) struct Case {
     /// Part of the `--quick` suite: each layer's forward, the quantiser, loss and
     /// optimizer kernels, one point of the sweep, and the small model at batch 32.
     pub quick: bool,
+    /// The training step whose cached kernel tuning this case runs with (a model's own
+    /// cases, and the kernels at the reference model's shapes); `None` runs it with the
+    /// adapter's default.
+    pub tuned_for: Option<Target>,
     pub build: Box<Builder>,
 }
 
@@ -79,6 +84,26 @@ const H: usize = 128;
 const R: usize = 32;
 const K: usize = 512;
 const D: usize = 64;
+
+/// The reference model's training step, whose tuning the kernel cases run with.
+fn reference_target() -> Target {
+    Target {
+        config: Config::reference(C),
+        batch: B,
+        image: [SIDE, SIDE],
+    }
+}
+
+/// The training steps whose tunings the cases `options` choose run with, each once.
+pub(crate) fn tuning_targets(options: &Options) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = Vec::new();
+    for target in chosen(options)?.into_iter().filter_map(|c| c.tuned_for) {
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    Ok(targets)
+}
 
 /// The cases `options` choose (`quick`, `only`), in the order they run; an error where
 /// `only` matches none.
@@ -143,6 +168,7 @@ pub(super) fn case(
         name: name.into(),
         shape: shape.into(),
         quick,
+        tuned_for: None,
         build: Box::new(build),
     }
 }
@@ -153,7 +179,10 @@ fn kernel(
     quick: bool,
     build: impl Fn(&Gpu) -> Result<Work> + 'static,
 ) -> Case {
-    case(Group::Kernel, name, shape, quick, build)
+    Case {
+        tuned_for: Some(reference_target()),
+        ..case(Group::Kernel, name, shape, quick, build)
+    }
 }
 
 fn conv_shape(
@@ -587,22 +616,35 @@ fn models() -> Vec<Case> {
                 );
                 let quick = label == "quick-start model" && batch == 32;
                 let train = (group == Group::Train).then_some(CodebookUpdate::Gradient);
-                all.push(case(
-                    group,
-                    format!("{what}, {label}"),
-                    shape.clone(),
-                    quick,
-                    move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], train),
-                ));
+                // Inference runs with the tuning of the same model's training step: the
+                // tuner times training steps only.
+                let tuned_for = Some(Target {
+                    config,
+                    batch,
+                    image: [SIDE, SIDE],
+                });
+                all.push(Case {
+                    tuned_for,
+                    ..case(
+                        group,
+                        format!("{what}, {label}"),
+                        shape.clone(),
+                        quick,
+                        move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], train),
+                    )
+                });
                 if group == Group::Train && batch == 32 {
                     let ema = Some(CodebookUpdate::Ema);
-                    all.push(case(
-                        group,
-                        format!("{what} (EMA codebook), {label}"),
-                        shape,
-                        false,
-                        move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], ema),
-                    ));
+                    all.push(Case {
+                        tuned_for,
+                        ..case(
+                            group,
+                            format!("{what} (EMA codebook), {label}"),
+                            shape,
+                            false,
+                            move |gpu| model_work(gpu, &config, batch, [SIDE, SIDE], ema),
+                        )
+                    });
                 }
             }
         }

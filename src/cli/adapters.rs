@@ -6,6 +6,9 @@ use clap::Args;
 use vqvae_wgpu::bench::{self, Report};
 use vqvae_wgpu::error::{Error, Result};
 use vqvae_wgpu::gpu::{self, Gpu, GpuOptions};
+use vqvae_wgpu::launch::Tuning;
+use vqvae_wgpu::tune::Target;
+use vqvae_wgpu::tune::cache::{Cache, Key};
 
 use super::common::AdapterArgs;
 
@@ -33,6 +36,10 @@ pub(crate) struct BenchArgs {
     /// instead of timing it whole.
     #[arg(long, conflicts_with_all = ["json", "wall_clock"])]
     pub(crate) profile: bool,
+    /// Run every benchmark with the adapter's default kernel tuning rather than the one
+    /// cached for its model.
+    #[arg(long)]
+    pub(crate) no_tune: bool,
     #[command(flatten)]
     pub(crate) adapter: AdapterArgs,
 }
@@ -47,20 +54,22 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         print!("{}", bench::compare(&reports));
         return Ok(());
     }
-    let gpu = Gpu::open_with(&a.adapter.options()?)?;
+    let mut gpu = Gpu::open_with(&a.adapter.options()?)?;
     println!("adapter: {}", gpu::describe(gpu.info()));
-    let options = bench::Options {
+    let mut options = bench::Options {
         quick: a.quick,
         runs: a.runs.unwrap_or(if a.quick { 3 } else { 5 }),
         wall_clock: a.wall_clock,
         only: a.only.clone(),
+        tunings: Vec::new(),
     };
+    options.tunings = cached_tunings(&gpu, &options, a.no_tune)?;
     if a.profile {
-        return bench::profile(&gpu, &options, |p| println!("\n{}", p.table()));
+        return bench::profile(&mut gpu, &options, |p| println!("\n{}", p.table()));
     }
     println!("{}", bench::header());
     let mut previous: Option<bench::Entry> = None;
-    let report = bench::run(&gpu, &options, |entry| {
+    let report = bench::run(&mut gpu, &options, |entry| {
         if let Some(heading) = bench::group_break(previous.as_ref(), entry) {
             println!("{heading}");
         }
@@ -80,6 +89,43 @@ pub(crate) fn bench(a: &BenchArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The cached tuning of each training step the chosen benchmarks run with (none with
+/// `no_tune`), each announced; the others run with the adapter's default.
+fn cached_tunings(
+    gpu: &Gpu,
+    options: &bench::Options,
+    no_tune: bool,
+) -> Result<Vec<(Target, Tuning)>> {
+    let targets = bench::tuning_targets(options)?;
+    if no_tune || targets.is_empty() {
+        println!(
+            "tuning: the adapter's default{}",
+            if no_tune { " (--no-tune)" } else { "" }
+        );
+        return Ok(Vec::new());
+    }
+    let mut notice = |line: String| eprintln!("{line}");
+    let cache = Cache::open(Cache::default_path(), &mut notice);
+    let mut found = Vec::new();
+    for target in targets {
+        match cache.get(&Key::of(gpu, &target), &mut notice) {
+            Some(tuning) => {
+                println!(
+                    "tuning: cached for {} in {}",
+                    target.describe(),
+                    cache.display()
+                );
+                found.push((target, tuning));
+            }
+            None => println!(
+                "tuning: the adapter's default for {} (none cached; `vqvae tune` finds one)",
+                target.describe()
+            ),
+        }
+    }
+    Ok(found)
 }
 
 pub(crate) fn info(adapter: &AdapterArgs) -> Result<()> {

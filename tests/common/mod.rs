@@ -118,11 +118,11 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// Runs the `vqvae` binary; returns its exit code and what it printed. Training runs
-/// get `--no-tune` (the adapter's default tuning; no user cache is read or written):
-/// tests of tuning call [`vqvae_tuned`].
+/// and benchmarks get `--no-tune` (the adapter's default tuning; no user cache is read
+/// or written): tests of tuning call [`vqvae_tuned`].
 pub fn vqvae(args: &[&str]) -> (Option<i32>, String) {
     let mut args = args.to_vec();
-    if args.first() == Some(&"train") {
+    if matches!(args.first(), Some(&"train" | &"bench")) {
         args.push("--no-tune");
     }
     run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae")).args(args))
