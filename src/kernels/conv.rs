@@ -285,11 +285,16 @@ const BK: u32 = 16;
 const MAX_TILE: [u32; 2] = [8, 12];
 
 /// The tuned workgroup shape, narrowed along m when the GEMM has few rows (3 output
-/// channels, say) so that threads are not spent on rows that do not exist.
-fn workgroup([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize) -> [u32; 2] {
+/// channels, say) so that threads are not spent on rows that do not exist. With `widen`
+/// (kernels that stage tiles in workgroup memory: GPUs) it widens along n to keep its
+/// threads. Without, it stays narrow: a CPU driver runs a workgroup's invocations one
+/// SIMD slice after another, so a wider workgroup only spreads its B columns over more
+/// slices, and fewer of them find those columns still in cache (on lavapipe,
+/// `res.conv1`'s forward, 32 rows, ran about 1.5x as fast narrow).
+fn workgroup([wg_x, wg_y]: [u32; 2], tile_m: u32, m: usize, widen: bool) -> [u32; 2] {
     let rows = (m.div_ceil(tile_m as usize).next_power_of_two() as u32).min(wg_y);
-    if rows == wg_y {
-        return [wg_x, wg_y];
+    if rows == wg_y || !widen {
+        return [wg_x, rows];
     }
     [(wg_x * wg_y / rows).min(wg_x.max(64)), rows]
 }
@@ -314,10 +319,13 @@ pub(crate) fn workgroups(tuning: &Tuning) -> Vec<([u32; 2], u32)> {
     (0..=wg_y.max(1).ilog2())
         .map(|i| 1 << i)
         .chain([wg_y as usize])
-        .map(|rows| {
-            let wg = workgroup(tuning.conv_workgroup, 1, rows);
-            let bytes = shared_bytes(tuning, wg).max(gemm_shared_bytes(tuning, wg, gemm));
-            (wg, bytes)
+        .flat_map(|rows| {
+            let direct = workgroup(tuning.conv_workgroup, 1, rows, tuning.shared_memory);
+            let packed = workgroup(tuning.conv_workgroup, 1, rows, tuning.gemm_shared);
+            [
+                (direct, shared_bytes(tuning, direct)),
+                (packed, gemm_shared_bytes(tuning, packed, gemm)),
+            ]
         })
         .collect()
 }
@@ -409,7 +417,7 @@ fn direct(
     }
     // No rows of the register tile past the GEMM's (3 output channels, say).
     let tm = tm.min(m as u32);
-    let [wg_x, wg_y] = workgroup(tuning.conv_workgroup, tm, m);
+    let [wg_x, wg_y] = workgroup(tuning.conv_workgroup, tm, m, tuning.shared_memory);
     gpu.check_workgroup(op, [wg_x, wg_y], shared_bytes(&tuning, [wg_x, wg_y]))?;
     let (bm, bn) = ((tm * wg_y) as usize, (tn * wg_x) as usize);
     let tiles = m.div_ceil(bm) * n.div_ceil(bn);
@@ -630,7 +638,7 @@ fn packed(
         Mode::InputGrad => s.cin,
     };
     let tile_m = tile_m.min(m as u32);
-    let mut wg = workgroup(tuning.conv_workgroup, tile_m, m);
+    let mut wg = workgroup(tuning.conv_workgroup, tile_m, m, tuning.gemm_shared);
     // Narrowed along n too where the product has few columns (a weight gradient of a thin
     // layer), so that no workgroup spends most of its threads on padding.
     let widest = jobs(mode, s).iter().map(|j| j.n).max().unwrap_or(1);
