@@ -399,4 +399,12 @@ fn benchmarks_run_with_the_tuning_cached_for_their_model() {
         "{text}"
     );
     assert_eq!(Report::read(&json).unwrap().results[0].tuning, None);
+
+    // A corrupt cache costs a notice: the benchmarks run with the default.
+    std::fs::write(&cache, "{ not json").unwrap();
+    let (code, text) = vqvae_tuned(&args, &cache);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("ignored: not JSON"), "{text}");
+    assert!(text.contains("tuning: the adapter's default for"), "{text}");
+    assert_eq!(Report::read(&json).unwrap().results[0].tuning, None);
 }
