@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{temp_dir, vqvae, vqvae_tuned};
+use common::{cache_tuning, temp_dir, vqvae, vqvae_tuned};
 use serde_json::Value;
 use vqvae_wgpu::bench::{Report, Stats};
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::tune::Target;
-use vqvae_wgpu::tune::cache::{Cache, Entry, Key};
 
 /// A figure that is absent (`null`) or a positive finite number.
 fn positive_or_null(entry: &Value, key: &str) -> Option<f64> {
@@ -362,15 +361,7 @@ fn benchmarks_run_with_the_tuning_cached_for_their_model() {
     // End to end: `vqvae bench` finds the tuning in the cache; `--no-tune` ignores it.
     let dir = temp_dir("bench-tuned");
     let cache = dir.join("tuning.json");
-    Cache::open(Some(cache.clone()), &mut |n| panic!("{n}"))
-        .put(Entry {
-            key: Key::of(&gpu, &reference_target()),
-            tuning: direct,
-            default_step_ms: 1.0,
-            step_ms: 1.0,
-            date: "now".into(),
-        })
-        .unwrap();
+    cache_tuning(&cache, &gpu, &reference_target(), direct);
     let json = dir.join("tuned.json");
     let args = [
         "bench",

@@ -6,13 +6,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{ODD, open_default, temp_dir, vqvae, vqvae_tuned};
+use common::{ODD, cache_tuning, open_default, temp_dir, vqvae, vqvae_tuned};
 use vqvae_wgpu::checkpoint::{MODEL_FILE, STATE_FILE, TensorFile};
 use vqvae_wgpu::launch::Tuning;
 use vqvae_wgpu::model::Config;
 use vqvae_wgpu::train::TUNING_KEY;
 use vqvae_wgpu::tune::Target;
-use vqvae_wgpu::tune::cache::{Cache, Entry, Key};
 
 /// A model small enough to tune in seconds, on the built-in images at 8x8.
 const TINY: [&str; 12] = [
@@ -136,17 +135,7 @@ fn resume_keeps_the_runs_own_tuning_whatever_the_cache_says() {
     // the resumed steps ran with.)
     let odd = ODD[0];
     let gpu = open_default();
-    let mut written = Cache::open(Some(cache.clone()), &mut |n| panic!("{n}"));
-    let key = Key::of(&gpu, &target());
-    written
-        .put(Entry {
-            key,
-            tuning: odd,
-            default_step_ms: 1.0,
-            step_ms: 1.0,
-            date: "now".into(),
-        })
-        .unwrap();
+    cache_tuning(&cache, &gpu, &target(), odd);
     let train = |steps: &str, out: &Path, extra: &[&str]| {
         let mut a = args(&["train", "--steps", steps, "--out", out.to_str().unwrap()]);
         a.extend(extra);

@@ -143,6 +143,26 @@ pub fn vqvae_fails(args: &[&str]) -> String {
     text
 }
 
+/// Writes a tuning cache at `cache` holding `tuning` for `target` on `gpu`, as if
+/// `vqvae tune` had found it.
+pub fn cache_tuning(
+    cache: &std::path::Path,
+    gpu: &Gpu,
+    target: &vqvae_wgpu::tune::Target,
+    tuning: Tuning,
+) {
+    use vqvae_wgpu::tune::cache::{Cache, Entry, Key};
+    Cache::open(Some(cache.to_path_buf()), &mut |n| panic!("{n}"))
+        .put(Entry {
+            key: Key::of(gpu, target),
+            tuning,
+            default_step_ms: 1.0,
+            step_ms: 1.0,
+            date: "now".into(),
+        })
+        .unwrap();
+}
+
 /// Runs the `vqvae` binary as given, its tuning cache at `cache` (`VQVAE_TUNING`).
 pub fn vqvae_tuned(args: &[&str], cache: &std::path::Path) -> (Option<i32>, String) {
     run(std::process::Command::new(env!("CARGO_BIN_EXE_vqvae"))
