@@ -21,8 +21,8 @@
 //   and `pack_b` gather a slice of A and B once (ReLUs applied, zeros outside the
 //   problem) into row-major scratch matrices of whole vec4 rows padded to the tile, and
 //   `gemm_reg`, whose body src/kernels/unrolled.rs writes out per tile shape and appends
-//   to this file, reads both as vec4 with no bounds checks and stores through `store`
-//   below. On lavapipe a load costs the same per lane whether scalar or vec4, and only
+//   to this file, reads both as vec4 with no bounds checks and stores through the parts
+//   of `store` below. On lavapipe a load costs the same per lane whether scalar or vec4, and only
 //   straight-line code keeps a large tile in registers.
 //   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
 //   B packed: [kp][np], the same depth, columns n0 .. n0 + nc of the job's.
@@ -280,22 +280,40 @@ fn out_col(n_in: u32, j: Job) -> u32 {
 }
 
 fn store(m: u32, n: u32, oc: u32, j: Job, z: u32, acc: f32) {
-    if (m >= p.m || n >= j.n) {
-        return;
+    if (m < p.m && n < j.n) {
+        put(row_base(m, z) + oc, acc, row_bias(m));
     }
+}
+
+// `store` in parts, so that a thread storing a tile computes each row's share once: the
+// output offset of row m (of split z), to which `out_col` adds the column's; the row's
+// bias; and the store of one result at offset `at`.
+fn row_base(m: u32, z: u32) -> u32 {
     if (MODE == 2u) {
-        out[(z * p.m + m) * p.n + n] = acc;
+        return (z * p.m + m) * p.n;
+    } else if (MODE == 1u) {
+        return m * p.hin * p.win;
+    }
+    return m * p.hout * p.wout;
+}
+
+fn row_bias(m: u32) -> f32 {
+    if (HAS_BIAS && MODE != 2u) {
+        return bias[m];
+    }
+    return 0.0;
+}
+
+fn put(at: u32, acc: f32, b: f32) {
+    if (MODE == 2u) {
+        out[at] = acc;
         return;
     }
     var v = acc;
     if (HAS_BIAS) {
-        v += bias[m];
+        v += b;
     }
     v = relu_if(v, RELU_OUT);
-    var at = oc + m * p.hin * p.win;
-    if (MODE == 0u) {
-        at = oc + m * p.hout * p.wout;
-    }
     if (GATE_OUT && !(gate[at] > 0.0)) {
         v = 0.0;
     }

@@ -40,7 +40,7 @@ fn subgroup_suffix(subgroup: Option<u32>) -> String {
 
 /// `conv.wgsl` followed by `gemm_reg`: each thread of a `WG_X x WG_Y` workgroup
 /// accumulates rows `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X`
-/// (j < `cols4`) of C over the packed operands, then stores through `store`.
+/// (j < `cols4`) of C over the packed operands, then stores through `store`'s parts.
 ///
 /// With `subgroup` S (which must divide `rows`), the workgroup is one-dimensional
 /// (subgroup builtins require it) and where a subgroup is S threads of one workgroup row,
@@ -106,17 +106,28 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
         }
         None => gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows)),
     }
+    // Each row's offset and bias once, then each column's stores: `store` written out per
+    // output repeated them, and the stores were then most of the module's compile time
+    // (about 3 of 3.5 s on lavapipe, which compiles a pipeline at its first dispatch).
     s.line("    let job = job_of(p.z);".into());
+    for i in 0..rows {
+        s.line(format!("    let m{i} = row + {i}u * WG_Y;"));
+        s.line(format!(
+            "    let base{i} = row_base(m{i}, p.split + t.chunk);\n    let bias{i} = row_bias(min(m{i}, p.m - 1u));"
+        ));
+    }
     for j in 0..cols4 {
         for (c, lane) in LANES.iter().enumerate() {
             s.line(format!(
                 "    let n{j}{c} = 4u * (col + {j}u * WG_X) + {c}u;"
             ));
-            s.line(format!("    if (n{j}{c} < p.nc) {{"));
+            s.line(format!(
+                "    if (n{j}{c} < p.nc && p.n0 + n{j}{c} < job.n) {{"
+            ));
             s.line(format!("        let oc = out_col(p.n0 + n{j}{c}, job);"));
             for i in 0..rows {
                 s.line(format!(
-                    "        store(row + {i}u * WG_Y, p.n0 + n{j}{c}, oc, job, p.split + t.chunk, c{i}_{j}.{lane});"
+                    "        if (m{i} < p.m) {{ put(base{i} + oc, c{i}_{j}.{lane}, bias{i}); }}"
                 ));
             }
             s.line("    }".into());
