@@ -257,7 +257,7 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
         }
     }
     // A process's first steps run slow for a while (on lavapipe the default's runs fell
-    // from 1.8x to 1.3x its later time), and the default is timed first: so what the
+    // from 1.7x to 1.3x its later time), and the default is timed first: so what the
     // tuning gained is timed again at the end, the default and the winner in turn.
     let (default_ms, best_ms) = if best == default {
         (step_time, step_time)
