@@ -22,8 +22,9 @@
 //   problem) into row-major scratch matrices of whole vec4 rows padded to the tile, and
 //   `gemm_reg`, whose body src/kernels/unrolled.rs writes out per tile shape and appends
 //   to this file, reads both as vec4 with no bounds checks and stores through the parts
-//   of `store` below. On lavapipe a load costs the same per lane whether scalar or vec4, and only
-//   straight-line code keeps a large tile in registers.
+//   of `store` below (or `put4`, a vec4 at a time, where the output allows). On lavapipe
+//   a load costs the same per lane whether scalar or vec4, and only straight-line code
+//   keeps a large tile in registers.
 //   A packed: [mp][kp], the job's rows, depth k0 .. k0 + kc.
 //   B packed: [kp][np], the same depth, columns n0 .. n0 + nc of the job's.
 //   MODE 2 stacks `chunks` such pairs, one per depth chunk (k0 + c kc, to at most kend),
@@ -74,10 +75,14 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> gate: array<f32>;
 @group(0) @binding(7) var<storage, read> addend: array<f32>;
-// The packed path's own views of slots 1, 2 and 5 (no entry point uses both views).
+// The packed path's vec4 views of slots 1, 2 and 5 to 7 (no entry point uses both views
+// of a slot): the packed operands, written to slot 5 by `pack_a` and `pack_b`; and the
+// output, gate and addend of a `gemm_reg` that stores whole vec4s (`put4`).
 @group(0) @binding(1) var<storage, read> a_pk: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b_pk: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> packed: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> gate4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> addend4: array<vec4<f32>>;
 
 // The part of the problem that workgroup z solves.
 struct Job {
@@ -323,6 +328,30 @@ fn put(at: u32, acc: f32, b: f32) {
     out[at] = v;
 }
 
+// `put` for four results at once, at vec4 `at4` of the output (where the launcher has
+// checked that a vec4 of columns is four consecutive floats of it): the same operations
+// on each, with a quarter of the stores and of the gate's and addend's loads.
+fn put4(at4: u32, acc: vec4<f32>, b: f32) {
+    if (MODE == 2u) {
+        out4[at4] = acc;
+        return;
+    }
+    var v = acc;
+    if (HAS_BIAS) {
+        v += b;
+    }
+    if (RELU_OUT) {
+        v = max(v, vec4<f32>());
+    }
+    if (GATE_OUT) {
+        v = select(vec4<f32>(), v, gate4[at4] > vec4<f32>());
+    }
+    if (ADD_OUT) {
+        v += addend4[at4];
+    }
+    out4[at4] = v;
+}
+
 // Workgroups are numbered linearly over all three grid dimensions, so a problem with
 // more tiles than one grid dimension allows still runs in one dispatch.
 struct Tile {
@@ -503,7 +532,7 @@ fn pack_a(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
         }
         kc = k_next(kc, d);
     }
-    packed[e] = v;
+    out4[e] = v;
 }
 
 @compute @workgroup_size(PACK_WG)
@@ -534,7 +563,7 @@ fn pack_b(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
                 v[i] = load_b(cols[i], o);
             }
         }
-        packed[(ch * p.kp + k + r) * q + e % q] = v;
+        out4[(ch * p.kp + k + r) * q + e % q] = v;
         kc = k_next(kc, d);
     }
 }

@@ -10,9 +10,10 @@ use vqvae_wgpu::reference::conv as r;
 use vqvae_wgpu::reference::{add, relu, relu_backward};
 
 /// (batch, cin, cout, h, w, kernel, stride, pad): batch 1, odd channels, sizes that
-/// are not multiples of any tile, every kernel the model uses. The last two are wide
+/// are not multiples of any tile, every kernel the model uses. The last three are wide
 /// enough for the packed GEMM (`Tuning::packed_from`, 32 by default, rows and columns)
-/// in every mode of the convolution or of the transposed convolution.
+/// in every mode of the convolution or of the transposed convolution; the last one's
+/// output planes, rows and weight rows are whole vec4s, so each mode stores vec4s.
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 const SHAPES: &[Case] = &[
@@ -24,6 +25,7 @@ const SHAPES: &[Case] = &[
     (1, 66, 3, 3, 5, 3, 1, 1),
     (2, 9, 67, 9, 11, 3, 1, 1),
     (3, 70, 5, 10, 13, 4, 2, 1),
+    (2, 36, 33, 8, 20, 3, 1, 1),
 ];
 
 fn shape(&(batch, cin, cout, hin, win, k, stride, pad): &Case) -> conv::ConvShape {
@@ -442,53 +444,61 @@ fn packed_gemms_in_registers_and_in_workgroup_memory_give_the_same_bits() {
         ..vqvae_wgpu::Tuning::REGISTER
     };
     // Wide enough that the forward and weight gradient of the first, and the input
-    // gradient of the second, run packed.
-    let (wide_out, wide_in) = (shape(&SHAPES[6]), shape(&SHAPES[7]));
+    // gradient of the second, run packed, storing one float at a time; and every mode of
+    // the third, storing vec4s in registers (workgroup memory stores floats).
+    let wide = [6, 7, 8].map(|i| shape(&SHAPES[i]));
     let mut rng = Rng::new(77);
     let mut data = |shape: &[usize]| upload(&gpu, shape, &rng.vec(shape.iter().product()));
-    let (x, w, b, dy) = (
-        data(&wide_out.x_shape()),
-        data(&wide_out.w_shape()),
-        data(&[wide_out.cout]),
-        data(&wide_out.y_shape()),
-    );
-    let (w_in, dy_in) = (data(&wide_in.w_shape()), data(&wide_in.y_shape()));
+    let inputs = wide.map(|s| {
+        let x = data(&s.x_shape());
+        let w = data(&s.w_shape());
+        (x, w, data(&[s.cout]), data(&s.y_shape()))
+    });
+    let products = [
+        (0, "forward"),
+        (0, "weight gradient"),
+        (1, "input gradient"),
+    ]
+    .into_iter()
+    .chain(["forward", "weight gradient", "input gradient"].map(|what| (2, what)));
     let mut runs = Vec::new();
     for variant in variants {
         gpu.set_tuning(tuning(variant));
         let g = &gpu;
-        let (y, dw, dx) = (
-            zeros(g, &wide_out.y_shape()),
-            zeros(g, &wide_out.w_shape()),
-            zeros(g, &wide_in.x_shape()),
-        );
-        let launches = [
-            conv::conv2d(
-                g,
-                &wide_out,
-                &x,
-                &w,
-                &b,
-                &y,
-                conv::Relu::BOTH,
-                conv::Epilogue::NONE,
-            ),
-            conv::conv2d_weight_grad(g, &wide_out, &x, &dy, &dw, true),
-            conv::conv2d_input_grad(g, &wide_in, &dy_in, &w_in, &dx, conv::Epilogue::NONE),
-        ]
-        .map(Result::unwrap);
-        g.run(&launches.iter().collect::<Vec<_>>()).unwrap();
-        let bits = |t: &vqvae_wgpu::Tensor| -> Vec<u32> {
-            t.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect()
-        };
-        runs.push([bits(&y), bits(&dw), bits(&dx)]);
+        let mut run = Vec::new();
+        for (i, what) in products.clone() {
+            let (s, (x, w, b, dy)) = (&wide[i], &inputs[i]);
+            let (out, launch) = match what {
+                "forward" => {
+                    let y = zeros(g, &s.y_shape());
+                    let relu = conv::Relu::BOTH;
+                    let l = conv::conv2d(g, s, x, w, b, &y, relu, conv::Epilogue::NONE);
+                    (y, l)
+                }
+                "weight gradient" => {
+                    let dw = zeros(g, &s.w_shape());
+                    let l = conv::conv2d_weight_grad(g, s, x, dy, &dw, true);
+                    (dw, l)
+                }
+                _ => {
+                    let dx = zeros(g, &s.x_shape());
+                    let l = conv::conv2d_input_grad(g, s, dy, w, &dx, conv::Epilogue::NONE);
+                    (dx, l)
+                }
+            };
+            g.run(&[&launch.unwrap()]).unwrap();
+            let bits: Vec<u32> = out.to_f32(g).unwrap().iter().map(|v| v.to_bits()).collect();
+            run.push(bits);
+        }
+        runs.push(run);
     }
     for (run, variant) in runs.iter().zip(variants).skip(1) {
-        for (what, (first, other)) in ["forward", "weight gradient", "input gradient"]
-            .iter()
-            .zip(runs[0].iter().zip(run))
-        {
-            assert!(first == other, "{what}: packed GEMMs {variant:?} differ");
+        for ((i, what), (first, other)) in products.clone().zip(runs[0].iter().zip(run)) {
+            assert!(
+                first == other,
+                "{what} of {:?}: packed GEMMs {variant:?} differ",
+                wide[i]
+            );
         }
     }
 }

@@ -10,13 +10,15 @@ use vqvae_wgpu::kernels::unrolled;
 use vqvae_wgpu::shaders;
 
 /// Tiles the generated kernels are checked at: the register defaults and odd ones, the
-/// GEMM's also with A's rows shared across subgroups of 8 and 16, the search's with its
-/// codes shared across subgroups of 8.
-const GEMM_TILES: [(u32, u32, Option<u32>); 4] = [
-    (16, 3, None),
-    (3, 2, None),
-    (16, 3, Some(8)),
-    (16, 2, Some(16)),
+/// GEMM's also with A's rows shared across subgroups of 8 and 16 and with vec4 stores,
+/// the search's with its codes shared across subgroups of 8.
+const GEMM_TILES: [(u32, u32, Option<u32>, bool); 6] = [
+    (16, 3, None, false),
+    (3, 2, None, false),
+    (16, 3, Some(8), false),
+    (16, 2, Some(16), false),
+    (16, 3, Some(8), true),
+    (3, 2, None, true),
 ];
 const SEARCH_TILES: [(u32, u32, Option<u32>); 3] = [(16, 8, None), (3, 5, None), (16, 8, Some(8))];
 /// Output channels and columns per thread of the sub-pixel transposed convolution: the
@@ -35,15 +37,23 @@ struct Module {
 
 /// The generated modules, each with the file it extends.
 fn generated() -> Vec<(Module, &'static shaders::Shader)> {
-    let gemms = GEMM_TILES.iter().map(|&(rows, cols4, subgroup)| {
-        let module = Module {
-            name: unrolled::gemm_module_name(rows, cols4, subgroup),
-            source: unrolled::gemm_source(rows, cols4, subgroup),
-            only: Some("gemm_reg"),
-            subgroups: subgroup.is_some(),
-        };
-        (module, &shaders::CONV)
-    });
+    let gemms = GEMM_TILES
+        .iter()
+        .map(|&(rows, cols4, subgroup, vec4_stores)| {
+            let gemm = unrolled::Gemm {
+                rows,
+                cols4,
+                subgroup,
+                vec4_stores,
+            };
+            let module = Module {
+                name: gemm.module_name(),
+                source: gemm.source(),
+                only: Some("gemm_reg"),
+                subgroups: subgroup.is_some(),
+            };
+            (module, &shaders::CONV)
+        });
     let searches = SEARCH_TILES.iter().map(|&(rows, codes, subgroup)| {
         let module = Module {
             name: unrolled::nearest_module_name(rows, codes, subgroup),

@@ -597,6 +597,19 @@ fn gemm_shared_bytes(tuning: &Tuning, [wg_x, wg_y]: [u32; 2], [rows, cols4]: [u3
     }
 }
 
+/// Whether each vec4 of a product's columns (every column slice starts at a multiple of
+/// 4) is four consecutive floats of its output, 16-byte aligned, so that `gemm_reg` can
+/// store it whole: where each image's output plane (forward), each row of the one stride
+/// phase (input gradient at stride 1) or each weight's row (weight gradient) is whole
+/// vec4s.
+fn vec4_columns(mode: Mode, s: &ConvShape) -> bool {
+    match mode {
+        Mode::Forward => (s.hout() * s.wout()).is_multiple_of(4),
+        Mode::InputGrad => s.stride == 1 && s.win.is_multiple_of(4),
+        Mode::WeightGrad => (s.cin * s.kh * s.kw).is_multiple_of(4),
+    }
+}
+
 /// Invocations per workgroup of the packing kernels, and the depths `pack_b` writes each.
 const PACK_WG: u64 = 64;
 const PACK_K: usize = 16;
@@ -744,9 +757,15 @@ fn packed(
                 && tile_m.is_multiple_of(size)
                 && wg[0].is_multiple_of(size)
         });
+        let written = unrolled::Gemm {
+            rows: tile_m,
+            cols4,
+            subgroup,
+            vec4_stores: vec4_columns(mode, s),
+        };
         gpu.kernel_of(
-            &unrolled::gemm_module_name(tile_m, cols4, subgroup),
-            || unrolled::gemm_source(tile_m, cols4, subgroup),
+            &written.module_name(),
+            || written.source(),
             "gemm_reg",
             &gemm_constants,
             &BINDINGS,

@@ -24,23 +24,12 @@ impl Source {
     }
 }
 
-/// The largest tile, rows x vec4 columns, that [`gemm_source`] writes out.
+/// The largest tile, rows x vec4 columns, that [`Gemm`] writes out.
 pub const MAX_TILE: [u32; 2] = [16, 4];
 
-/// The name of the module holding `conv.wgsl` and the `gemm_reg` entry point for a tile
-/// of `rows` x `4 * cols4`, its A rows shared across subgroups of `subgroup` threads.
-pub fn gemm_module_name(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
-    format!("conv+gemm_reg_{rows}x{cols4}{}", subgroup_suffix(subgroup))
-}
-
-/// What a module name gains where its loads are shared across subgroups of `subgroup`.
-fn subgroup_suffix(subgroup: Option<u32>) -> String {
-    subgroup.map_or(String::new(), |size| format!("_subgroup{size}"))
-}
-
-/// `conv.wgsl` followed by `gemm_reg`: each thread of a `WG_X x WG_Y` workgroup
-/// accumulates rows `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X`
-/// (j < `cols4`) of C over the packed operands, then stores through `store`'s parts.
+/// A written-out `gemm_reg`: each thread of a `WG_X x WG_Y` workgroup accumulates rows
+/// `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X` (j < `cols4`) of C over
+/// the packed operands, then stores them.
 ///
 /// With `subgroup` S (which must divide `rows`), the workgroup is one-dimensional
 /// (subgroup builtins require it) and where a subgroup is S threads of one workgroup row,
@@ -48,67 +37,116 @@ fn subgroup_suffix(subgroup: Option<u32>) -> String {
 /// `subgroupBroadcast` hands each row to the others: on lavapipe, whose loads cost per
 /// lane, that made a 1024^3 product about 1.4x as fast. A subgroup laid out otherwise takes
 /// the plain loads. Both add the same products in the same order.
-pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
-    let mut s = Source(CONV.source.to_string());
-    s.line(format!(
-        "\n// Written out by src/kernels/unrolled.rs for a {rows} x {} tile.",
-        4 * cols4
-    ));
-    match subgroup {
-        Some(_) => {
-            s.line("@compute @workgroup_size(WG_X * WG_Y)".into());
-            s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {".into());
-            s.line("    let lid = vec2<u32>(li % WG_X, li / WG_X);".into());
-        }
-        None => {
-            s.line("@compute @workgroup_size(WG_X, WG_Y, 1)".into());
-            s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
-        }
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    /// Rows of C per thread.
+    pub rows: u32,
+    /// vec4 columns of C per thread.
+    pub cols4: u32,
+    /// The subgroup size across which A's rows are shared, if they are.
+    pub subgroup: Option<u32>,
+    /// Whether each vec4 of C is stored whole, through `put4` (where the launcher has
+    /// checked that it is four consecutive floats of the output); else each float
+    /// through `put`. lavapipe compiles a pipeline at its first dispatch, and a quarter
+    /// of the stores cut that by about a quarter for a training step.
+    pub vec4_stores: bool,
+}
+
+impl Gemm {
+    /// The name of the module holding `conv.wgsl` and this `gemm_reg`.
+    pub fn module_name(&self) -> String {
+        format!(
+            "conv+gemm_reg_{}x{}{}{}",
+            self.rows,
+            self.cols4,
+            subgroup_suffix(self.subgroup),
+            if self.vec4_stores { "_vec4out" } else { "" }
+        )
     }
-    s.line("    let g = group_index(wid, nwg);".into());
-    s.line("    if (g >= p.chunks * p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
-    s.line("    let t = packed_tile(g);".into());
-    s.line(format!(
-        "    let row = (t.tile / p.tiles_n) * {rows}u * WG_Y + lid.y;"
-    ));
-    s.line(format!(
-        "    let col = (t.tile % p.tiles_n) * {cols4}u * WG_X + lid.x;"
-    ));
-    s.line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
-    for i in 0..rows {
-        for j in 0..cols4 {
-            s.line(format!("    var c{i}_{j} = vec4<f32>();"));
+
+    /// `conv.wgsl` followed by this `gemm_reg`.
+    pub fn source(&self) -> String {
+        let Gemm {
+            rows,
+            cols4,
+            subgroup,
+            vec4_stores,
+        } = *self;
+        let mut s = Source(CONV.source.to_string());
+        s.line(format!(
+            "\n// Written out by src/kernels/unrolled.rs for a {rows} x {} tile.",
+            4 * cols4
+        ));
+        match subgroup {
+            Some(_) => {
+                s.line("@compute @workgroup_size(WG_X * WG_Y)".into());
+                s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {".into());
+                s.line("    let lid = vec2<u32>(li % WG_X, li / WG_X);".into());
+            }
+            None => {
+                s.line("@compute @workgroup_size(WG_X, WG_Y, 1)".into());
+                s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {".into());
+            }
         }
-    }
-    match subgroup {
-        Some(size) => {
-            s.line(format!(
-                "    if (subgroupAll(lanes == {size}u && subgroupBroadcast(row, 0u) == row)) {{"
-            ));
-            let shared: Vec<String> = (0..rows / size)
-                .map(|q| {
-                    format!(
-                        "        let own{q} = a_pk[t.a0 + (row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
-                    )
-                })
-                .chain((0..rows).map(|i| {
-                    format!(
-                        "        let a{i} = subgroupBroadcast(own{}, {}u);",
-                        i / size,
-                        i % size
-                    )
-                }))
-                .collect();
-            gemm_k_loop(&mut s, rows, cols4, &shared);
-            s.line("    } else {".into());
-            gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows));
-            s.line("    }".into());
+        s.line("    let g = group_index(wid, nwg);".into());
+        s.line("    if (g >= p.chunks * p.tiles_m * p.tiles_n) {\n        return;\n    }".into());
+        s.line("    let t = packed_tile(g);".into());
+        s.line(format!(
+            "    let row = (t.tile / p.tiles_n) * {rows}u * WG_Y + lid.y;"
+        ));
+        s.line(format!(
+            "    let col = (t.tile % p.tiles_n) * {cols4}u * WG_X + lid.x;"
+        ));
+        s.line("    let kq = p.kp / 4u;\n    let nq = p.np / 4u;".into());
+        for i in 0..rows {
+            for j in 0..cols4 {
+                s.line(format!("    var c{i}_{j} = vec4<f32>();"));
+            }
         }
-        None => gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows)),
+        match subgroup {
+            Some(size) => {
+                s.line(format!(
+                    "    if (subgroupAll(lanes == {size}u && subgroupBroadcast(row, 0u) == row)) {{"
+                ));
+                let shared: Vec<String> = (0..rows / size)
+                    .map(|q| {
+                        format!(
+                            "        let own{q} = a_pk[t.a0 + (row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
+                        )
+                    })
+                    .chain((0..rows).map(|i| {
+                        format!(
+                            "        let a{i} = subgroupBroadcast(own{}, {}u);",
+                            i / size,
+                            i % size
+                        )
+                    }))
+                    .collect();
+                gemm_k_loop(&mut s, rows, cols4, &shared);
+                s.line("    } else {".into());
+                gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows));
+                s.line("    }".into());
+            }
+            None => gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows)),
+        }
+        gemm_stores(&mut s, rows, cols4, vec4_stores);
+        s.line("}".into());
+        s.0
     }
-    // Each row's offset and bias once, then each column's stores: `store` written out per
-    // output repeated them, and the stores were then most of the module's compile time
-    // (about 3 of 3.5 s on lavapipe, which compiles a pipeline at its first dispatch).
+}
+
+/// What a module name gains where its loads are shared across subgroups of `subgroup`.
+fn subgroup_suffix(subgroup: Option<u32>) -> String {
+    subgroup.map_or(String::new(), |size| format!("_subgroup{size}"))
+}
+
+/// The tile's stores, after the depth loop: through `put4` a vec4 at a time with
+/// `vec4_stores`, else a float at a time through `put`.
+fn gemm_stores(s: &mut Source, rows: u32, cols4: u32, vec4_stores: bool) {
+    // Each row's offset and bias once, then each column's stores: `store` written out
+    // per output repeated them, and the stores were then most of the module's compile
+    // time (about 3 of 3.5 s on lavapipe, which compiles a pipeline at its first
+    // dispatch).
     s.line("    let job = job_of(p.z);".into());
     for i in 0..rows {
         s.line(format!("    let m{i} = row + {i}u * WG_Y;"));
@@ -117,6 +155,19 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
         ));
     }
     for j in 0..cols4 {
+        if vec4_stores {
+            // The launcher's check makes the four columns all inside or all outside.
+            s.line(format!("    let n{j} = 4u * (col + {j}u * WG_X);"));
+            s.line(format!("    if (n{j} < p.nc && p.n0 + n{j} < job.n) {{"));
+            s.line(format!("        let oc = out_col(p.n0 + n{j}, job);"));
+            for i in 0..rows {
+                s.line(format!(
+                    "        if (m{i} < p.m) {{ put4((base{i} + oc) / 4u, c{i}_{j}, bias{i}); }}"
+                ));
+            }
+            s.line("    }".into());
+            continue;
+        }
         for (c, lane) in LANES.iter().enumerate() {
             s.line(format!(
                 "    let n{j}{c} = 4u * (col + {j}u * WG_X) + {c}u;"
@@ -133,8 +184,6 @@ pub fn gemm_source(rows: u32, cols4: u32, subgroup: Option<u32>) -> String {
             s.line("    }".into());
         }
     }
-    s.line("}".into());
-    s.0
 }
 
 /// Each thread's own loads of its rows of A at depth `k4`.
