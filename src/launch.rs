@@ -145,6 +145,8 @@ type KernelKey = (String, &'static str, Vec<(&'static str, u64)>);
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<String, wgpu::ShaderModule>>,
     kernels: Mutex<HashMap<KernelKey, Kernel>>,
+    /// What `kernels::subgroups::consecutive` found, by workgroup and subgroup size.
+    pub(crate) subgroup_layouts: Mutex<HashMap<(u32, u32), bool>>,
 }
 
 impl Gpu {

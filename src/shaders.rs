@@ -79,4 +79,7 @@ shaders! {
     /// Residual vector quantisation: a stage's update of the residual, the quantised sum
     /// and the `[n, S]` codes; stacking codebooks at aligned offsets.
     RVQ => "rvq",
+    /// A probe of how the device lays out its subgroups, for kernels that share loads
+    /// across them.
+    SUBGROUPS => "subgroups",
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use vqvae_wgpu::Gpu;
-use vqvae_wgpu::kernels::{conv, reduce};
+use vqvae_wgpu::kernels::{conv, reduce, subgroups};
 use vqvae_wgpu::reference::conv as r;
 use vqvae_wgpu::reference::{add, relu, relu_backward};
 
@@ -429,6 +429,24 @@ fn relu_backward_reference_matches_finite_differences() {
     let g = widen(&rng.vec(37));
     let loss = |x: &[f64]| relu(x).iter().zip(&g).map(|(a, b)| a * b).sum::<f64>();
     assert_grad("relu", &relu_backward(&g, &x), &numeric_grad(loss, &x));
+}
+
+#[test]
+fn the_subgroup_probe_finds_lavapipe_s_consecutive_subgroups_of_8() {
+    let gpu = gpu();
+    let Some(size) = gpu.subgroup_size() else {
+        note("subgroup probe: this adapter has no subgroups of one size; not checked");
+        return;
+    };
+    // Workgroups of the default tile (8 x 8) and a one-row one; a size the device's
+    // subgroups do not have is no layout of them.
+    for invocations in [64, 8 * size] {
+        assert!(subgroups::consecutive(gpu, invocations, size).unwrap());
+    }
+    assert!(!subgroups::consecutive(gpu, 64, size / 2).unwrap());
+    if gpu.info().name.contains("llvmpipe") {
+        assert_eq!(size, 8, "lavapipe's subgroups");
+    }
 }
 
 #[test]

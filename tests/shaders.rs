@@ -86,7 +86,7 @@ fn modules() -> Vec<Module> {
         name: s.name.to_string(),
         source: s.source.to_string(),
         only: None,
-        subgroups: false,
+        subgroups: s.source.contains("@builtin(subgroup"),
     });
     files
         .chain(generated().into_iter().map(|(module, _)| module))

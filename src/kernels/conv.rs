@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, ensure};
 use crate::gpu::Gpu;
-use crate::kernels::{reduce, subpixel, unrolled};
+use crate::kernels::{reduce, subgroups, subpixel, unrolled};
 use crate::launch::{Bind, Dispatch, Launch, Tuning};
 use crate::shaders;
 use crate::tensor::{DType, Tensor};
@@ -748,15 +748,23 @@ fn packed(
         constants.extend([("GS_TM", f64::from(tile_m)), ("GS_TN4", f64::from(cols4))]);
         gpu.kernel(&shaders::CONV, "gemm_shared", &constants, &BINDINGS)?
     } else {
-        // A subgroup shares A's rows where it fits whole in one row of the workgroup, and
-        // the workgroup, made one-dimensional, fits the device.
-        let one_dimension = wg[0] * wg[1] <= gpu.limits().max_compute_workgroup_size_x;
-        let subgroup = gpu.subgroup_size().filter(|&size| {
-            tuning.gemm_subgroup
-                && one_dimension
-                && tile_m.is_multiple_of(size)
-                && wg[0].is_multiple_of(size)
-        });
+        // A subgroup shares A's rows where it fits whole in one row of the workgroup, the
+        // workgroup, made one-dimensional, fits the device, and the device lays its
+        // subgroups out along it.
+        let invocations = wg[0] * wg[1];
+        let one_dimension = invocations <= gpu.limits().max_compute_workgroup_size_x;
+        let subgroup = match gpu.subgroup_size() {
+            Some(size)
+                if tuning.gemm_subgroup
+                    && one_dimension
+                    && tile_m.is_multiple_of(size)
+                    && wg[0].is_multiple_of(size)
+                    && subgroups::consecutive(gpu, invocations, size)? =>
+            {
+                Some(size)
+            }
+            _ => None,
+        };
         let written = unrolled::Gemm {
             rows: tile_m,
             cols4,

@@ -20,6 +20,7 @@ pub mod restart;
 pub mod rows;
 pub mod rvq;
 pub mod softmax;
+pub mod subgroups;
 pub mod subpixel;
 pub mod topk;
 pub mod unrolled;

@@ -31,12 +31,13 @@ pub const MAX_TILE: [u32; 2] = [16, 4];
 /// `row + i WG_Y` (i < `rows`) and vec4 columns `col + j WG_X` (j < `cols4`) of C over
 /// the packed operands, then stores them.
 ///
-/// With `subgroup` S (which must divide `rows`), the workgroup is one-dimensional
-/// (subgroup builtins require it) and where a subgroup is S threads of one workgroup row,
-/// which all need the same A rows, thread l of it loads rows l, l + S, ... and
-/// `subgroupBroadcast` hands each row to the others: on lavapipe, whose loads cost per
-/// lane, that made a 1024^3 product about 1.4x as fast. A subgroup laid out otherwise takes
-/// the plain loads. Both add the same products in the same order.
+/// With `subgroup` S (which must divide `rows` and `WG_X`), the workgroup is
+/// one-dimensional (subgroup builtins require it) and each subgroup must be S
+/// consecutive threads from a multiple of S (the launcher asks the device,
+/// `kernels::subgroups`), so S threads of one workgroup row, which all need the same A
+/// rows: thread l of it loads rows l, l + S, ... and `subgroupBroadcast` hands each row
+/// to the others. On lavapipe, whose loads cost per lane, that made a 1024^3 product
+/// about 1.4x as fast. It adds the same products in the same order as the plain loads.
 #[derive(Clone, Copy, Debug)]
 pub struct Gemm {
     /// Rows of C per thread.
@@ -80,7 +81,7 @@ impl Gemm {
         match subgroup {
             Some(_) => {
                 s.line("@compute @workgroup_size(WG_X * WG_Y)".into());
-                s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {".into());
+                s.line("fn gemm_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32, @builtin(subgroup_invocation_id) lane: u32) {".into());
                 s.line("    let lid = vec2<u32>(li % WG_X, li / WG_X);".into());
             }
             None => {
@@ -103,32 +104,24 @@ impl Gemm {
                 s.line(format!("    var c{i}_{j} = vec4<f32>();"));
             }
         }
-        match subgroup {
-            Some(size) => {
-                s.line(format!(
-                    "    if (subgroupAll(lanes == {size}u && subgroupBroadcast(row, 0u) == row)) {{"
-                ));
-                let shared: Vec<String> = (0..rows / size)
-                    .map(|q| {
-                        format!(
-                            "        let own{q} = a_pk[t.a0 + (row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
-                        )
-                    })
-                    .chain((0..rows).map(|i| {
-                        format!(
-                            "        let a{i} = subgroupBroadcast(own{}, {}u);",
-                            i / size,
-                            i % size
-                        )
-                    }))
-                    .collect();
-                gemm_k_loop(&mut s, rows, cols4, &shared);
-                s.line("    } else {".into());
-                gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows));
-                s.line("    }".into());
-            }
-            None => gemm_k_loop(&mut s, rows, cols4, &plain_a_loads(rows)),
-        }
+        let a_loads: Vec<String> = match subgroup {
+            Some(size) => (0..rows / size)
+                .map(|q| {
+                    format!(
+                        "        let own{q} = a_pk[t.a0 + (row + ({q}u * {size}u + lane) * WG_Y) * kq + k4];"
+                    )
+                })
+                .chain((0..rows).map(|i| {
+                    format!(
+                        "        let a{i} = subgroupBroadcast(own{}, {}u);",
+                        i / size,
+                        i % size
+                    )
+                }))
+                .collect(),
+            None => plain_a_loads(rows),
+        };
+        gemm_k_loop(&mut s, rows, cols4, &a_loads);
         gemm_stores(&mut s, rows, cols4, vec4_stores);
         s.line("}".into());
         s.0
