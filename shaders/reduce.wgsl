@@ -48,7 +48,9 @@ fn sum_splits(
 }
 
 // dst[c] = sum over b < parts and s < inner of src[(b * len + c) * inner + s]: the sum
-// of channel c of a [parts, len, inner] tensor (a bias gradient). One workgroup a channel.
+// of channel c of a [parts, len, inner] tensor (a bias gradient). One workgroup a channel;
+// thread t adds elements t, t + WG, ... of the channel, their image b and offset s stepped
+// along rather than divided out of each (lavapipe has no vector integer division).
 @compute @workgroup_size(WG)
 fn channel_sum(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -61,9 +63,18 @@ fn channel_sum(
     }
     var s = 0.0;
     let per_channel = p.parts * p.inner;
+    let step_b = WG / p.inner;
+    let step_s = WG % p.inner;
+    var b = lid.x / p.inner;
+    var at = lid.x % p.inner;
     for (var e = lid.x; e < per_channel; e += WG) {
-        let b = e / p.inner;
-        s += src[(b * p.len + c) * p.inner + e % p.inner];
+        s += src[(b * p.len + c) * p.inner + at];
+        at += step_s;
+        b += step_b;
+        if (at >= p.inner) {
+            at -= p.inner;
+            b += 1u;
+        }
     }
     let total = tree_sum(lid.x, s);
     if (lid.x == 0u) {

@@ -176,6 +176,28 @@ fn check_conv(gpu: &Gpu, s: &conv::ConvShape, seed: u64) {
 }
 
 #[test]
+fn channel_sums_match_the_reference_where_an_image_outgrows_the_workgroup() {
+    // 17 x 19 = 323 values per channel and image, more than a workgroup's threads, and
+    // 7 x 9 = 63, fewer: each thread's image and offset step across images unevenly.
+    let gpu = gpu();
+    let mut rng = Rng::new(5);
+    for shape in [[3, 5, 17, 19], [1, 2, 1, 1], [4, 3, 7, 9]] {
+        let data = rng.vec(shape.iter().product());
+        let x = upload(gpu, &shape, &data);
+        let sums = zeros(gpu, &[shape[1]]);
+        gpu.run(&[&reduce::channel_sum(gpu, &x, &sums).unwrap()])
+            .unwrap();
+        assert_close(
+            &format!("channel sums of {shape:?}"),
+            &sums.to_f32(gpu).unwrap(),
+            &r::bias_grad(&widen(&data), shape[1], shape[0]),
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+#[test]
 fn conv2d_matches_reference() {
     for gpu in gpus() {
         for (i, sh) in SHAPES.iter().enumerate() {
