@@ -7,9 +7,9 @@ use crate::shaders;
 use crate::tensor::{DType, Tensor};
 
 const WG: u32 = 256;
-/// Threads of `channel_sum`'s workgroup (one a channel). On lavapipe 64 summed the bias
-/// gradients of the quick-start step in 3.6-4.1 ms against 7.6 with 256: fewer threads
-/// to wait at each of the final tree's barriers, and a shorter tree.
+/// Threads of `channel_sum`'s workgroup (one a channel). On lavapipe 64 threads summed
+/// the quick-start step's bias gradients at batch 32 about 2x as fast as 256 did (fewer
+/// threads to wait at each of the final tree's barriers, a shorter tree; BENCHMARKS.md).
 const CHANNEL_WG: u32 = 64;
 /// Elements each workgroup of `sum_blocks` adds.
 const BLOCK: usize = WG as usize * 16;

@@ -10,7 +10,8 @@ use crate::tensor::{DType, Tensor};
 /// `size` consecutive invocations starting at a multiple of `size`, as the packed GEMM's
 /// shared loads of A need. Vulkan, Metal and DX12 leave the layout to the driver; every
 /// driver known lays subgroups out so, and this asks the device rather than trust it
-/// (once per workgroup size; `size` must divide `invocations`).
+/// (once per workgroup size; `size` must divide `invocations`, and the device must have
+/// subgroup operations: [`Gpu::subgroup_size`]).
 pub fn consecutive(gpu: &Gpu, invocations: u32, size: u32) -> Result<bool> {
     let mut known = gpu
         .pipelines
