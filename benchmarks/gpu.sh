@@ -8,8 +8,9 @@
 #
 # VQVAE_BINARY defaults to target/release/vqvae (build it with `cargo build --release`
 # on a machine with Rust; the binary needs only the Vulkan loader, libvulkan.so.1, and
-# the GPU's Vulkan driver). OUT_DIR defaults to $OUT, else benchmarks/gpu-run. PyTorch
-# with CUDA is optional: without it the peer is skipped and the script says so.
+# the GPU's Vulkan driver; VQVAE_LOADER_DEBS below brings the loader where it is
+# missing). OUT_DIR defaults to $OUT, else benchmarks/gpu-run. PyTorch with CUDA is
+# optional: without it the peer is skipped and the script says so.
 # Sized to finish in under 5 minutes on a current GPU. Exit status: 0 when every step
 # ran and the training check held, 1 otherwise.
 set -uo pipefail
@@ -25,6 +26,18 @@ step() { echo; echo "== $*"; }
 if [ ! -x "$bin" ]; then
     echo "no vqvae binary at $bin: build one with 'cargo build --release' or pass its path" >&2
     exit 1
+fi
+# Containers often mount a GPU's driver without the Vulkan loader: VQVAE_LOADER_DEBS may
+# name a folder of its .deb packages (`apt-get download libvulkan1` on a machine with
+# the same architecture), unpacked here into / (as root), and a driver mounted under
+# /usr/local/nvidia gives its ICD file where the loader would not look.
+if ! ldconfig -p | grep -q 'libvulkan\.so\.1 ' && [ -n "${VQVAE_LOADER_DEBS:-}" ]; then
+    for deb in "$VQVAE_LOADER_DEBS"/*.deb; do dpkg -x "$deb" /; done
+    ldconfig
+fi
+nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia_icd" ]; then
+    export VK_DRIVER_FILES=$nvidia_icd
 fi
 if ! ldconfig -p | grep -q 'libvulkan\.so\.1 '; then
     echo "note: no Vulkan loader (libvulkan.so.1) found; wgpu will fall back to GL if it can" >&2

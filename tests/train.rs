@@ -163,6 +163,56 @@ fn loss_falls_in_a_short_run() {
     assert_curves(&dir.join("metrics.png"), &[[40, 70, 160], [210, 90, 20]]);
 }
 
+/// `benchmarks/gpu.sh` holds a GPU's training run to the losses of the same run on
+/// lavapipe, kept in `benchmarks/train-check-lavapipe.jsonl`: this build's first steps of
+/// the script's own command must still give them (to the script's 1e-3), or the file is
+/// stale (as it once was, after the codebook's defaults changed).
+#[test]
+fn the_gpu_check_s_lavapipe_losses_are_this_build_s() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("benchmarks");
+    let script = std::fs::read_to_string(root.join("gpu.sh")).unwrap();
+    let command = script.replace("\\\n", " ");
+    let line = command
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("\"$bin\" train "))
+        .expect("gpu.sh runs `\"$bin\" train`");
+    // Its flags up to its output folder, `--no-tune` aside (`vqvae` adds it), and fewer
+    // steps: the first steps do not depend on how many follow.
+    let mut flags: Vec<&str> = line
+        .split(" --out")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    flags.retain(|&f| f != "--no-tune");
+    let steps = 5;
+    let at = flags.iter().position(|&f| f == "--steps").expect("--steps") + 1;
+    let steps_value = steps.to_string();
+    flags[at] = &steps_value;
+    let dir = temp_dir("gpu-check");
+    let mut args = vec!["train", "--out", dir.to_str().unwrap(), "--quiet"];
+    args.extend(flags);
+    run_ok(&args);
+    let losses = |path: &Path| -> Vec<f64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64())
+            .collect()
+    };
+    let got = losses(&dir.join("metrics.jsonl"));
+    let want = losses(&root.join("train-check-lavapipe.jsonl"));
+    assert_eq!(got.len(), steps);
+    for (step, (g, w)) in got.iter().zip(&want).enumerate() {
+        let relative = (g - w).abs() / w.abs();
+        assert!(
+            relative <= 1e-3,
+            "step {}: loss {g}, the committed lavapipe run's {w} (relative difference {relative:.1e})",
+            step + 1
+        );
+    }
+}
+
 #[test]
 fn same_seed_same_bits_and_resume_is_exact() {
     resume_is_exact("gradient");
