@@ -23,12 +23,7 @@ struct Params {
     _pad: u32,
 }
 
-fn kernel(gpu: &Gpu, entry: &'static str) -> Result<Kernel> {
-    let wg = if entry == "channel_sum" {
-        CHANNEL_WG
-    } else {
-        WG
-    };
+fn kernel(gpu: &Gpu, entry: &'static str, wg: u32) -> Result<Kernel> {
     gpu.kernel(
         &shaders::REDUCE,
         entry,
@@ -40,18 +35,17 @@ fn kernel(gpu: &Gpu, entry: &'static str) -> Result<Kernel> {
 fn run(
     gpu: &Gpu,
     op: &'static str,
-    entry: &'static str,
+    k: &Kernel,
     params: Params,
     src: &Tensor,
     dst: &Tensor,
     groups: u64,
 ) -> Result<Launch> {
-    let k = kernel(gpu, entry)?;
     let uniform = gpu.uniform(&params);
     Ok(gpu
         .dispatch(
             op,
-            &k,
+            k,
             &[uniform.as_entire_binding(), src.binding(), dst.binding()],
             groups,
         )?
@@ -75,7 +69,7 @@ pub(crate) fn sum_splits(
     run(
         gpu,
         "sum_splits",
-        "sum_splits",
+        &kernel(gpu, "sum_splits", WG)?,
         params,
         partial,
         out,
@@ -106,7 +100,8 @@ pub fn channel_sum(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Launch> {
         inner: inner as u32,
         _pad: 0,
     };
-    run(gpu, op, "channel_sum", params, x, out, channels as u64)
+    let k = kernel(gpu, "channel_sum", CHANNEL_WG)?;
+    run(gpu, op, &k, params, x, out, channels as u64)
 }
 
 /// `out[0]` = the sum of every element of `x`, by a fixed tree of partial sums.
@@ -137,7 +132,7 @@ pub fn sum(gpu: &Gpu, x: &Tensor, out: &Tensor) -> Result<Launch> {
         launch = launch.then(run(
             gpu,
             op,
-            "sum_blocks",
+            &kernel(gpu, "sum_blocks", WG)?,
             params,
             &src,
             &dst,
