@@ -202,79 +202,28 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
     let started = Instant::now();
     let timer = Timer::new(gpu, false)?;
     let default = Tuning::for_adapter(gpu.info());
-    let mut best = default;
-    // The tuning `step` was built with: the best's, as of its last kept step knob.
-    let mut step_tuning = default;
-    // The best's work and time, for the whole step and for the quantiser.
-    let mut step = build(gpu, target, default, false)?;
-    let mut step_time = fastest(gpu, &timer, &step, f64::INFINITY)?;
-    let default_step = step_time;
-    let mut search = build(gpu, target, default, true)?;
-    let mut search_time = fastest(gpu, &timer, &search, f64::INFINITY)?;
+    let mut best = Best::of(gpu, target, &timer, default)?;
+    let default_step = best.step_time;
     let first = Trial {
         what: "the adapter's default".into(),
         ms: Ok(default_step * 1e3),
         kept: true,
     };
     progress(&first);
-    // Each knob's values are listed in order, and a knob's time is taken to rise on
-    // either side of its fastest value: so the search walks from the best's value one
-    // neighbour at a time, down while each step wins, and up only if no step down won.
-    // On lavapipe the GEMM tiles far from the winner and the far thresholds are then
-    // never compiled: a first tuning took 53-58 s rather than 59-68 (BENCHMARKS.md).
     for k in knobs() {
-        let here = k.values.iter().position(|(_, apply)| {
-            let mut t = best;
-            apply(&mut t);
-            t == best
-        });
-        let walks: Vec<Vec<usize>> = match here {
-            Some(i) => vec![(0..i).rev().collect(), (i + 1..k.values.len()).collect()],
-            None => vec![(0..k.values.len()).collect()],
-        };
-        for walk in walks {
+        for walk in walks(&k, best.tuning) {
             let mut won = false;
-            for &v in &walk {
+            for v in walk {
                 let (label, apply) = &k.values[v];
-                let mut candidate = best;
+                let mut candidate = best.tuning;
                 apply(&mut candidate);
-                let (work, time) = if k.quantiser {
-                    (&mut search, &mut search_time)
-                } else {
-                    (&mut step, &mut step_time)
+                let Some((ms, kept)) = best.try_candidate(gpu, target, &timer, &k, candidate)?
+                else {
+                    continue;
                 };
-                // A value that builds exactly the best's work (a tile of a path the
-                // model never takes) is passed over, untimed.
-                let launch = match build(gpu, target, candidate, k.quantiser) {
-                    Ok(launch) if launch.same_work(work) => continue,
-                    other => other,
-                };
-                let cutoff = *time * PLAINLY_SLOWER;
-                let timed = launch.and_then(|l| Ok((fastest(gpu, &timer, &l, cutoff)?, l)));
-                if let Err(e @ Error::DeviceLost { .. }) = timed {
-                    return Err(e);
-                }
-                let kept = timed
-                    .as_ref()
-                    .is_ok_and(|(t, _)| *t < *time * (1.0 - MARGIN));
-                let ms = timed.map(|(t, l)| {
-                    if kept {
-                        (*time, *work) = (t, l);
-                    }
-                    t * 1e3
-                });
-                if kept {
-                    best = candidate;
-                    if !k.quantiser {
-                        step_tuning = candidate;
-                        // The preset also moves the quantiser's knobs.
-                        search = build(gpu, target, best, true)?;
-                        search_time = fastest(gpu, &timer, &search, f64::INFINITY)?;
-                    }
-                }
                 progress(&Trial {
                     what: format!("{} = {label}", k.name),
-                    ms: ms.map_err(|e| e.to_string()),
+                    ms,
                     kept,
                 });
                 if !kept {
@@ -287,6 +236,13 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
             }
         }
     }
+    let Best {
+        tuning: mut best,
+        step_tuning,
+        step,
+        step_time,
+        ..
+    } = best;
     // A process's first steps run slow for a while (on lavapipe the default's runs fell
     // from 1.7x to 1.3x its later time), and the default is timed first: so what the
     // tuning gained is timed again at the end, the default and the winner in turn.
@@ -319,6 +275,102 @@ pub fn tune(gpu: &mut Gpu, target: &Target, mut progress: impl FnMut(&Trial)) ->
         step_ms: best_ms * 1e3,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The orders in which the search tries `k`'s values from `best`'s. Each knob's values
+/// are listed in order, and a knob's time is taken to rise on either side of its fastest
+/// value: so the search walks one neighbour at a time, down while each step wins, and up
+/// only if no step down won (the caller stops after a walk that won); every value, in
+/// order, where `best` holds none of them. On lavapipe the GEMM tiles far from the winner
+/// and the far thresholds are then never compiled: a first tuning took 53-58 s rather
+/// than 59-68 (BENCHMARKS.md).
+fn walks(k: &Knob, best: Tuning) -> Vec<Vec<usize>> {
+    let here = k.values.iter().position(|(_, apply)| {
+        let mut t = best;
+        apply(&mut t);
+        t == best
+    });
+    match here {
+        Some(i) => vec![(0..i).rev().collect(), (i + 1..k.values.len()).collect()],
+        None => vec![(0..k.values.len()).collect()],
+    }
+}
+
+/// The search's best so far: its tuning, and the work and time of its step and of its
+/// quantiser.
+struct Best {
+    tuning: Tuning,
+    /// The tuning `step` was built with: `tuning` as of its last kept step knob.
+    step_tuning: Tuning,
+    step: Launch,
+    step_time: f64,
+    search: Launch,
+    search_time: f64,
+}
+
+impl Best {
+    /// `tuning`, built and timed.
+    fn of(gpu: &mut Gpu, target: &Target, timer: &Timer, tuning: Tuning) -> Result<Best> {
+        let step = build(gpu, target, tuning, false)?;
+        let step_time = fastest(gpu, timer, &step, f64::INFINITY)?;
+        let search = build(gpu, target, tuning, true)?;
+        let search_time = fastest(gpu, timer, &search, f64::INFINITY)?;
+        Ok(Best {
+            tuning,
+            step_tuning: tuning,
+            step,
+            step_time,
+            search,
+            search_time,
+        })
+    }
+
+    /// Times `candidate`, a value of knob `k`, on the step or the quantiser, and keeps it
+    /// where it wins by [`MARGIN`]: its milliseconds (or why it failed) and whether it was
+    /// kept. `None` where it builds exactly the best's work (a tile of a path the model
+    /// never takes), untimed.
+    fn try_candidate(
+        &mut self,
+        gpu: &mut Gpu,
+        target: &Target,
+        timer: &Timer,
+        k: &Knob,
+        candidate: Tuning,
+    ) -> Result<Option<(std::result::Result<f64, String>, bool)>> {
+        let (work, time) = if k.quantiser {
+            (&mut self.search, &mut self.search_time)
+        } else {
+            (&mut self.step, &mut self.step_time)
+        };
+        let launch = match build(gpu, target, candidate, k.quantiser) {
+            Ok(launch) if launch.same_work(work) => return Ok(None),
+            other => other,
+        };
+        let cutoff = *time * PLAINLY_SLOWER;
+        let timed = launch.and_then(|l| Ok((fastest(gpu, timer, &l, cutoff)?, l)));
+        if let Err(e @ Error::DeviceLost { .. }) = timed {
+            return Err(e);
+        }
+        let kept = timed
+            .as_ref()
+            .is_ok_and(|(t, _)| *t < *time * (1.0 - MARGIN));
+        let ms = timed.map(|(t, l)| {
+            if kept {
+                (*time, *work) = (t, l);
+            }
+            t * 1e3
+        });
+        if kept {
+            self.tuning = candidate;
+            if !k.quantiser {
+                self.step_tuning = candidate;
+                // The preset also moves the quantiser's knobs.
+                self.search = build(gpu, target, candidate, true)?;
+                self.search_time = fastest(gpu, timer, &self.search, f64::INFINITY)?;
+            }
+        }
+        Ok(Some((ms.map_err(|e| e.to_string()), kept)))
+    }
 }
 
 /// `tuning` with the quantiser's knobs of `quantiser`.
